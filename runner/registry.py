@@ -1,0 +1,140 @@
+"""Plug-in registries and name resolution.
+
+A plug-in (batch function, model, grab) is named in a job config either by a registered name
+("gaussian_teacher") or by an import path ("mymodule:fn"). Configs store only these strings, never
+callables, so a spawned worker rebuilds everything by importing. Built-ins register themselves
+when their package (batchfns, grabs, runner.models) is imported.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from .errors import UserError
+
+KINDS = ("batchfn", "model", "grab")
+_BUILTIN_PACKAGES = {"batchfn": "batchfns", "model": "runner.models", "grab": "grabs"}
+_REGISTRY: dict[str, dict[str, Callable[..., Any]]] = {kind: {} for kind in KINDS}
+
+MAIN_MODULE_FIX = (
+    "functions defined in __main__ (a notebook or the script itself) cannot reach spawned workers: "
+    "move {name} into a .py file next to the notebook and name it 'module:{name}'"
+)
+
+
+def _register(kind: str, name: str | None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def decorator(fn: Callable[..., Any]) -> Callable[..., Any]:
+        key = name or fn.__name__
+        known = _REGISTRY[kind].get(key)
+        if known is not None and known is not fn and _qualname(known) != _qualname(fn):
+            raise ValueError(f"{kind} {key!r} is registered twice ({_qualname(known)} and {_qualname(fn)})")
+        _REGISTRY[kind][key] = fn
+        fn.__runner_name__ = key  # type: ignore[attr-defined]
+        return fn
+
+    return decorator
+
+
+def batchfn(name: str | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register a batch-function factory under `name` (default: the function's name)."""
+    return _register("batchfn", name)
+
+
+def model(name: str | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register a model constructor (class or function) under `name`."""
+    return _register("model", name)
+
+
+def grab(name: str | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register a grab (a measurement taken inside the training loop) under `name`."""
+    return _register("grab", name)
+
+
+def _qualname(obj: Any) -> str:
+    return f"{getattr(obj, '__module__', '?')}:{getattr(obj, '__qualname__', repr(obj))}"
+
+
+def registered(kind: str) -> dict[str, Callable[..., Any]]:
+    """All registered plug-ins of one kind, built-ins included."""
+    importlib.import_module(_BUILTIN_PACKAGES[kind])
+    return dict(_REGISTRY[kind])
+
+
+def to_reference(obj: Any, kind: str) -> str:
+    """Turn a callable handed to the Python API into the string stored in configs."""
+    if isinstance(obj, str):
+        return obj
+    name = getattr(obj, "__runner_name__", None)
+    if name is not None and _REGISTRY[kind].get(name) is obj and obj.__module__ != "__main__":
+        return name
+    module = getattr(obj, "__module__", None)
+    qualname = getattr(obj, "__qualname__", None)
+    if module is None or qualname is None:
+        raise UserError(f"{kind} {obj!r} is neither a registered name nor an importable function")
+    if module == "__main__":
+        raise UserError(f"{kind} {qualname!r} is defined in __main__; " + MAIN_MODULE_FIX.format(name=qualname))
+    if "<locals>" in qualname or "<lambda>" in qualname:
+        raise UserError(f"{kind} {qualname!r} is a local function or lambda: define it at the top level of a module")
+    return f"{module}:{qualname}"
+
+
+@dataclass(frozen=True)
+class Plugin:
+    """A resolved plug-in: the reference as written in the config and the callable it names."""
+
+    kind: str
+    ref: str
+    fn: Callable[..., Any]
+
+
+def _ensure_cwd_on_path() -> None:
+    """Workers and submit resolve user modules from the working folder, like a notebook does."""
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.insert(0, cwd)
+
+
+def resolve(ref: Any, kind: str) -> Plugin:
+    """Find the callable a config names; UserError with the fix when it cannot be found."""
+    if not isinstance(ref, str) or not ref:
+        raise UserError(f"{kind} must be a registered name or 'module:function', got {ref!r}")
+    if ":" not in ref:
+        table = registered(kind)
+        if ref in table:
+            return Plugin(kind, ref, table[ref])
+        import difflib
+
+        close = difflib.get_close_matches(ref, list(table), n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise UserError(
+            f"unknown {kind} {ref!r}: {hint}known: {', '.join(sorted(table))}; "
+            f"for your own function write 'module:function'"
+        )
+    module_name, _, attr = ref.partition(":")
+    if module_name == "__main__":
+        raise UserError(f"{kind} {ref!r} is defined in __main__; " + MAIN_MODULE_FIX.format(name=attr or "it"))
+    if not module_name or not attr:
+        raise UserError(f"{kind} {ref!r} is not of the form 'module:function'")
+    _ensure_cwd_on_path()
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and module_name.startswith(exc.name):
+            raise UserError(
+                f"cannot import module {module_name!r} for {kind} {ref!r}: run from the folder that holds "
+                f"{module_name.replace('.', '/')}.py or add that folder to PYTHONPATH"
+            ) from None
+        raise UserError(f"importing {module_name!r} for {kind} {ref!r} failed: {exc}") from None
+    except Exception as exc:  # the user's module raised while importing
+        raise UserError(f"importing {module_name!r} for {kind} {ref!r} failed: {type(exc).__name__}: {exc}") from None
+    obj: Any = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise UserError(f"module {module_name!r} has no attribute {attr!r} (from {kind} {ref!r})")
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise UserError(f"{kind} {ref!r} is not callable")
+    return Plugin(kind, ref, obj)

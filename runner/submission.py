@@ -1,0 +1,99 @@
+"""Submit a grid: parse, expand, validate every cell, then add the new jobs in one transaction.
+
+Validation happens before the database is opened, so a bad grid writes nothing.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from .grid import GridSpec, config_hash, expand, load_grid, parse_grid
+from .options import OPTIONS
+from .registry import to_reference
+from .validate import check_config
+
+QUEUE_KEYS = ("priority", "max_attempts")  # stored as job columns, not part of the config hash
+DEFAULT_DB = "jobs.db"
+
+
+@dataclass(frozen=True)
+class SubmitReport:
+    """What a submit did: jobs in the grid, how many were new, how many were there already."""
+
+    sweep: str
+    total: int
+    added: int
+    existing: int
+    db: str
+
+    def __str__(self) -> str:
+        if self.added == 0:
+            return f"sweep {self.sweep}: {self.total} jobs, 0 added (all already in {self.db})"
+        extra = f", {self.existing} already there" if self.existing else ""
+        return f"sweep {self.sweep}: {self.total} jobs, {self.added} added to {self.db}{extra}"
+
+
+def _references(data: Any) -> Any:
+    """Replace callables handed to the Python API by the import paths stored in configs."""
+    kinds = {"batchfn": "batchfn", "model": "model", "grabs": "grab"}
+    if isinstance(data, Mapping):
+        out = {}
+        for key, value in data.items():
+            if key in kinds and callable(value) and not isinstance(value, type(None)):
+                value = to_reference(value, kinds[key])
+            elif key in kinds and isinstance(value, (list, tuple)):
+                value = [to_reference(v, kinds[key]) if callable(v) else v for v in value]
+            elif isinstance(value, Mapping):
+                value = _references(value)
+            out[key] = value
+        return out
+    return data
+
+
+def load_spec(grid: str | os.PathLike | Mapping[str, Any], overrides: Sequence[str] = (), sweep: str | None = None) -> GridSpec:
+    """A GridSpec from a file path or a dict (the dict may hold callables)."""
+    if isinstance(grid, Mapping):
+        return parse_grid(_references(grid), "<dict>", overrides, default_sweep=sweep)
+    spec = load_grid(Path(grid), overrides)
+    return spec
+
+
+def plan_jobs(spec: GridSpec) -> list[tuple[str, dict[str, Any], int, int]]:
+    """Validated jobs as (hash, config, priority, max_attempts); raises UserError on the first bad cell."""
+    jobs = []
+    for raw in expand(spec):
+        try:
+            config = check_config(raw)
+        except Exception as exc:
+            if hasattr(exc, "exit_code"):
+                exc.args = (f"{spec.source}: {exc.args[0]}",)
+            raise
+        priority = config.pop("priority", OPTIONS["priority"].default)
+        max_attempts = config.pop("max_attempts", OPTIONS["max_attempts"].default)
+        jobs.append((config_hash(config), config, priority, max_attempts))
+    return jobs
+
+
+def submit(grid: str | os.PathLike | Mapping[str, Any], *, db: str = DEFAULT_DB, overrides: Sequence[str] = (),
+           sweep: str | None = None, dry_run: bool = False) -> SubmitReport:
+    """Expand a grid file (or dict) into jobs in the database; idempotent per (sweep, config)."""
+    from .store import Store, display_url
+
+    spec = load_spec(grid, overrides, sweep)
+    jobs = plan_jobs(spec)
+    if dry_run:
+        return SubmitReport(spec.sweep, len(jobs), 0, 0, display_url(db))
+    groups: dict[tuple[int, int], list[tuple[str, dict[str, Any]]]] = {}
+    for h, config, priority, attempts in jobs:
+        groups.setdefault((priority, attempts), []).append((h, config))
+    store = Store(db, create=True)
+    try:
+        added = existing = 0
+        for (priority, attempts), batch in groups.items():
+            a, e = store.add_jobs(spec.sweep, batch, priority=priority, max_attempts=attempts)
+            added, existing = added + a, existing + e
+    finally:
+        store.close()
+    return SubmitReport(spec.sweep, len(jobs), added, existing, display_url(db))

@@ -1,0 +1,151 @@
+"""The supervisor: spawn K workers per device, replace the dead, stop cleanly on a signal.
+
+Children are started with the `spawn` method (CUDA cannot be re-initialised in a forked child)
+and receive only plain values. The supervisor never trains and never touches the GPU.
+"""
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+import signal
+import socket
+import time
+from dataclasses import dataclass, field, replace
+from multiprocessing.connection import wait
+from typing import Any
+
+from .devices import Device
+from .errors import UserError
+from .progress import Progress
+from .store import Store
+from .worker import WorkerOptions, worker_main
+
+log = logging.getLogger("runner.supervisor")
+
+QUICK_DEATH_S = 10.0     # a child dying this soon after start, repeatedly, is a crash loop
+MAX_QUICK_DEATHS = 3
+
+
+@dataclass
+class Slot:
+    """One worker position (device + index); its process is replaced when it dies."""
+
+    device: Device
+    index: int
+    generation: int = 0
+    process: Any = None
+    worker_id: str = ""
+    started: float = 0.0
+    quick_deaths: int = 0
+    finished: bool = False
+
+
+@dataclass
+class WorkerPool:
+    db: str
+    devices: list[Device]
+    per_device: int = 1
+    sweep: str | None = None
+    max_jobs: int | None = None
+    wait: bool = False
+    lease_s: float = 60.0
+    show_progress: bool = True
+    log_level: str = "WARNING"
+    slots: list[Slot] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.per_device < 1:
+            raise UserError(f"--per-device must be at least 1, got {self.per_device}")
+        if self.lease_s <= 0:
+            raise UserError(f"--lease must be positive, got {self.lease_s}")
+        self.ctx = mp.get_context("spawn")
+        self.host = socket.gethostname()
+        self.stopping = False
+        self.killing = False
+        self.slots = [Slot(d, i) for d in self.devices for i in range(self.per_device)]
+        cpu_workers = sum(1 for s in self.slots if s.device.is_cpu)
+        self.cpu_threads = max(1, (os.cpu_count() or 1) // max(1, cpu_workers))
+
+    # --- children ---------------------------------------------------------------------------
+    def _start(self, slot: Slot) -> None:
+        slot.generation += 1
+        slot.worker_id = f"{self.host}/{os.getpid()}/{slot.device.label}/{slot.index}.{slot.generation}"
+        opts = WorkerOptions(
+            db=self.db, worker_id=slot.worker_id, device_label=slot.device.label, visible=slot.device.visible,
+            threads=self.cpu_threads if slot.device.is_cpu else 1, sweep=self.sweep, max_jobs=self.max_jobs,
+            wait=self.wait, lease_s=self.lease_s, log_level=self.log_level,
+        )
+        slot.process = self.ctx.Process(target=worker_main, args=(opts,), name=slot.worker_id, daemon=False)
+        slot.process.start()
+        slot.started = time.monotonic()
+
+    def _reap(self, slot: Slot, store: Store) -> None:
+        """A child exited: return its job if it died, then decide whether to replace it."""
+        slot.process.join()
+        code = slot.process.exitcode
+        if code == 0:
+            slot.finished = True
+            return
+        how = f"signal {-code}" if code < 0 else f"exit code {code}"
+        released = store.release_worker(slot.worker_id, reason=f"worker process died ({how})", count_attempt=not self.stopping)
+        log.warning("worker %s died (%s)%s", slot.worker_id, how, f"; job {released} back in the queue" if released else "")
+        if self.stopping:
+            slot.finished = True
+            return
+        slot.quick_deaths = slot.quick_deaths + 1 if time.monotonic() - slot.started < QUICK_DEATH_S else 0
+        if slot.quick_deaths >= MAX_QUICK_DEATHS:
+            log.error("worker on %s died %d times right after starting; not restarting it", slot.device.label, slot.quick_deaths)
+            slot.finished = True
+            return
+        self._start(slot)
+
+    # --- signals ----------------------------------------------------------------------------
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        if not self.stopping:
+            self.stopping = True
+            log.warning("stopping: running jobs are released at their next step (signal again to kill them)")
+            self._signal_children(signal.SIGTERM)
+        else:
+            self.killing = True
+            self._signal_children(signal.SIGKILL)
+
+    def _signal_children(self, sig: int) -> None:
+        for slot in self.slots:
+            if slot.process is not None and slot.process.is_alive():
+                try:
+                    os.kill(slot.process.pid, sig)
+                except ProcessLookupError:
+                    pass
+
+    # --- main loop --------------------------------------------------------------------------
+    def run(self) -> int:
+        """Run until every worker has exited; 0 when they all ended cleanly or on a requested stop."""
+        store = Store(self.db, lease_s=self.lease_s)
+        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        progress = Progress(store, self.sweep, [d.label for d in self.devices], enabled=self.show_progress)
+        try:
+            for slot in self.slots:
+                self._start(slot)
+            while True:
+                live = [s for s in self.slots if s.process is not None and not s.finished]
+                if not live:
+                    break
+                ready = wait([s.process.sentinel for s in live], timeout=progress.interval)
+                for slot in live:
+                    if slot.process.sentinel in ready:
+                        self._reap(slot, store)
+                progress.update()
+            progress.update(final=True)
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+            store.close()
+        crashed = [s for s in self.slots if s.quick_deaths >= MAX_QUICK_DEATHS]
+        return 1 if crashed and not self.stopping else 0
+
+
+def run_workers(db: str, devices: list[Device], **kwargs: Any) -> int:
+    """Start a pool of workers and block until the queue is drained (or a stop is requested)."""
+    Store(db).close()  # fail fast, with the user-facing message, before spawning anything
+    return WorkerPool(db, devices, **kwargs).run()

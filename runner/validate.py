@@ -1,0 +1,149 @@
+"""Submit-time validation: every key of a job config must be consumed by someone.
+
+The trainloop (runner.options), the batch function, the model and each grab declare the names
+they take; a key nobody takes is an error naming the closest known key, a required parameter
+nobody gives is an error too. The result, a JobPlan, is what the trainloop runs from.
+"""
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any, Callable
+
+from .errors import UserError
+from .options import OPTIONS, PLUGIN_KEYS, check_option, closest, coerce
+from .registry import Plugin, resolve
+
+# Names runner fills in itself; a config may not set the first two groups.
+BATCHFN_INJECTED = ("gen", "device", "batch_size")
+MODEL_INJECTED = ("d_in", "d_out")  # filled from the data unless the config sets them
+GRAB_CONTEXT = (
+    "model", "step", "X_train", "y_train", "X_test", "y_test", "optimizer", "init_params",
+    "config", "loss_fn", "batch",
+)
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    required: bool
+    type: str | None  # 'int', 'float', 'bool', 'str' or None (unchecked)
+
+
+@dataclass
+class JobPlan:
+    """A validated job: trainloop options with defaults filled, plug-ins resolved, their arguments."""
+
+    config: dict[str, Any]
+    options: dict[str, Any]
+    batchfn: Plugin
+    batchfn_kwargs: dict[str, Any]
+    model: Plugin
+    model_kwargs: dict[str, Any]
+    grabs: list[tuple[Plugin, dict[str, Any]]] = field(default_factory=list)
+
+
+_SIMPLE = {int: "int", float: "float", bool: "bool", str: "str", "int": "int", "float": "float", "bool": "bool", "str": "str"}
+
+
+@lru_cache(maxsize=None)
+def _params(fn: Callable[..., Any]) -> tuple[Param, ...]:
+    """The named parameters of a plug-in, with the simple type its annotation or default implies."""
+    target = fn.__init__ if inspect.isclass(fn) else fn
+    out = []
+    for p in inspect.signature(target).parameters.values():
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) or p.name == "self":
+            continue
+        type_ = _SIMPLE.get(p.annotation) if p.annotation is not p.empty else None
+        if type_ is None and p.default is not p.empty and p.default is not None:
+            type_ = _SIMPLE.get(type(p.default))
+        out.append(Param(p.name, p.default is p.empty, type_))
+    return tuple(out)
+
+
+def _grab_refs(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, (str,)) or callable(value):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    raise UserError(f"grabs must be a list of names, got {value!r}")
+
+
+@lru_cache(maxsize=4096)
+def _consumers(batchfn_ref: str, model_ref: str, grab_refs: tuple[str, ...]) -> dict[str, list[tuple[str, Param]]]:
+    """Map every config key a plug-in combination takes to (who, param) pairs."""
+    table: dict[str, list[tuple[str, Param]]] = {}
+    bf = resolve(batchfn_ref, "batchfn")
+    names = {p.name for p in _params(bf.fn)}
+    if "gen" not in names or "device" not in names:
+        raise UserError(f"batchfn {batchfn_ref!r} must take the keyword arguments gen and device")
+    for p in _params(bf.fn):
+        if p.name not in ("gen", "device", "batch_size"):
+            table.setdefault(p.name, []).append(("batchfn", p))
+    for p in _params(resolve(model_ref, "model").fn):
+        table.setdefault(p.name, []).append(("model", p))
+    for ref in grab_refs:
+        for p in _params(resolve(ref, "grab").fn):
+            if p.name not in GRAB_CONTEXT:
+                table.setdefault(p.name, []).append((f"grab {ref}", p))
+    return table
+
+
+def check_config(config: dict[str, Any]) -> dict[str, Any]:
+    """Validate one job config and return it with values coerced (1 -> 1.0 for a float key)."""
+    for key in ("batchfn", "model"):
+        if key not in config:
+            raise UserError(f"missing {key}: name a registered {key} or 'module:function'")
+    grab_refs = tuple(_grab_refs(config.get("grabs")))
+    if not all(isinstance(g, str) for g in grab_refs):
+        raise UserError("grabs must be names or 'module:function' strings")
+    consumers = _consumers(config["batchfn"], config["model"], grab_refs)
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        if key in PLUGIN_KEYS:
+            out[key] = list(grab_refs) if key == "grabs" else value
+            continue
+        if key in ("gen", "device"):
+            raise UserError(f"{key} is filled in by runner and cannot be set in the config")
+        takers = consumers.get(key, [])
+        if key in OPTIONS:
+            value = check_option(key, value)
+        elif not takers:
+            if key in MODEL_INJECTED:
+                raise UserError(f"unknown key {key!r}: model {config['model']!r} takes no {key}")
+            known = set(OPTIONS) | set(consumers) | set(PLUGIN_KEYS)
+            near = closest(key, known)
+            hint = f"did you mean {near!r}?" if near else "no batch function, model, grab or trainloop option takes it"
+            raise UserError(f"unknown key {key!r}: {hint}")
+        for who, p in takers:
+            if p.type is not None and key not in OPTIONS:
+                value = coerce(key, value, p.type, f" (for {who})")
+        out[key] = value
+    for key, takers in consumers.items():
+        for who, p in takers:
+            if p.required and key not in config and key not in MODEL_INJECTED:
+                raise UserError(f"missing {key!r}: {who} requires it (add it under base: or grid:)")
+    online = out.get("online", OPTIONS["online"].default)
+    if online and out.get("batch_size") is None:
+        raise UserError("online training needs batch_size (samples drawn per step)")
+    if not online and out.get("n_train") is None:
+        raise UserError("online: false needs n_train (the size of the fixed training set)")
+    return out
+
+
+def plan_job(config: dict[str, Any]) -> JobPlan:
+    """Validate a config and split it into trainloop options and each plug-in's arguments."""
+    config = check_config(config)
+    options = {name: config.get(name, opt.default) for name, opt in OPTIONS.items()}
+    bf = resolve(config["batchfn"], "batchfn")
+    md = resolve(config["model"], "model")
+    bf_kwargs = {p.name: config[p.name] for p in _params(bf.fn) if p.name in config and p.name not in BATCHFN_INJECTED}
+    md_kwargs = {p.name: config[p.name] for p in _params(md.fn) if p.name in config}
+    grabs = []
+    for ref in config.get("grabs", []):
+        g = resolve(ref, "grab")
+        grabs.append((g, {p.name: config[p.name] for p in _params(g.fn) if p.name in config and p.name not in GRAB_CONTEXT}))
+    return JobPlan(config, options, bf, bf_kwargs, md, md_kwargs, grabs)

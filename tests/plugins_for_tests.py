@@ -1,0 +1,65 @@
+"""Plug-ins used by the tests (importable as 'plugins_for_tests:<name>')."""
+from __future__ import annotations
+
+import time
+
+import torch
+
+
+def linear_teacher(d: int, batch_size: int, noise: float = 0.5, *, gen: torch.Generator, device: torch.device):
+    """y = X w* + noise: least squares is the exact optimum of an affine model under MSE."""
+    w = torch.randn(d, generator=gen, device=device)
+
+    def batch(step: int):
+        X = torch.randn(batch_size, d, generator=gen, device=device)
+        return X, (X @ w + noise * torch.randn(batch_size, generator=gen, device=device)).unsqueeze(1)
+
+    return batch
+
+
+def slow_teacher(d: int, batch_size: int, delay: float = 0.001, *, gen: torch.Generator, device: torch.device):
+    """A gaussian batch that takes `delay` seconds per step, to make jobs last a known time."""
+
+    def batch(step: int):
+        time.sleep(delay)
+        X = torch.randn(batch_size, d, generator=gen, device=device)
+        return X, X[:, :1].clone()
+
+    return batch
+
+
+def exploding_batchfn(d: int, batch_size: int, fail_at: int = 3, *, gen: torch.Generator, device: torch.device):
+    """Raises at step `fail_at`: a batch function with a bug."""
+
+    def batch(step: int):
+        if step == fail_at:
+            raise RuntimeError(f"boom at step {step}")
+        return torch.randn(batch_size, d, generator=gen, device=device), torch.zeros(batch_size, 1, device=device)
+
+    return batch
+
+
+def blobs(d: int, batch_size: int, classes: int = 3, *, gen: torch.Generator, device: torch.device):
+    """Gaussian blobs around random centres, integer labels: a cross-entropy task."""
+    centres = 3 * torch.randn(classes, d, generator=gen, device=device)
+
+    def batch(step: int):
+        y = torch.randint(classes, (batch_size,), generator=gen, device=device)
+        return centres[y] + torch.randn(batch_size, d, generator=gen, device=device), y
+
+    batch.n_classes = classes
+    return batch
+
+
+def scaled_norm(model: torch.nn.Module, scale: float = 1.0, **ctx) -> float:
+    """A grab with its own parameter, filled by name from the job config."""
+    return scale * float(sum(p.detach().norm() for p in model.parameters()))
+
+
+def failing_grab(model: torch.nn.Module, **ctx) -> float:
+    raise ValueError("grab failed on purpose")
+
+
+def first_layer(model: torch.nn.Module, **ctx):
+    """A grab returning an array: the first parameter tensor."""
+    return next(model.parameters()).detach().clone()

@@ -1,0 +1,136 @@
+"""The trainloop on its own: exact optimum, thresholds as a step-by-step reference, divergence."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import plugins_for_tests
+from batchfns import gaussian_teacher
+from runner.models import MLP
+from runner.thresholds import LossTracker
+from runner.trainloop import CHUNK, derive_seeds, train
+
+BASE = dict(batchfn="gaussian_teacher", model="mlp", d=12, k=4, width=32, depth=1, batch_size=64, n_test=256)
+
+
+def test_offline_full_batch_gd_reaches_least_squares():
+    d, n = 8, 64
+    cfg = dict(batchfn="plugins_for_tests:linear_teacher", model="mlp", depth=0, d=d, noise=0.5, online=False,
+               n_train=n, steps=3000, lr=0.2, n_test=0, seed=3)
+    out = train(cfg, device="cpu")
+    gen = torch.Generator().manual_seed(derive_seeds(3)["data"])
+    X, y = plugins_for_tests.linear_teacher(d, n, 0.5, gen=gen, device=torch.device("cpu"))(0)
+    A = torch.cat([X, torch.ones(n, 1)], 1).double()
+    sol = torch.linalg.lstsq(A, y.double()).solution
+    ls_loss = float(((A @ sol - y.double()) ** 2).mean())
+    assert out.status == "done"
+    assert ls_loss > 0.05  # noisy: the optimum is not zero
+    assert out.summary["final_train_loss"] == pytest.approx(ls_loss, rel=1e-4)
+
+
+def _reference_losses(cfg: dict) -> list[float]:
+    """A plain step-by-step PyTorch loop over the same data, init and optimizer."""
+    seeds = derive_seeds(cfg["seed"])
+    gen = torch.Generator().manual_seed(seeds["data"])
+    batch = gaussian_teacher(cfg["d"], cfg["batch_size"], cfg["k"], gen=gen, device=torch.device("cpu"))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seeds["model"])
+        model = MLP(cfg["d"], 1, width=cfg["width"], depth=cfg["depth"])
+    opt = torch.optim.SGD(model.parameters(), lr=cfg["lr"], momentum=cfg["momentum"])
+    losses = []
+    for step in range(cfg["steps"]):
+        X, y = batch(step)
+        loss = torch.nn.functional.mse_loss(model(X), y)
+        losses.append(loss.item())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return losses
+
+
+def test_thresholds_match_a_step_by_step_reference():
+    thresholds = [0.6, 0.3, 0.2, 0.15]
+    cfg = dict(BASE, steps=700, lr=0.05, momentum=0.9, seed=1, thresholds=thresholds, ema=0.95, eval_every=50)
+    assert cfg["steps"] > 2 * CHUNK  # crossings must be found across chunk boundaries
+    out = train(cfg, device="cpu")
+    ref = _reference_losses(cfg)
+    expected, s = {}, None
+    for step, loss in enumerate(ref):
+        s = loss if s is None else 0.95 * s + 0.05 * loss
+        for t in thresholds:
+            if t not in expected and s < t:
+                expected[t] = step
+    assert len(expected) >= 3, "the reference should cross most thresholds"
+    for t in thresholds:
+        assert out.summary[f"step_at_{t:g}"] == expected.get(t)
+    steps, values = out.curve("batch_loss")
+    np.testing.assert_allclose(values, [ref[s] for s in steps], rtol=1e-5)
+
+
+def test_stop_on_thresholds_stops_early():
+    cfg = dict(BASE, steps=5000, lr=0.05, momentum=0.9, thresholds=[0.3], ema=0.9, stop_on_thresholds=True)
+    out = train(cfg, device="cpu")
+    crossed = out.summary["step_at_0.3"]
+    assert crossed is not None and out.status == "done"
+    assert crossed < out.summary["steps"] <= crossed + CHUNK
+    assert out.summary["steps"] < 5000
+
+
+def test_huge_learning_rate_ends_diverged():
+    out = train(dict(BASE, steps=400, lr=1e4), device="cpu")
+    assert out.status == "diverged"
+    assert out.summary["diverged_at"] is not None and out.summary["diverged_at"] < 400
+    assert "non-finite" in out.reason
+    assert all(math.isfinite(v) for _, _, v in out.metrics)
+
+
+def test_jobs_that_differ_only_in_lr_share_data_and_init():
+    a = train(dict(BASE, steps=0, lr=0.1, grabs=["weight_norm"]), device="cpu")
+    b = train(dict(BASE, steps=0, lr=0.001, grabs=["weight_norm"]), device="cpu")
+    assert a.curve("test_loss")[1][0] == b.curve("test_loss")[1][0]
+    assert a.curve("weight_norm.total") == pytest.approx(b.curve("weight_norm.total"))
+    c = train(dict(BASE, steps=0, seed=1, grabs=["weight_norm"]), device="cpu")
+    assert c.curve("test_loss")[1][0] != a.curve("test_loss")[1][0]
+
+
+def test_offline_minibatches_and_optimizers():
+    for optimizer in ("sgd", "adam", "adamw"):
+        out = train(dict(BASE, online=False, n_train=200, batch_size=50, steps=120, lr=0.01, optimizer=optimizer), device="cpu")
+        steps, test = out.curve("test_loss")
+        assert out.status == "done" and steps[-1] == 120
+        assert test[-1] < test[0]
+
+
+def test_cross_entropy_reports_accuracy():
+    cfg = dict(batchfn="plugins_for_tests:blobs", model="mlp", d=4, classes=3, batch_size=32, steps=200, lr=0.05,
+               loss="cross_entropy")
+    out = train(cfg, device="cpu")
+    assert out.summary["final_test_acc"] > 0.9
+    assert out.curve("test_acc")[1][0] < out.summary["final_test_acc"]
+
+
+def test_grabs_are_recorded_at_their_cadence():
+    out = train(dict(BASE, steps=300, grab_every=100, grabs=["weight_norm", "grad_norm"]), device="cpu")
+    steps, _ = out.curve("weight_norm.total")
+    assert list(steps) == [0, 100, 200, 300]
+    gsteps, gvals = out.curve("grad_norm")
+    assert list(gsteps) == [100, 200, 300] and (gvals > 0).all()  # no gradient exists before step 1
+    norms = dict(zip(*out.curve("weight_norm.net.0.weight")))
+    assert norms[0] > 0
+
+
+def test_loss_tracker_chunks_equal_one_pass():
+    rng = np.random.default_rng(0)
+    losses = np.exp(-np.linspace(0, 5, 1000)) + 0.05 * rng.random(1000)
+    whole = LossTracker([0.5, 0.1, 0.02], 0.9)
+    whole.update(losses, 0)
+    chunked = LossTracker([0.5, 0.1, 0.02], 0.9)
+    for start in range(0, 1000, 37):
+        chunked.update(losses[start:start + 37], start)
+    assert whole.crossed == chunked.crossed and whole.smoothed == pytest.approx(chunked.smoothed)
+    bad = LossTracker([], 0.0)
+    bad.update(np.array([1.0, np.inf, np.nan]), 10)
+    assert bad.nonfinite_at == 11

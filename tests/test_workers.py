@@ -1,0 +1,139 @@
+"""Worker processes under real signals: a killed child, a graceful stop, failing jobs."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import runner
+from conftest import cli_env
+from runner.store import Store
+
+SLOW = dict(batchfn="plugins_for_tests:slow_teacher", model="mlp", d=4, batch_size=8, width=8, n_test=16, eval_every=100)
+
+
+def _start_workers(db: str, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "runner.cli", "workers", "--devices", "cpu", "--db", db, "--quiet", *args],
+                            env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _children(pid: int) -> list[int]:
+    """The supervisor's worker processes (not multiprocessing's resource tracker)."""
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    return [int(p) for p in out if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
+
+
+def _wait_for(predicate, timeout: float = 60.0, every: float = 0.1):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError("condition not reached in time")
+
+
+def _running(db: str) -> int:
+    store = Store(db)
+    try:
+        return sum(c["running"] for c in store.counts().values())
+    finally:
+        store.close()
+
+
+def test_a_worker_killed_mid_job_is_replaced_and_its_job_rerun(tmp_path):
+    db = str(tmp_path / "jobs.db")
+    runner.submit(dict(sweep="kill", base=dict(SLOW, steps=600, delay=0.003), grid=dict(seed=[0, 1, 2, 3])), db=db)
+    proc = _start_workers(db, "--per-device", "2")
+    try:
+        _wait_for(lambda: _running(db) == 2, timeout=90)
+        time.sleep(0.5)
+        victim = _children(proc.pid)[0]
+        os.kill(victim, signal.SIGKILL)
+        out, err = proc.communicate(timeout=180)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert "died (signal 9)" in err
+    df = runner.results(db, sweep="kill")
+    assert (df.status == "done").all() and len(df) == 4
+    assert sorted(df.attempts) == [1, 1, 1, 2]
+    store = Store(db)
+    rerun = int(df.job_id[df.attempts == 2].iloc[0])
+    history = store.attempt_rows(rerun)
+    store.close()
+    assert len(history) == 2 and "died" in (history[0]["error"] or history[0]["outcome"])
+
+
+def test_sigterm_releases_running_jobs_without_using_an_attempt(tmp_path):
+    db = str(tmp_path / "jobs.db")
+    runner.submit(dict(sweep="stop", base=dict(SLOW, steps=4000, delay=0.002), grid=dict(seed=[0, 1, 2])), db=db)
+    proc = _start_workers(db, "--per-device", "2")
+    try:
+        _wait_for(lambda: _running(db) == 2, timeout=90)
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
+        stop_s = time.monotonic() - t0
+    finally:
+        proc.kill()
+    assert proc.returncode == 0
+    assert stop_s < 20
+    df = runner.results(db, sweep="stop")
+    assert (df.status == "pending").all() and (df.attempts == 0).all()
+    again = _start_workers(db, "--per-device", "2")
+    again.communicate(timeout=240)
+    assert again.returncode == 0
+    assert (runner.results(db, sweep="stop").status == "done").all()
+
+
+def test_failing_jobs_retry_then_fail_with_traceback_and_retry_requeues(tmp_path, run_cli):
+    db = str(tmp_path / "jobs.db")
+    base = dict(batchfn="plugins_for_tests:exploding_batchfn", model="mlp", d=4, batch_size=8, steps=10, n_test=0, max_attempts=2)
+    runner.submit(dict(sweep="boom", base=base), db=db)
+    runner.submit(dict(sweep="fine", base=dict(SLOW, steps=20, delay=0.0)), db=db)
+    proc = _start_workers(db)
+    proc.communicate(timeout=120)
+    assert proc.returncode == 0
+    df = runner.results(db)
+    boom = df[df.sweep == "boom"].iloc[0]
+    assert boom.status == "failed" and boom.attempts == 2
+    assert "boom at step 3" in boom.error
+    assert (df[df.sweep == "fine"].status == "done").all()  # the worker went on
+    out = run_cli("retry", "--db", db, "--sweep", "boom")
+    assert out.returncode == 0 and "1 jobs back" in out.stdout
+    assert runner.results(db, sweep="boom").status.tolist() == ["pending"]
+
+
+def test_a_diverging_job_ends_diverged(tmp_path):
+    db = str(tmp_path / "jobs.db")
+    runner.submit(dict(sweep="nan", batchfn="gaussian_teacher", model="mlp",
+                       base=dict(d=8, batch_size=32, steps=300, lr=1e4, n_test=32)), db=db)
+    proc = _start_workers(db)
+    proc.communicate(timeout=120)
+    df = runner.results(db, sweep="nan")
+    assert df.status.tolist() == ["diverged"] and df.attempts.tolist() == [1]
+    assert "non-finite" in df.error[0]
+
+
+@pytest.mark.gpu
+def test_workers_are_pinned_one_per_gpu(tmp_path):
+    torch = pytest.importorskip("torch")
+    if torch.cuda.device_count() < 2:
+        pytest.skip("needs 2 CUDA GPUs")
+    db = str(tmp_path / "jobs.db")
+    runner.submit(dict(sweep="gpu", batchfn="gaussian_teacher", model="mlp",
+                       base=dict(d=64, batch_size=256, steps=3000, width=512), grid=dict(seed=list(range(8)))), db=db)
+    proc = subprocess.run([sys.executable, "-m", "runner.cli", "workers", "--devices", "0,1", "--db", db],
+                          env=cli_env(), capture_output=True, text=True, timeout=600)
+    print(proc.stderr)
+    assert proc.returncode == 0
+    df = runner.results(db, sweep="gpu")
+    print(df[["job_id", "seed", "status", "device", "gpu", "wall_s"]].to_string())
+    assert (df.status == "done").all()
+    assert set(df.device) == {"cuda:0", "cuda:1"}
