@@ -121,9 +121,17 @@ def results(db: str, sweep: str | None, output: str | None) -> None:
         return
     import pandas as pd
 
-    shown = df.drop(columns=[c for c in ("sweep", "error", "host") if c in df.columns])
+    if not len(df):
+        click.echo("(no jobs)")
+        return
+    hidden = {"sweep", "error", "host", "cuda_visible_devices"}
+    constant = [c for c in df.columns[2:df.columns.get_loc("status")]
+                if df[c].map(repr).nunique() == 1]
+    if constant:
+        click.echo("same in every job: " + ", ".join(f"{c}={df[c].iloc[0]}" for c in constant))
+    shown = df.drop(columns=[c for c in df.columns if c in hidden or c in constant])
     with pd.option_context("display.max_rows", 200, "display.max_columns", 40, "display.width", 200):
-        click.echo(shown.to_string(index=False) if len(shown) else "(no jobs)")
+        click.echo(shown.to_string(index=False))
 
 
 @main.command()

@@ -5,6 +5,9 @@ UPDATE (`... WHERE status IN (allowed sources)`) whose row count is checked. Wor
 atomically, renew its lease with heartbeats and write back with their fencing token; a stale token
 is refused. SQLite is the embedded backend: WAL, a long busy timeout, `BEGIN IMMEDIATE` for every
 write transaction, and a bounded retry for the rare immediate "database is locked".
+
+Statements are Core constructs, compiled once per dialect and run on the pooled DBAPI connection
+(the claim/finish path is a handful of statements with no per-call SQLAlchemy overhead).
 """
 from __future__ import annotations
 
@@ -17,25 +20,65 @@ import re
 import sqlite3
 import time
 import urllib.parse
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import (CheckConstraint, Column, Float, ForeignKey, Index, Integer, LargeBinary, MetaData, String,
-                        Table, Text, UniqueConstraint, and_, bindparam, case, create_engine, delete, event, func,
-                        insert, inspect, select, update)
+from sqlalchemy import (
+    CheckConstraint,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    and_,
+    bindparam,
+    case,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.dialects.sqlite import insert as upsert  # PostgreSQL's insert has the same on_conflict API
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.dialects.sqlite import (
+    insert as upsert,  # PostgreSQL's insert has the same on_conflict API
+)
+from sqlalchemy.engine import URL, Dialect, make_url
+from sqlalchemy.schema import CreateIndex, CreateTable
 
-from .errors import StaleTokenError, StoreError, TransitionError, UserError
+from .errors import RunnerError, StaleTokenError, StoreError, TransitionError, UserError
 
-__all__ = ["JobStatus", "TRANSITIONS", "SCHEMA_VERSION", "ClaimedJob", "JobOutcome", "Store", "sqlalchemy_url",
-           "display_url", "StaleTokenError", "StoreError", "TransitionError"]
+if TYPE_CHECKING:
+    from typing import Self
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "TRANSITIONS",
+    "ClaimedJob",
+    "JobOutcome",
+    "JobStatus",
+    "StaleTokenError",
+    "Store",
+    "StoreError",
+    "TransitionError",
+    "display_url",
+    "sqlalchemy_url",
+]
 
 SCHEMA_VERSION = 1
 APP = "runner"
 BUSY_TIMEOUT_S = 60.0
-BUSY_RETRIES = 12        # immediate "database is locked" errors retried, with jittered backoff
+BUSY_RETRIES = 12        # immediate "database is locked" errors are retried this often, with jittered backoff
 CHUNK = 10_000           # ids per IN (...) list (SQLite allows 32,766 variables)
 T = TypeVar("T")
 
@@ -62,7 +105,6 @@ TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
     S.DONE: frozenset(),
 }
 SOURCES = {t: frozenset(s for s, targets in TRANSITIONS.items() if t in targets) for t in JobStatus}
-FINISHED = (S.DONE.value, S.FAILED.value, S.DIVERGED.value)
 
 
 @dataclass(frozen=True)
@@ -80,39 +122,34 @@ class JobOutcome:
     """What a worker writes back at the end of a job (status DONE, FAILED or DIVERGED)."""
     status: JobStatus
     summary: dict[str, Any]
-    metrics: Sequence[tuple[int, str, float]] = ()   # (step, name, value)
+    metrics: Sequence[tuple[int, str, float]] = ()   # (step, name, value); the last of duplicates wins
     arrays: Sequence[tuple[str, int, bytes]] = ()    # (name, step, npy bytes)
     error: str | None = None                         # traceback (FAILED) or reason (DIVERGED)
 
 
-# --- schema ----------------------------------------------------------------------------------
+# --- schema ----------------------------------------------------------------------------------------
 metadata = MetaData()
 meta_t = Table("meta", metadata, Column("key", String, primary_key=True), Column("value", String, nullable=False))
-jobs = Table(
+jobs_t = Table(
     "jobs", metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("sweep", String, nullable=False),
-    Column("config_hash", String, nullable=False),
-    Column("config", Text, nullable=False),
-    Column("status", String(16), nullable=False),
-    Column("priority", Integer, nullable=False),
-    Column("attempts", Integer, nullable=False),
-    Column("max_attempts", Integer, nullable=False),
-    Column("token", Integer, nullable=False),
-    Column("worker", String), Column("host", String), Column("device", String),
-    Column("lease_until", Float),
+    Column("id", Integer, primary_key=True),  # rowid: jobs are never deleted, so ids are never reused
+    Column("sweep", String, nullable=False), Column("config_hash", String, nullable=False),
+    Column("config", Text, nullable=False), Column("status", String(16), nullable=False),
+    Column("priority", Integer, nullable=False), Column("attempts", Integer, nullable=False),
+    Column("max_attempts", Integer, nullable=False), Column("token", Integer, nullable=False),
+    Column("worker", String), Column("host", String), Column("device", String), Column("lease_until", Float),
     Column("created_at", Float, nullable=False), Column("started_at", Float), Column("finished_at", Float),
     Column("error", Text),
     UniqueConstraint("sweep", "config_hash"),
     CheckConstraint(f"status IN ({', '.join(repr(s.value) for s in JobStatus)})", name="ck_jobs_status"),
 )
-Index("ix_jobs_claim", jobs.c.status, jobs.c.priority.desc(), jobs.c.id)
-Index("ix_jobs_sweep", jobs.c.sweep, jobs.c.status, jobs.c.priority.desc(), jobs.c.id)
+Index("ix_jobs_claim", jobs_t.c.status, jobs_t.c.priority.desc(), jobs_t.c.id)
+Index("ix_jobs_sweep", jobs_t.c.sweep, jobs_t.c.status, jobs_t.c.priority.desc(), jobs_t.c.id)
 results_t = Table("results", metadata, Column("job_id", Integer, ForeignKey("jobs.id"), primary_key=True),
                   Column("summary", Text, nullable=False))
 metrics_t = Table("metrics", metadata, Column("job_id", Integer, ForeignKey("jobs.id"), primary_key=True),
                   Column("name", String, primary_key=True), Column("step", Integer, primary_key=True),
-                  Column("value", Float),  # NULL is NaN: SQLite stores NaN as NULL
+                  Column("value", Float),  # NULL is NaN: SQLite stores a NaN as NULL
                   sqlite_with_rowid=False)
 arrays_t = Table("arrays", metadata, Column("job_id", Integer, ForeignKey("jobs.id"), primary_key=True),
                  Column("name", String, primary_key=True), Column("step", Integer, primary_key=True),
@@ -126,112 +163,189 @@ workers_t = Table("workers", metadata, Column("worker", String, primary_key=True
                   Column("seen_at", Float), Column("job_id", Integer), Column("exited_at", Float))
 
 
-# --- state moves: the one place a job's status changes -------------------------------------------
-def _guarded(target: JobStatus, *where: Any, sources: Iterable[JobStatus] | None = None):
-    """UPDATE jobs SET status=target WHERE status IN sources AND where; sources must be allowed."""
+def _p(**params: Any) -> dict[str, Any]:
+    """Values for bindparam("p_<name>"): the prefix keeps them apart from column names."""
+    return {f"p_{k}": v for k, v in params.items()}
+
+
+# --- state moves: the one place a job's status changes ---------------------------------------------
+def _status_in(statuses: Iterable[JobStatus]) -> Any:
+    """status = a OR status = b ...: no expanding IN, so the statement compiles once with its constants."""
+    return or_(*(jobs_t.c.status == value for value in sorted(JobStatus(s).value for s in statuses)))
+
+
+def _guarded(target: JobStatus, *where: Any, sources: Iterable[JobStatus] | None = None) -> Any:
+    """UPDATE jobs SET status = target WHERE status IN (sources) AND where...; every source must be
+    allowed to move to target by TRANSITIONS (default: all that are)."""
     allowed = SOURCES[target]
     sources = allowed if sources is None else frozenset(JobStatus(s) for s in sources)
     if not sources or not sources <= allowed:
         bad = ", ".join(sorted(s.value for s in sources - allowed)) or "nothing"
         raise TransitionError(f"jobs cannot move from {bad} to {target}")
-    return update(jobs).where(jobs.c.status.in_(sorted(s.value for s in sources)), *where).values(status=target.value)
+    return update(jobs_t).where(_status_in(sources), *where).values(status=target.value)
 
 
-@functools.lru_cache(maxsize=None)
-def _move_stmt(target: JobStatus, keys: tuple[str, ...], fenced: bool):
-    where = [jobs.c.id == bindparam("p_job_id")] + ([jobs.c.token == bindparam("p_fence")] if fenced else [])
-    stmt = _guarded(target, *where, sources=[S.RUNNING] if fenced else None)
-    return stmt.values({k: bindparam(f"p_{k}") for k in keys})
+@functools.cache
+def _move_stmt(target: JobStatus, keys: tuple[str, ...], fenced: bool) -> Any:
+    where = [jobs_t.c.id == bindparam("p_job_id")] + ([jobs_t.c.token == bindparam("p_fence")] if fenced else [])
+    return _guarded(target, *where, sources=[S.RUNNING] if fenced else None).values(
+        {k: bindparam(f"p_{k}") for k in keys})
 
 
-def _move(conn: Connection, job_id: int, target: JobStatus, token: int | None = None, **values: Any) -> None:
-    """Move one job to target (fenced by token when given: then it must be running with that token)."""
-    params = _p(job_id=job_id, **values) | (_p(fence=token) if token is not None else {})
-    if conn.execute(_move_stmt(target, tuple(sorted(values)), token is not None), params).rowcount == 1:
+def _move(tx: _Tx, job_id: int, target: JobStatus, token: int | None = None, **values: Any) -> None:
+    """Move one job to target, setting values. With a token the job must be running with that token
+    (StaleTokenError otherwise); without, it must be in a state allowed to move (TransitionError)."""
+    params = _p(job_id=job_id, fence=token, **values)
+    if tx.run(_move_stmt(target, tuple(sorted(values)), token is not None), params).rowcount == 1:
         return
-    row = conn.execute(select(jobs.c.status, jobs.c.token).where(jobs.c.id == job_id)).first()
+    row = tx.one(select(jobs_t.c.status, jobs_t.c.token).where(jobs_t.c.id == job_id))
     if row is None:
         raise StoreError(f"no job {job_id} in the database")
-    if token is not None and (row.token != token or row.status != S.RUNNING.value):
-        raise StaleTokenError(f"job {job_id}: token {token} is stale (the job is {row.status}, token {row.token})")
-    raise TransitionError(f"job {job_id} is {row.status}: it cannot move to {target}")
+    if token is not None and (row[1] != token or row[0] != S.RUNNING.value):
+        raise StaleTokenError(f"job {job_id}: token {token} is stale (the job is {row[0]}, token {row[1]})")
+    raise TransitionError(f"job {job_id} is {row[0]}: it cannot move to {target}")
 
 
-# --- named statements --------------------------------------------------------------------------
-_next_pending = select(jobs.c.id).where(jobs.c.status == S.PENDING.value).order_by(jobs.c.priority.desc(), jobs.c.id)
-_claim_values = dict(token=jobs.c.token + 1, attempts=jobs.c.attempts + 1, worker=bindparam("p_worker"),
-                     host=bindparam("p_host"), device=bindparam("p_device"), lease_until=bindparam("p_lease"),
-                     started_at=bindparam("p_now"), finished_at=None)
-_returning = (jobs.c.id, jobs.c.sweep, jobs.c.config, jobs.c.token, jobs.c.attempts, jobs.c.max_attempts)
-Q_CLAIM_ANY = (  # the next pending job by priority, then age: pending -> running, token + 1
-    _guarded(S.RUNNING, jobs.c.id == _next_pending.limit(1).scalar_subquery())
-    .values(_claim_values).returning(*_returning))
-Q_CLAIM_SWEEP = (  # the same, within one sweep
-    _guarded(S.RUNNING, jobs.c.id == _next_pending.where(jobs.c.sweep == bindparam("p_sweep")).limit(1).scalar_subquery())
-    .values(_claim_values).returning(*_returning))
+def _requeue(tx: _Tx, held: tuple, now: float, *, reason: str, outcome: str, count_attempt: bool) -> None:
+    """A running job (id, token, attempts, max_attempts) goes back to pending, or to failed when
+    its last counted attempt ended; its attempt row is closed."""
+    job_id, token, attempts, max_attempts = held
+    if count_attempt and attempts >= max_attempts:
+        _move(tx, job_id, S.FAILED, token, lease_until=None, finished_at=now, error=reason)
+    elif count_attempt:
+        _move(tx, job_id, S.PENDING, token, lease_until=None, error=reason)
+    else:  # a graceful stop: this attempt does not count
+        _move(tx, job_id, S.PENDING, token, lease_until=None, attempts=attempts - 1)
+    tx.run(Q_END_ATTEMPT, _p(job_id=job_id, fence=token, now=now, outcome=outcome, error=reason))
+
+
+# --- named statements (bound values are p_<name>) --------------------------------------------------
+_next_pending = (select(jobs_t.c.id).where(jobs_t.c.status == S.PENDING.value)
+                 .order_by(jobs_t.c.priority.desc(), jobs_t.c.id))
+_claimed = {"token": jobs_t.c.token + 1, "attempts": jobs_t.c.attempts + 1, "worker": bindparam("p_worker"),
+            "host": bindparam("p_host"), "device": bindparam("p_device"), "lease_until": bindparam("p_lease"),
+            "started_at": bindparam("p_now"), "finished_at": None}
+_held = (jobs_t.c.id, jobs_t.c.token, jobs_t.c.attempts, jobs_t.c.max_attempts)
+Q_CLAIM = (  # the next pending job by priority, then age: pending -> running, token + 1
+    _guarded(S.RUNNING, jobs_t.c.id == _next_pending.limit(1).scalar_subquery())
+    .values(_claimed).returning(*_held, jobs_t.c.sweep, jobs_t.c.config))
+Q_CLAIM_SWEEP = (  # the same within one sweep
+    _guarded(S.RUNNING, jobs_t.c.id == _next_pending.where(jobs_t.c.sweep == bindparam("p_sweep")).limit(1)
+             .scalar_subquery())
+    .values(_claimed).returning(*_held, jobs_t.c.sweep, jobs_t.c.config))
 Q_START_ATTEMPT = insert(attempts_t).values(  # one history row per claim
-    job_id=bindparam("p_job_id"), token=bindparam("p_token"), worker=bindparam("p_worker"), host=bindparam("p_host"),
-    device=bindparam("p_device"), started_at=bindparam("p_now"))
-Q_END_ATTEMPT = (update(attempts_t)  # close the history row of (job, token)
-                 .where(attempts_t.c.job_id == bindparam("p_job_id"), attempts_t.c.token == bindparam("p_fence"))
-                 .values(ended_at=bindparam("p_now"), outcome=bindparam("p_outcome"), error=bindparam("p_error")))
-Q_OWNED = select(jobs.c.id, jobs.c.token, jobs.c.attempts, jobs.c.max_attempts).where(  # a job we hold
-    jobs.c.id == bindparam("p_job_id"), jobs.c.token == bindparam("p_fence"), jobs.c.status == S.RUNNING.value)
-Q_EXPIRED = select(jobs.c.id, jobs.c.token, jobs.c.attempts, jobs.c.max_attempts).where(  # leases run out
-    jobs.c.status == S.RUNNING.value, jobs.c.lease_until < bindparam("p_now"))
-Q_OF_WORKER = select(jobs.c.id, jobs.c.token, jobs.c.attempts, jobs.c.max_attempts).where(  # a worker's jobs
-    jobs.c.status == S.RUNNING.value, jobs.c.worker == bindparam("p_worker"))
-Q_HEARTBEAT = update(jobs).where(  # renew a lease we still hold
-    jobs.c.id == bindparam("p_job_id"), jobs.c.token == bindparam("p_fence"), jobs.c.status == S.RUNNING.value,
+    job_id=bindparam("p_job_id"), token=bindparam("p_token"), worker=bindparam("p_worker"),
+    host=bindparam("p_host"), device=bindparam("p_device"), started_at=bindparam("p_now"))
+Q_END_ATTEMPT = update(attempts_t).where(  # close the history row of (job, token)
+    attempts_t.c.job_id == bindparam("p_job_id"), attempts_t.c.token == bindparam("p_fence"),
+).values(ended_at=bindparam("p_now"), outcome=bindparam("p_outcome"), error=bindparam("p_error"))
+Q_HELD = select(*_held).where(  # a job we hold with this token
+    jobs_t.c.id == bindparam("p_job_id"), jobs_t.c.token == bindparam("p_fence"), jobs_t.c.status == S.RUNNING.value)
+Q_EXPIRED = select(*_held).where(  # running jobs whose lease ran out
+    jobs_t.c.status == S.RUNNING.value, jobs_t.c.lease_until < bindparam("p_now"))
+Q_OF_WORKER = select(*_held).where(  # a worker's running jobs
+    jobs_t.c.status == S.RUNNING.value, jobs_t.c.worker == bindparam("p_worker"))
+Q_HEARTBEAT = update(jobs_t).where(  # renew a lease we still hold
+    jobs_t.c.id == bindparam("p_job_id"), jobs_t.c.token == bindparam("p_fence"), jobs_t.c.status == S.RUNNING.value,
 ).values(lease_until=bindparam("p_lease"))
-Q_ADD = upsert(jobs).on_conflict_do_nothing(index_elements=[jobs.c.sweep, jobs.c.config_hash])  # idempotent submit
-Q_RESULT = insert(results_t)
-Q_METRIC = insert(metrics_t)
-Q_ARRAY = insert(arrays_t)
-_REGISTER = upsert(workers_t).values(worker=bindparam("p_worker"), host=bindparam("p_host"), pid=bindparam("p_pid"),
-                                     device=bindparam("p_device"), started_at=bindparam("p_now"), seen_at=bindparam("p_now"))
-Q_REGISTER = _REGISTER.on_conflict_do_update(  # a worker (re)starts
+Q_ADD = upsert(jobs_t).on_conflict_do_nothing(index_elements=[jobs_t.c.sweep, jobs_t.c.config_hash])  # idempotent
+Q_RESULT, Q_METRIC, Q_ARRAY = insert(results_t), insert(metrics_t), insert(arrays_t)  # a job's final write
+_register = upsert(workers_t).values(worker=bindparam("p_worker"), host=bindparam("p_host"), pid=bindparam("p_pid"),
+                                     device=bindparam("p_device"), started_at=bindparam("p_now"),
+                                     seen_at=bindparam("p_now"))
+Q_REGISTER = _register.on_conflict_do_update(  # a worker (re)starts
     index_elements=[workers_t.c.worker],
-    set_=dict(host=_REGISTER.excluded.host, pid=_REGISTER.excluded.pid, device=_REGISTER.excluded.device,
-              started_at=_REGISTER.excluded.started_at, seen_at=_REGISTER.excluded.seen_at, job_id=None, exited_at=None))
+    set_={c: _register.excluded[c] for c in ("host", "pid", "device", "started_at", "seen_at")}
+    | {"job_id": None, "exited_at": None})
 Q_SEEN = update(workers_t).where(workers_t.c.worker == bindparam("p_worker")).values(  # a worker is alive
     seen_at=bindparam("p_now"), job_id=bindparam("p_current"))
-Q_EXITED = update(workers_t).where(workers_t.c.worker == bindparam("p_worker")).values(  # a worker is gone
+Q_EXITED = update(workers_t).where(  # a worker is gone
+    workers_t.c.worker == bindparam("p_worker"), workers_t.c.exited_at.is_(None)).values(
     exited_at=bindparam("p_now"), job_id=None)
 
 
-# --- URLs and opening --------------------------------------------------------------------------
+# --- execution: Core statements compiled once, run on the pooled DBAPI connection --------------------
+@dataclass(frozen=True)
+class _Sql:
+    text: str
+    names: tuple[str, ...]      # bound names in positional order
+    fixed: dict[str, Any]       # values compiled into the statement (constants)
+
+    def args(self, params: dict[str, Any]) -> tuple:
+        return tuple(self.fixed[n] if n in self.fixed else params[n] for n in self.names)
+
+
+@functools.lru_cache(maxsize=512)  # named statements stay hot; one-off statements are compiled each time
+def _compile(stmt: Any, dialect: Dialect, keys: tuple[str, ...] | None) -> _Sql:
+    compiled = stmt.compile(dialect=dialect, column_keys=keys)
+    if compiled.post_compile_params:  # IN (list of values): only in one-off statements, which bind no names
+        compiled = stmt.compile(dialect=dialect, column_keys=keys, compile_kwargs={"render_postcompile": True})
+    required = {n for n, b in compiled.binds.items() if b.required}
+    fixed = {n: v for n, v in compiled.params.items() if n not in required}
+    return _Sql(str(compiled), tuple(compiled.positiontup or ()), fixed)
+
+
+class _Tx:
+    """One open transaction; SQLite needs no type conversion for our columns, so values pass as is."""
+
+    def __init__(self, dbapi: sqlite3.Connection, dialect: Dialect) -> None:
+        self.dbapi, self.dialect = dbapi, dialect
+
+    def run(self, stmt: Any, params: dict[str, Any] | None = None) -> sqlite3.Cursor:
+        sql = _compile(stmt, self.dialect, None)
+        return self.dbapi.execute(sql.text, sql.args(params or {}))
+
+    def many(self, stmt: Any, keys: tuple[str, ...], rows: Iterable[tuple]) -> int:
+        """executemany of an INSERT of these columns, rows given as tuples in the same order."""
+        sql = _compile(stmt, self.dialect, keys)
+        assert sql.names == keys and not sql.fixed, sql.text
+        return self.dbapi.executemany(sql.text, rows).rowcount
+
+    def one(self, stmt: Any, params: dict[str, Any] | None = None) -> tuple | None:
+        rows = self.run(stmt, params).fetchall()  # fetch all: no statement stays in progress
+        return rows[0] if rows else None
+
+    def all(self, stmt: Any, params: dict[str, Any] | None = None) -> list[tuple]:
+        return self.run(stmt, params).fetchall()
+
+    def dicts(self, stmt: Any) -> list[dict[str, Any]]:
+        cursor = self.run(stmt)
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row)) for row in cursor]
+
+
+# --- URLs and opening ----------------------------------------------------------------------------
 def sqlalchemy_url(db: str) -> str:
     """A file path becomes an absolute sqlite:/// URL; anything containing "://" is a URL already."""
     if "://" in db:
         return db
-    return f"sqlite:///{os.path.abspath(os.path.expanduser(db))}"
+    return URL.create("sqlite", database=os.path.abspath(os.path.expanduser(db))).render_as_string(hide_password=False)
 
 
 def display_url(db: str) -> str:
     """The URL with any password replaced by ***: the only form of a URL that messages show."""
     try:
         return make_url(sqlalchemy_url(db)).render_as_string(hide_password=True)
-    except Exception:  # not parseable: mask what looks like user:password@
+    except (sa_exc.ArgumentError, ValueError):  # not parseable: mask whatever looks like user:password@
         return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", db)
 
 
-def _check_meta(values: dict[str, str], where: str) -> None:
+def _check_meta(values: dict[str, str], path: str) -> None:
     if values.get("app") != APP:
-        raise UserError(f"{where} is a database of another program: choose another --db")
-    try:
-        version = int(values.get("schema_version", ""))
-    except ValueError:
-        raise UserError(f"{where} has no valid runner schema version: choose another --db") from None
+        raise UserError(f"{path} is a database of another program: choose another --db")
+    version = int(values["schema_version"]) if str(values.get("schema_version")).isdigit() else None
+    if version is None:
+        raise UserError(f"{path} has no valid runner schema version: choose another --db")
     if version > SCHEMA_VERSION:
-        raise UserError(f"{where} was made by a newer runner (schema {version} > {SCHEMA_VERSION}): upgrade runner")
+        raise UserError(f"{path} was made by a newer runner (schema {version} > {SCHEMA_VERSION}): upgrade runner")
     if version < SCHEMA_VERSION:
-        raise UserError(f"{where} was made by an older runner (schema {version} < {SCHEMA_VERSION}): "
+        raise UserError(f"{path} was made by an older runner (schema {version} < {SCHEMA_VERSION}): "
                         "run `runner db upgrade`")
 
 
 def _inspect_sqlite_file(path: str, create: bool) -> bool:
-    """Check, read-only, that path may be opened; True when it still needs our schema."""
+    """Check, read-only and before anything is written, that path may be opened; True when the
+    database still needs our schema."""
     folder = os.path.dirname(path)
     if not os.path.isdir(folder):
         raise UserError(f"folder {folder} for the database {path} does not exist: create it or choose another --db")
@@ -246,18 +360,18 @@ def _inspect_sqlite_file(path: str, create: bool) -> bool:
         header = f.read(16)
     if header and header != b"SQLite format 3\x00":
         raise UserError(f"{path} is not a SQLite database: choose another --db")
-    tables: set[str] = set()
+    tables: list[str] = []
     if header:
         try:
             con = sqlite3.connect(f"file:{urllib.parse.quote(path)}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S)
             try:
-                tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+                tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
                 values = dict(con.execute("SELECT key, value FROM meta")) if "meta" in tables else {}
             finally:
                 con.close()
         except sqlite3.DatabaseError as exc:
             raise UserError(f"{path} is not a readable SQLite database ({exc}): choose another --db") from None
-    if not tables - {"sqlite_sequence"}:
+    if not tables:
         if not create:
             raise UserError(missing)
         return True
@@ -269,36 +383,22 @@ def _inspect_sqlite_file(path: str, create: bool) -> bool:
 
 
 def _on_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
-    dbapi_connection.isolation_level = None  # we issue BEGIN ourselves (see _on_begin)
+    dbapi_connection.isolation_level = None  # no implicit BEGIN: Store._transact issues its own
     for pragma in (f"busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}", "journal_mode = WAL", "synchronous = NORMAL",
                    "foreign_keys = ON"):
         dbapi_connection.execute(f"PRAGMA {pragma}")
 
 
-def _on_begin(conn: Connection) -> None:
-    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("runner_write") else "BEGIN")
-
-
-def _is_busy(exc: sa_exc.DBAPIError) -> bool:
-    text = str(exc.orig).lower()
-    return isinstance(exc, sa_exc.OperationalError) and ("locked" in text or "busy" in text)
-
-
-def _p(**params: Any) -> dict[str, Any]:
-    """Bound values for the named statements. Their names carry a p_ prefix because a key that
-    equals a column name would be added to an UPDATE's SET clause."""
-    return {f"p_{k}": v for k, v in params.items()}
+def _is_busy(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return isinstance(exc, (sqlite3.OperationalError, sa_exc.OperationalError)) and ("locked" in text or "busy" in text)
 
 
 def _chunks(ids: Sequence[int] | None) -> list[list[int] | None]:
     if ids is None:
         return [None]
-    ids = sorted({int(i) for i in ids})
-    return [ids[i:i + CHUNK] for i in range(0, len(ids), CHUNK)]
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), default=_json_default)
+    ordered = sorted({int(i) for i in ids})
+    return [ordered[i:i + CHUNK] for i in range(0, len(ordered), CHUNK)]
 
 
 def _json_default(value: Any) -> Any:
@@ -307,10 +407,13 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON-serialisable")
 
 
-# --- the store -----------------------------------------------------------------------------------
+_dumps = json.JSONEncoder(separators=(",", ":"), default=_json_default).encode
+
+
+# --- the store -------------------------------------------------------------------------------------
 class Store:
-    """One process's handle on the queue. Thread-safe (each call takes its own pooled connection);
-    never pickled: a child process opens its own Store from the URL string."""
+    """One process's handle on the queue. Thread-safe: each call takes its own pooled connection.
+    Never pickled: a child process opens its own Store from the URL string."""
 
     def __init__(self, db: str, *, create: bool = False, lease_s: float = 60.0) -> None:
         self.url, self.shown, self.lease_s = sqlalchemy_url(db), display_url(db), float(lease_s)
@@ -320,9 +423,9 @@ class Store:
         except (sa_exc.ArgumentError, sa_exc.NoSuchModuleError, ValueError) as exc:
             raise UserError(f"cannot use the database URL {self.shown}: {str(exc).splitlines()[0]}") from None
         if url.drivername not in ("sqlite", "sqlite+pysqlite"):
-            raise UserError(f"cannot use {self.shown}: this runner stores jobs in SQLite only for now; "
+            raise UserError(f"cannot use {self.shown}: this version of runner keeps jobs in SQLite only; "
                             "pass a file path with --db")
-        if url.database in (None, "", ":memory:") or (url.query.get("mode") == "memory"):
+        if url.database in (None, "", ":memory:") or url.query.get("mode") == "memory":
             raise UserError(f"cannot use {self.shown}: worker processes cannot share an in-memory database; "
                             "pass a file path with --db")
         self.path = os.path.abspath(url.database)
@@ -330,7 +433,6 @@ class Store:
         self._engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_S},
                                      pool_size=4, max_overflow=8)
         event.listen(self._engine, "connect", _on_connect)
-        event.listen(self._engine, "begin", _on_begin)
         if needs_schema:
             try:
                 self._write(self._ensure_schema)
@@ -338,63 +440,73 @@ class Store:
                 self.close()
                 raise
 
-    def _ensure_schema(self, conn: Connection) -> None:
-        tables = set(inspect(conn).get_table_names()) - {"sqlite_sequence"}
-        if not tables:
-            metadata.create_all(conn)
-            conn.execute(insert(meta_t), [{"key": "app", "value": APP},
-                                          {"key": "schema_version", "value": str(SCHEMA_VERSION)}])
-        elif "meta" not in tables:
+    def _ensure_schema(self, tx: _Tx) -> None:
+        """Inside the write lock, so two racing submits create the schema once."""
+        tables = [r[0] for r in tx.dbapi.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        if "meta" in tables:
+            return _check_meta(dict(tx.all(select(meta_t.c.key, meta_t.c.value))), self.path)
+        if tables:
             raise UserError(f"{self.path} is a database of another program: choose another --db")
-        else:
-            _check_meta(dict(conn.execute(select(meta_t.c.key, meta_t.c.value)).all()), self.path)
+        for table in metadata.sorted_tables:
+            for ddl in (CreateTable(table), *map(CreateIndex, table.indexes)):
+                tx.dbapi.execute(str(ddl.compile(dialect=tx.dialect)))
+        tx.many(insert(meta_t), ("key", "value"), [("app", APP), ("schema_version", str(SCHEMA_VERSION))])
 
     def close(self) -> None:
         self._engine.dispose()
 
-    def __enter__(self) -> Store:
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def __reduce__(self) -> Any:
         raise TypeError("a Store cannot be pickled: pass the database URL and open a Store in the child")
 
-    # --- transactions ---------------------------------------------------------------------------
-    def _transact(self, body: Callable[[Connection], T], write: bool) -> T:
-        """Run body in one transaction (BEGIN IMMEDIATE when writing); retry a busy database."""
+    # --- transactions ----------------------------------------------------------------------------
+    def _transact(self, body: Callable[[_Tx], T], write: bool) -> T:
+        """Run body in one transaction (BEGIN IMMEDIATE when it writes); retry while the database is
+        busy, then give up with a UserError. Nothing stays open after the call."""
         started = time.monotonic()
         for attempt in range(1, BUSY_RETRIES + 1):
             try:
-                with self._engine.connect() as conn:
-                    if write:
-                        conn.execution_options(runner_write=True)
-                    with conn.begin():
-                        return body(conn)
-            except sa_exc.DBAPIError as exc:
+                pooled = self._engine.raw_connection()
+                try:
+                    dbapi = pooled.driver_connection
+                    dbapi.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                    try:
+                        result = body(_Tx(dbapi, self._engine.dialect))
+                        dbapi.commit()
+                        return result
+                    except BaseException:
+                        dbapi.rollback()
+                        raise
+                finally:
+                    pooled.close()
+            except (sqlite3.Error, sa_exc.DBAPIError) as exc:
                 if not _is_busy(exc):
                     raise self._error(exc) from exc
-                if attempt == BUSY_RETRIES:
-                    waited = time.monotonic() - started
-                    raise UserError(f"{self.shown} stayed locked for {waited:.0f} s (another program holds it?): "
+                waited = time.monotonic() - started
+                if attempt == BUSY_RETRIES or waited >= BUSY_TIMEOUT_S:  # the busy timeout has been waited out
+                    raise UserError(f"{self.shown} stayed locked for {waited:.0f} s (by another program?): "
                                     "close it and try again") from exc
                 time.sleep(min(0.01 * 2 ** attempt, 1.0) * random.uniform(0.5, 1.5))
         raise AssertionError("unreachable")
 
-    def _write(self, body: Callable[[Connection], T]) -> T:
+    def _write(self, body: Callable[[_Tx], T]) -> T:
         return self._transact(body, write=True)
 
-    def _read(self, body: Callable[[Connection], T]) -> T:
+    def _read(self, body: Callable[[_Tx], T]) -> T:
         return self._transact(body, write=False)
 
-    def _error(self, exc: sa_exc.DBAPIError) -> RuntimeError:
-        text = str(exc.orig).splitlines()[0] if str(exc.orig) else type(exc.orig).__name__
+    def _error(self, exc: Exception) -> RunnerError:
+        text = (str(getattr(exc, "orig", exc)) or type(exc).__name__).splitlines()[0]
         if any(s in text.lower() for s in ("readonly", "read-only", "disk is full", "unable to open", "disk i/o")):
             return UserError(f"{self.shown}: {text}: check the file, its folder's permissions and free disk space")
         return StoreError(f"{self.shown}: {text}")
 
-    # --- submit ---------------------------------------------------------------------------------
+    # --- submit ----------------------------------------------------------------------------------
     def add_jobs(self, sweep: str, jobs: Sequence[tuple[str, dict]], *, priority: int = 0,
                  max_attempts: int = 3) -> tuple[int, int]:
         """Add (config_hash, config) pairs as pending jobs; returns (added, already there)."""
@@ -402,234 +514,223 @@ class Store:
             raise UserError(f"a sweep needs a non-empty name, got {sweep!r}")
         if max_attempts < 1:
             raise UserError(f"max_attempts must be at least 1, got {max_attempts}")
-        now = time.time()
-        rows = [{"sweep": sweep, "config_hash": h, "config": _dumps(config), "status": S.PENDING.value,
-                 "priority": int(priority), "attempts": 0, "max_attempts": int(max_attempts), "token": 0,
-                 "created_at": now} for h, config in jobs]
-        if not rows:
-            return 0, 0
-        added = self._write(lambda conn: conn.execute(Q_ADD, rows).rowcount)
-        return added, len(rows) - added
+        jobs = list(jobs)
+        hashes = select(jobs_t.c.config_hash).where(jobs_t.c.sweep == sweep)
+        known = self._read(lambda tx: {r[0] for r in tx.all(hashes)}) if jobs else set()
+        now, status = time.time(), S.PENDING.value  # rows are built before the write lock is taken
+        rows = [(sweep, h, _dumps(config), status, int(priority), 0, int(max_attempts), 0, now)
+                for h, config in jobs if h not in known]
+        keys = ("sweep", "config_hash", "config", "status", "priority", "attempts", "max_attempts", "token",
+                "created_at")
+        added = self._write(lambda tx: tx.many(Q_ADD, keys, rows)) if rows else 0  # ON CONFLICT: racing submits
+        return added, len(jobs) - added
 
-    # --- workers --------------------------------------------------------------------------------
+    # --- workers ---------------------------------------------------------------------------------
     def claim(self, worker: str, *, host: str, device: str, sweep: str | None = None,
               lease_s: float | None = None) -> ClaimedJob | None:
-        """Reap expired leases, then take the next pending job (highest priority, oldest): or None."""
-        def body(conn: Connection) -> ClaimedJob | None:
+        """Reap expired leases, then take the next pending job (highest priority, oldest), or None."""
+        def body(tx: _Tx) -> ClaimedJob | None:
             now = time.time()
-            self._reap(conn, now)
+            self._reap(tx, now)
             params = _p(worker=worker, host=host, device=device, now=now, sweep=sweep,
                         lease=now + (self.lease_s if lease_s is None else lease_s))
-            row = conn.execute(Q_CLAIM_ANY if sweep is None else Q_CLAIM_SWEEP, params).first()
+            row = tx.one(Q_CLAIM if sweep is None else Q_CLAIM_SWEEP, params)
             if row is None:
                 return None
-            conn.execute(Q_START_ATTEMPT, {**params, **_p(job_id=row.id, token=row.token)})
-            return ClaimedJob(row.id, row.sweep, json.loads(row.config), row.token, row.attempts, row.max_attempts)
+            job_id, token, attempts, max_attempts, job_sweep, config = row
+            tx.run(Q_START_ATTEMPT, params | _p(job_id=job_id, token=token))
+            return ClaimedJob(job_id, job_sweep, json.loads(config), token, attempts, max_attempts)
         return self._write(body)
 
     def heartbeat(self, job_id: int, token: int, lease_s: float | None = None) -> bool:
         """Renew the lease; False when the job is no longer ours (stale token, cancelled, reaped)."""
         lease = time.time() + (self.lease_s if lease_s is None else lease_s)
-        return self._write(lambda c: c.execute(Q_HEARTBEAT, _p(job_id=job_id, fence=token, lease=lease))
-                           .rowcount == 1)
+        return self._write(lambda tx: tx.run(Q_HEARTBEAT, _p(job_id=job_id, fence=token, lease=lease)).rowcount == 1)
 
     def finish(self, job_id: int, token: int, outcome: JobOutcome) -> JobStatus:
-        """Write a job's outcome in one transaction; a FAILED attempt with attempts left goes back to
-        pending. Returns the status the job ended in; StaleTokenError when the job is no longer ours."""
+        """Write a job's outcome in one transaction. A FAILED attempt with attempts left sends the job
+        back to pending (error kept, no results). Returns the status the job is in now; raises
+        StaleTokenError when the job is no longer ours (nothing is written then)."""
         status = JobStatus(outcome.status)
         if status not in (S.DONE, S.FAILED, S.DIVERGED):
             raise TransitionError(f"job {job_id}: a job finishes done, failed or diverged, not {status}")
 
-        def body(conn: Connection) -> JobStatus:
-            now = time.time()
-            target = status
+        def body(tx: _Tx) -> JobStatus:
+            now, target = time.time(), status
             if status is S.FAILED:
-                row = conn.execute(Q_OWNED, _p(job_id=job_id, fence=token)).first()
-                if row is not None and row.attempts < row.max_attempts:
+                held = tx.one(Q_HELD, _p(job_id=job_id, fence=token))
+                if held is not None and held[2] < held[3]:
                     target = S.PENDING
-            ended = {"lease_until": None, "error": outcome.error}
-            _move(conn, job_id, target, token, **ended, **({} if target is S.PENDING else {"finished_at": now}))
-            if target is not S.PENDING:  # results are written once, by the attempt that ends the job
-                conn.execute(Q_RESULT, {"job_id": job_id, "summary": _dumps(outcome.summary)})
+            if target is S.PENDING:
+                _move(tx, job_id, target, token, lease_until=None, error=outcome.error)
+            else:  # the job ends: its one results row, its metrics and arrays
+                _move(tx, job_id, target, token, lease_until=None, finished_at=now, error=outcome.error)
+                tx.many(Q_RESULT, ("job_id", "summary"), [(job_id, _dumps(outcome.summary))])
                 points = {(name, int(step)): float(value) for step, name, value in outcome.metrics}
                 if points:
-                    conn.execute(Q_METRIC, [{"job_id": job_id, "name": n, "step": s, "value": v}
-                                            for (n, s), v in points.items()])
+                    tx.many(Q_METRIC, ("job_id", "name", "step", "value"), ((job_id, *k, v) for k, v in points.items()))
                 blobs = {(name, int(step)): bytes(data) for name, step, data in outcome.arrays}
                 if blobs:
-                    conn.execute(Q_ARRAY, [{"job_id": job_id, "name": n, "step": s, "data": d}
-                                           for (n, s), d in blobs.items()])
-            conn.execute(Q_END_ATTEMPT, _p(job_id=job_id, fence=token, now=now, outcome=status.value,
-                                            error=outcome.error))
+                    tx.many(Q_ARRAY, ("job_id", "name", "step", "data"), ((job_id, *k, d) for k, d in blobs.items()))
+            tx.run(Q_END_ATTEMPT, _p(job_id=job_id, fence=token, now=now, outcome=status.value, error=outcome.error))
             return target
         return self._write(body)
 
     def release(self, job_id: int, token: int, *, reason: str, count_attempt: bool) -> bool:
-        """Hand a running job back (running -> pending; failed when counted and out of attempts).
+        """Hand a running job back: pending, or failed when counted and out of attempts.
         count_attempt=False for a graceful stop. False when the job was no longer ours."""
-        def body(conn: Connection) -> bool:
-            row = conn.execute(Q_OWNED, _p(job_id=job_id, fence=token)).first()
-            if row is None:
-                return False
-            _requeue(conn, row, time.time(), reason=reason, outcome="released", count_attempt=count_attempt)
-            return True
+        def body(tx: _Tx) -> bool:
+            held = tx.one(Q_HELD, _p(job_id=job_id, fence=token))
+            if held is not None:
+                _requeue(tx, held, time.time(), reason=reason, outcome="released", count_attempt=count_attempt)
+            return held is not None
         return self._write(body)
 
     def release_worker(self, worker: str, *, reason: str, count_attempt: bool = True) -> list[int]:
-        """A worker process died: its running jobs go back to pending (or failed); returns their ids."""
-        def body(conn: Connection) -> list[int]:
-            now = time.time()
-            rows = conn.execute(Q_OF_WORKER, _p(worker=worker)).all()
-            for row in rows:
-                _requeue(conn, row, now, reason=reason, outcome="lost", count_attempt=count_attempt)
-            conn.execute(Q_EXITED.where(workers_t.c.exited_at.is_(None)), _p(worker=worker, now=now))
-            return [row.id for row in rows]
+        """A worker process died: its running jobs go back to pending (or failed when out of
+        attempts) and it is marked exited. Returns the ids of those jobs."""
+        def body(tx: _Tx) -> list[int]:
+            now, held = time.time(), tx.all(Q_OF_WORKER, _p(worker=worker))
+            for row in held:
+                _requeue(tx, row, now, reason=reason, outcome="lost", count_attempt=count_attempt)
+            tx.run(Q_EXITED, _p(worker=worker, now=now))
+            return [row[0] for row in held]
         return self._write(body)
 
     def reap_expired(self) -> int:
         """Running jobs whose lease ran out go back to pending (attempt counted) or to failed."""
-        return self._write(lambda conn: self._reap(conn, time.time()))
+        return self._write(lambda tx: self._reap(tx, time.time()))
 
-    def _reap(self, conn: Connection, now: float) -> int:
-        rows = conn.execute(Q_EXPIRED, _p(now=now)).all()
-        for row in rows:
-            _requeue(conn, row, now, reason="lease expired: its worker stopped renewing it", outcome="expired",
+    @staticmethod
+    def _reap(tx: _Tx, now: float) -> int:
+        expired = tx.all(Q_EXPIRED, _p(now=now))
+        for row in expired:
+            _requeue(tx, row, now, reason="lease expired: its worker stopped renewing it", outcome="expired",
                      count_attempt=True)
-        return len(rows)
+        return len(expired)
 
     def cancel(self, *, sweep: str | None = None, job_ids: Sequence[int] | None = None) -> int:
-        """Pending and running jobs of a sweep and/or with these ids -> cancelled; returns how many.
-        Jobs in other states are left as they are."""
+        """Pending and running jobs of a sweep and/or with these ids -> cancelled; jobs in other
+        states stay as they are. Returns how many were cancelled."""
         if sweep is None and job_ids is None:
             raise UserError("cancel needs a sweep or job ids")
 
-        def body(conn: Connection) -> int:
+        def body(tx: _Tx) -> int:
             now, n = time.time(), 0
             for ids in _chunks(job_ids):
-                where = ([jobs.c.sweep == sweep] if sweep is not None else []) + \
-                        ([jobs.c.id.in_(ids)] if ids is not None else [])
-                running = select(jobs.c.id).where(jobs.c.status == S.RUNNING.value, *where)
-                conn.execute(update(attempts_t).where(attempts_t.c.ended_at.is_(None), attempts_t.c.job_id.in_(running))
-                             .values(ended_at=now, outcome=S.CANCELLED.value))
-                n += conn.execute(_guarded(S.CANCELLED, *where).values(finished_at=now, lease_until=None)).rowcount
+                where = [jobs_t.c.sweep == sweep] if sweep is not None else []
+                where += [jobs_t.c.id.in_(ids)] if ids is not None else []
+                running = select(jobs_t.c.id).where(jobs_t.c.status == S.RUNNING.value, *where)
+                tx.run(update(attempts_t).where(attempts_t.c.ended_at.is_(None), attempts_t.c.job_id.in_(running))
+                       .values(ended_at=now, outcome=S.CANCELLED.value))
+                n += tx.run(_guarded(S.CANCELLED, *where).values(finished_at=now, lease_until=None)).rowcount
             return n
         return self._write(body)
 
     def retry(self, *, sweep: str | None = None, statuses: Sequence[JobStatus] = (S.FAILED,)) -> int:
-        """Put failed (or diverged, cancelled) jobs back to pending with attempts reset to 0; their old
-        results, metrics and arrays are deleted (the attempts history stays). Returns how many."""
+        """Put failed (or diverged, cancelled) jobs back to pending with attempts reset to 0. Their
+        results, metrics and arrays are deleted (the attempt history stays). Returns how many."""
         sources = {JobStatus(s) for s in statuses}
         if S.RUNNING in sources:
             raise TransitionError("retry does not take running jobs (a worker holds them): cancel them first")
-        stmt = _guarded(S.PENDING, *([jobs.c.sweep == sweep] if sweep is not None else []), sources=sources)
-        stmt = stmt.values(attempts=0, error=None, finished_at=None, lease_until=None)
-        chosen = select(jobs.c.id).where(jobs.c.status.in_([s.value for s in sources]),
-                                         *([jobs.c.sweep == sweep] if sweep is not None else []))
+        where = [jobs_t.c.sweep == sweep] if sweep is not None else []
+        move = _guarded(S.PENDING, *where, sources=sources).values(attempts=0, error=None, finished_at=None,
+                                                                  lease_until=None)
+        chosen = select(jobs_t.c.id).where(_status_in(sources), *where)
 
-        def body(conn: Connection) -> int:
+        def body(tx: _Tx) -> int:
             for table in (results_t, metrics_t, arrays_t):
-                conn.execute(delete(table).where(table.c.job_id.in_(chosen)))
-            return conn.execute(stmt).rowcount
+                tx.run(delete(table).where(table.c.job_id.in_(chosen)))
+            return tx.run(move).rowcount
         return self._write(body)
 
-    # --- worker registry ------------------------------------------------------------------------
+    # --- worker registry (for status displays) -----------------------------------------------------
     def register_worker(self, worker: str, *, host: str, pid: int, device: str) -> None:
         params = _p(worker=worker, host=host, pid=pid, device=device, now=time.time())
-        self._write(lambda conn: conn.execute(Q_REGISTER, params))
+        self._write(lambda tx: tx.run(Q_REGISTER, params))
 
     def worker_seen(self, worker: str, *, job_id: int | None) -> None:
-        self._write(lambda conn: conn.execute(Q_SEEN, _p(worker=worker, now=time.time(), current=job_id)))
+        self._write(lambda tx: tx.run(Q_SEEN, _p(worker=worker, now=time.time(), current=job_id)))
 
     def worker_exited(self, worker: str) -> None:
-        self._write(lambda conn: conn.execute(Q_EXITED, _p(worker=worker, now=time.time())))
+        self._write(lambda tx: tx.run(Q_EXITED, _p(worker=worker, now=time.time())))
 
-    # --- reading --------------------------------------------------------------------------------
+    # --- reading -----------------------------------------------------------------------------------
     def sweeps(self) -> list[str]:
         """Sweep names, oldest first."""
-        stmt = select(jobs.c.sweep).group_by(jobs.c.sweep).order_by(func.min(jobs.c.id))
-        return self._read(lambda conn: list(conn.execute(stmt).scalars()))
+        stmt = select(jobs_t.c.sweep).group_by(jobs_t.c.sweep).order_by(func.min(jobs_t.c.id))
+        return [r[0] for r in self._read(lambda tx: tx.all(stmt))]
 
     def counts(self, sweep: str | None = None) -> dict[str, dict[str, int]]:
         """{sweep: {status: n}} with every status present (0 where none)."""
-        stmt = select(jobs.c.sweep, jobs.c.status, func.count()).group_by(jobs.c.sweep, jobs.c.status)
-        if sweep is not None:
-            stmt = stmt.where(jobs.c.sweep == sweep)
+        stmt = select(jobs_t.c.sweep, jobs_t.c.status, func.count()).group_by(jobs_t.c.sweep, jobs_t.c.status)
+        stmt = stmt.where(jobs_t.c.sweep == sweep) if sweep is not None else stmt
         out: dict[str, dict[str, int]] = {}
-        for name, status, n in self._read(lambda conn: conn.execute(stmt).all()):
+        for name, status, n in self._read(lambda tx: tx.all(stmt)):
             out.setdefault(name, {s.value: 0 for s in JobStatus})[status] = n
         return out
 
     def device_counts(self, sweep: str | None = None, *, since: float) -> list[dict]:
-        """Per device: done, running, and finished_since (done/failed/diverged after `since`)."""
-        def n(condition: Any) -> Any:
-            return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
-        stmt = (select(jobs.c.device, n(jobs.c.status == S.DONE.value).label("done"),
-                       n(jobs.c.status == S.RUNNING.value).label("running"),
-                       n(and_(jobs.c.status.in_(FINISHED), jobs.c.finished_at >= since)).label("finished_since"))
-                .where(jobs.c.device.is_not(None)).group_by(jobs.c.device).order_by(jobs.c.device))
-        if sweep is not None:
-            stmt = stmt.where(jobs.c.sweep == sweep)
-        return [dict(row._mapping) for row in self._read(lambda conn: conn.execute(stmt).all())]
+        """Per device: done, running, and finished_since (done, failed or diverged after `since`)."""
+        def count(condition: Any) -> Any:
+            return func.sum(case((condition, 1), else_=0))
+        finished = and_(_status_in([S.DONE, S.FAILED, S.DIVERGED]), jobs_t.c.finished_at >= since)
+        stmt = (select(jobs_t.c.device, count(jobs_t.c.status == S.DONE.value).label("done"),
+                       count(jobs_t.c.status == S.RUNNING.value).label("running"),
+                       count(finished).label("finished_since"))
+                .where(jobs_t.c.device.is_not(None)).group_by(jobs_t.c.device).order_by(jobs_t.c.device))
+        stmt = stmt.where(jobs_t.c.sweep == sweep) if sweep is not None else stmt
+        return self._read(lambda tx: tx.dicts(stmt))
 
     def result_rows(self, sweep: str | None = None) -> list[dict]:
-        """One dict per job: job_id, sweep, config, status, attempts, summary ({} if none), error, times."""
-        stmt = (select(jobs.c.id.label("job_id"), jobs.c.sweep, jobs.c.config, jobs.c.status, jobs.c.attempts,
-                       results_t.c.summary, jobs.c.error, jobs.c.created_at, jobs.c.finished_at)
-                .select_from(jobs.outerjoin(results_t, results_t.c.job_id == jobs.c.id)).order_by(jobs.c.id))
-        if sweep is not None:
-            stmt = stmt.where(jobs.c.sweep == sweep)
-        rows = self._read(lambda conn: conn.execute(stmt).all())
-        return [{**row._mapping, "config": json.loads(row.config),
-                 "summary": json.loads(row.summary) if row.summary else {}} for row in rows]
+        """One dict per job: job_id, sweep, config, status, attempts, summary ({} if none), error,
+        created_at, finished_at."""
+        stmt = (select(jobs_t.c.id.label("job_id"), jobs_t.c.sweep, jobs_t.c.config, jobs_t.c.status, jobs_t.c.attempts,
+                       results_t.c.summary, jobs_t.c.error, jobs_t.c.created_at, jobs_t.c.finished_at)
+                .select_from(jobs_t.outerjoin(results_t, results_t.c.job_id == jobs_t.c.id)).order_by(jobs_t.c.id))
+        stmt = stmt.where(jobs_t.c.sweep == sweep) if sweep is not None else stmt
+        rows = self._read(lambda tx: tx.dicts(stmt))
+        for row in rows:
+            row["config"], row["summary"] = json.loads(row["config"]), json.loads(row["summary"] or "{}")
+        return rows
 
     def metric_rows(self, sweep: str | None = None, job_ids: Sequence[int] | None = None,
                     names: Sequence[str] | None = None) -> list[tuple[int, int, str, float]]:
-        """(job_id, step, name, value) by job, name, step; NaN where the value was NaN."""
+        """(job_id, step, name, value) ordered by job, name, step; NaN comes back as NaN."""
         base = select(metrics_t.c.job_id, metrics_t.c.step, metrics_t.c.name, metrics_t.c.value)
         if sweep is not None:
-            base = base.join(jobs, jobs.c.id == metrics_t.c.job_id).where(jobs.c.sweep == sweep)
+            base = base.join(jobs_t, jobs_t.c.id == metrics_t.c.job_id).where(jobs_t.c.sweep == sweep)
         if names is not None:
             base = base.where(metrics_t.c.name.in_(list(names)))
         base = base.order_by(metrics_t.c.job_id, metrics_t.c.name, metrics_t.c.step)
 
-        def body(conn: Connection) -> list[tuple[int, int, str, float]]:
+        def body(tx: _Tx) -> list[tuple[int, int, str, float]]:
             out = []
             for ids in _chunks(job_ids):
-                stmt = base if ids is None else base.where(metrics_t.c.job_id.in_(ids))
-                out += [(j, s, n, float("nan") if v is None else v) for j, s, n, v in conn.execute(stmt)]
+                rows = tx.all(base if ids is None else base.where(metrics_t.c.job_id.in_(ids)))
+                out += [(j, s, n, float("nan") if v is None else v) for j, s, n, v in rows]
             return out
         return self._read(body)
 
     def array_rows(self, job_id: int, name: str | None = None) -> list[tuple[str, int, bytes]]:
-        """(name, step, npy bytes) of one job, by name and step."""
+        """(name, step, npy bytes) of one job, ordered by name and step."""
         stmt = (select(arrays_t.c.name, arrays_t.c.step, arrays_t.c.data).where(arrays_t.c.job_id == job_id)
                 .order_by(arrays_t.c.name, arrays_t.c.step))
-        if name is not None:
-            stmt = stmt.where(arrays_t.c.name == name)
-        return [(n, s, bytes(d)) for n, s, d in self._read(lambda conn: conn.execute(stmt).all())]
+        stmt = stmt.where(arrays_t.c.name == name) if name is not None else stmt
+        return [(n, s, bytes(d)) for n, s, d in self._read(lambda tx: tx.all(stmt))]
 
     def attempt_rows(self, job_id: int) -> list[dict]:
-        """One job's history, oldest first: attempt (= token), worker, host, device, times, outcome, error."""
-        stmt = select(attempts_t).where(attempts_t.c.job_id == job_id).order_by(attempts_t.c.token)
-        return [{"attempt": row.token, **row._mapping} for row in self._read(lambda conn: conn.execute(stmt).all())]
+        """One job's history, oldest first: attempt (= its token), token, worker, host, device,
+        started_at, ended_at, outcome, error."""
+        stmt = select(attempts_t.c.token.label("attempt"), *attempts_t.c).where(attempts_t.c.job_id == job_id)
+        return self._read(lambda tx: tx.dicts(stmt.order_by(attempts_t.c.token)))
+
+    def worker_rows(self) -> list[dict]:
+        """The worker registry: worker, host, pid, device, started_at, seen_at, job_id, exited_at."""
+        return self._read(lambda tx: tx.dicts(select(workers_t).order_by(workers_t.c.started_at)))
 
     def job_status(self, job_id: int) -> JobStatus:
-        status = self._read(lambda conn: conn.execute(select(jobs.c.status).where(jobs.c.id == job_id)).scalar())
-        if status is None:
+        row = self._read(lambda tx: tx.one(select(jobs_t.c.status).where(jobs_t.c.id == job_id)))
+        if row is None:
             raise UserError(f"no job {job_id} in {self.shown}")
-        return JobStatus(status)
-
-
-def _requeue(conn: Connection, row: Any, now: float, *, reason: str, outcome: str, count_attempt: bool) -> JobStatus:
-    """A running job we hold goes back to pending, or to failed when its last counted attempt ended."""
-    if count_attempt and row.attempts >= row.max_attempts:
-        _move(conn, row.id, S.FAILED, row.token, lease_until=None, finished_at=now, error=reason)
-        target = S.FAILED
-    elif count_attempt:
-        _move(conn, row.id, S.PENDING, row.token, lease_until=None, error=reason)
-        target = S.PENDING
-    else:  # a graceful stop: this attempt does not count
-        _move(conn, row.id, S.PENDING, row.token, lease_until=None, attempts=row.attempts - 1)
-        target = S.PENDING
-    conn.execute(Q_END_ATTEMPT, _p(job_id=row.id, fence=row.token, now=now, outcome=outcome, error=reason))
-    return target
+        return JobStatus(row[0])

@@ -78,8 +78,10 @@ def _consumers(batchfn_ref: str, model_ref: str, grab_refs: tuple[str, ...]) -> 
     table: dict[str, list[tuple[str, Param]]] = {}
     bf = resolve(batchfn_ref, "batchfn")
     names = {p.name for p in _params(bf.fn)}
-    if "gen" not in names or "device" not in names:
-        raise UserError(f"batchfn {batchfn_ref!r} must take the keyword arguments gen and device")
+    missing = [n for n in BATCHFN_INJECTED if n not in names]
+    if missing:
+        raise UserError(f"batchfn {batchfn_ref!r} must take the arguments batch_size, gen and device "
+                        f"(missing: {', '.join(missing)}); see examples/my_batchfns.py")
     for p in _params(bf.fn):
         if p.name not in ("gen", "device", "batch_size"):
             table.setdefault(p.name, []).append(("batchfn", p))

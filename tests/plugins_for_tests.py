@@ -63,3 +63,8 @@ def failing_grab(model: torch.nn.Module, **ctx) -> float:
 def first_layer(model: torch.nn.Module, **ctx):
     """A grab returning an array: the first parameter tensor."""
     return next(model.parameters()).detach().clone()
+
+
+def no_batch_size(d: int, *, gen: torch.Generator, device: torch.device):
+    """Not a valid batch function: the loop could not tell it how many samples to draw."""
+    return lambda step: (torch.zeros(1, d), torch.zeros(1, 1))

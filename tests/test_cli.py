@@ -37,7 +37,7 @@ def test_quickstart_end_to_end(run_cli, tmp_path):
     df = pd.read_csv(tmp_path / "results.csv")
     assert len(df) == 12
     for column in ("job_id", "sweep", "lr", "width", "seed", "status", "attempts", "final_train_loss",
-                   "final_test_loss", "steps", "wall_s", "device", "host", "precision", "step_at_0.3", "step_at_0.1"):
+                   "final_test_loss", "steps", "wall_s", "device", "host", "precision", "step_at_0.1", "step_at_0.03"):
         assert column in df.columns, column
     assert (df.status == "done").all() and (df.attempts == 1).all()
     assert df.final_test_loss.notna().all() and (df.steps == 150).all() and (df.device == "cpu").all()

@@ -104,3 +104,8 @@ def test_module_functions_become_import_paths():
     from batchfns import gaussian_teacher
 
     assert to_reference(gaussian_teacher, "batchfn") == "gaussian_teacher"
+
+
+def test_a_batch_function_must_take_the_injected_arguments():
+    message = _error(dict(OK, batchfn="plugins_for_tests:no_batch_size"))
+    assert "missing: batch_size" in message
