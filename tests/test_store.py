@@ -379,7 +379,7 @@ ops = st.lists(st.one_of(
 ), max_size=30)
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ops=ops)
 def test_random_operations_keep_the_invariants(tmp_path_factory, ops):
     """Whatever happens, each job's row, results and attempt history agree."""
