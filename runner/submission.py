@@ -56,8 +56,7 @@ def load_spec(grid: str | os.PathLike | Mapping[str, Any], overrides: Sequence[s
     """A GridSpec from a file path or a dict (the dict may hold callables)."""
     if isinstance(grid, Mapping):
         return parse_grid(_references(grid), "<dict>", overrides, default_sweep=sweep)
-    spec = load_grid(Path(grid), overrides)
-    return spec
+    return load_grid(Path(grid), overrides)
 
 
 def plan_jobs(spec: GridSpec) -> list[tuple[str, dict[str, Any], int, int]]:

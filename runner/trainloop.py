@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from .thresholds import LossTracker, finite_or_none
 from .validate import JobPlan, plan_job
+from .validate import params as model_params
 
 CHUNK = 256  # steps between host reads of the loss
 
@@ -167,7 +168,7 @@ class _Loop:
                 kwargs["d_out"] = self.n_classes or int(y.max().item()) + 1
             else:
                 kwargs["d_out"] = 1 if y.dim() == 1 else y.shape[-1]
-        accepted = {p for p in _param_names(self.plan.model.fn)}
+        accepted = {p.name for p in model_params(self.plan.model.fn)}
         kwargs = {k: v for k, v in kwargs.items() if k in accepted or k not in ("d_in", "d_out")}
         # Initialise on the CPU under a private RNG: same weights on every device, global RNG untouched.
         with torch.random.fork_rng(devices=[]):
@@ -290,13 +291,6 @@ class _Loop:
             reason = f"non-finite train loss at step {self.tracker.nonfinite_at}"
         metrics = [m for m in self.metrics if np.isfinite(m[2])]
         return TrainResult(status, summary, metrics, self.arrays, reason)
-
-
-def _param_names(fn: Callable[..., Any]) -> list[str]:
-    import inspect
-
-    target = fn.__init__ if inspect.isclass(fn) else fn
-    return list(inspect.signature(target).parameters)
 
 
 def _record(name: str, step: int, value: Any, metrics: list, arrays: list) -> None:

@@ -48,7 +48,7 @@ _SIMPLE = {int: "int", float: "float", bool: "bool", str: "str", "int": "int", "
 
 
 @lru_cache(maxsize=None)
-def _params(fn: Callable[..., Any]) -> tuple[Param, ...]:
+def params(fn: Callable[..., Any]) -> tuple[Param, ...]:
     """The named parameters of a plug-in, with the simple type its annotation or default implies."""
     target = fn.__init__ if inspect.isclass(fn) else fn
     out = []
@@ -77,18 +77,18 @@ def _consumers(batchfn_ref: str, model_ref: str, grab_refs: tuple[str, ...]) -> 
     """Map every config key a plug-in combination takes to (who, param) pairs."""
     table: dict[str, list[tuple[str, Param]]] = {}
     bf = resolve(batchfn_ref, "batchfn")
-    names = {p.name for p in _params(bf.fn)}
+    names = {p.name for p in params(bf.fn)}
     missing = [n for n in BATCHFN_INJECTED if n not in names]
     if missing:
         raise UserError(f"batchfn {batchfn_ref!r} must take the arguments batch_size, gen and device "
                         f"(missing: {', '.join(missing)}); see examples/my_batchfns.py")
-    for p in _params(bf.fn):
+    for p in params(bf.fn):
         if p.name not in ("gen", "device", "batch_size"):
             table.setdefault(p.name, []).append(("batchfn", p))
-    for p in _params(resolve(model_ref, "model").fn):
+    for p in params(resolve(model_ref, "model").fn):
         table.setdefault(p.name, []).append(("model", p))
     for ref in grab_refs:
-        for p in _params(resolve(ref, "grab").fn):
+        for p in params(resolve(ref, "grab").fn):
             if p.name not in GRAB_CONTEXT:
                 table.setdefault(p.name, []).append((f"grab {ref}", p))
     return table
@@ -142,10 +142,10 @@ def plan_job(config: dict[str, Any]) -> JobPlan:
     options = {name: config.get(name, opt.default) for name, opt in OPTIONS.items()}
     bf = resolve(config["batchfn"], "batchfn")
     md = resolve(config["model"], "model")
-    bf_kwargs = {p.name: config[p.name] for p in _params(bf.fn) if p.name in config and p.name not in BATCHFN_INJECTED}
-    md_kwargs = {p.name: config[p.name] for p in _params(md.fn) if p.name in config}
+    bf_kwargs = {p.name: config[p.name] for p in params(bf.fn) if p.name in config and p.name not in BATCHFN_INJECTED}
+    md_kwargs = {p.name: config[p.name] for p in params(md.fn) if p.name in config}
     grabs = []
     for ref in config.get("grabs", []):
         g = resolve(ref, "grab")
-        grabs.append((g, {p.name: config[p.name] for p in _params(g.fn) if p.name in config and p.name not in GRAB_CONTEXT}))
+        grabs.append((g, {p.name: config[p.name] for p in params(g.fn) if p.name in config and p.name not in GRAB_CONTEXT}))
     return JobPlan(config, options, bf, bf_kwargs, md, md_kwargs, grabs)

@@ -18,8 +18,9 @@ SLOW = dict(batchfn="plugins_for_tests:slow_teacher", model="mlp", d=4, batch_si
 
 
 def _start_workers(db: str, *args: str) -> subprocess.Popen:
+    """`runner workers` in its own process group, as a shell job would be."""
     return subprocess.Popen([sys.executable, "-m", "runner.cli", "workers", "--devices", "cpu", "--db", db, "--quiet", *args],
-                            env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
 def _children(pid: int) -> list[int]:
@@ -70,19 +71,24 @@ def test_a_worker_killed_mid_job_is_replaced_and_its_job_rerun(tmp_path):
     assert len(history) == 2 and "died" in (history[0]["error"] or history[0]["outcome"])
 
 
-def test_sigterm_releases_running_jobs_without_using_an_attempt(tmp_path):
+@pytest.mark.parametrize("how", ["sigterm-to-supervisor", "ctrl-c-to-process-group"])
+def test_a_stop_signal_releases_running_jobs_without_using_an_attempt(tmp_path, how):
     db = str(tmp_path / "jobs.db")
-    runner.submit(dict(sweep="stop", base=dict(SLOW, steps=4000, delay=0.002), grid=dict(seed=[0, 1, 2])), db=db)
+    runner.submit(dict(sweep="stop", base=dict(SLOW, steps=2500, delay=0.002), grid=dict(seed=[0, 1, 2])), db=db)
     proc = _start_workers(db, "--per-device", "2")
     try:
         _wait_for(lambda: _running(db) == 2, timeout=90)
         t0 = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
-        proc.communicate(timeout=60)
+        if how == "sigterm-to-supervisor":
+            proc.send_signal(signal.SIGTERM)
+        else:  # a terminal's Ctrl-C reaches every process of the foreground group
+            os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
         stop_s = time.monotonic() - t0
     finally:
         proc.kill()
-    assert proc.returncode == 0
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
     assert stop_s < 20
     df = runner.results(db, sweep="stop")
     assert (df.status == "pending").all() and (df.attempts == 0).all()
