@@ -93,7 +93,10 @@ class WorkerPool:
         if self.stopping:
             slot.finished = True
             return
-        slot.quick_deaths = slot.quick_deaths + 1 if time.monotonic() - slot.started < QUICK_DEATH_S else 0
+        # A crash loop is a child that keeps failing on its own before taking any job (a broken
+        # import, say). A SIGKILL comes from outside (a user, the OOM killer): always replace it.
+        startup_failure = not released and code != -signal.SIGKILL and time.monotonic() - slot.started < QUICK_DEATH_S
+        slot.quick_deaths = slot.quick_deaths + 1 if startup_failure else 0
         if slot.quick_deaths >= MAX_QUICK_DEATHS:
             log.error("worker on %s died %d times right after starting; not restarting it", slot.device.label, slot.quick_deaths)
             slot.finished = True

@@ -3,4 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh dev
-exec "${PYTHON:-python3}" -m pytest "$@"
+# plain `pytest` skips tests marked slow; the test command (and CI) runs them too
+exec "${PYTHON:-python3}" -m pytest -m "slow or not slow" "$@"
