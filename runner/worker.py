@@ -31,7 +31,7 @@ class WorkerOptions:
     sweep: str | None = None
     max_jobs: int | None = None
     wait: bool = False
-    poll_s: float = 2.0
+    poll_s: float = 1.0
     lease_s: float = 60.0
     log_level: str = "INFO"
 
@@ -81,8 +81,10 @@ class Worker:
                 job = self.store.claim(self.opts.worker_id, host=self.host, device=self.opts.device_label,
                                        sweep=self.opts.sweep, lease_s=self.opts.lease_s)
                 if job is None:
-                    if not self.opts.wait:
+                    if not self.opts.wait and not self._others_running():
                         break
+                    # Jobs still running elsewhere may come back (their worker dies, their lease
+                    # expires), so the queue is only empty once nothing is pending or running.
                     self.stop.wait(self.opts.poll_s)
                     continue
                 self._run_job(job)
@@ -94,6 +96,10 @@ class Worker:
             self.store.worker_exited(self.opts.worker_id)
             self.store.close()
         log.debug("exiting after %d jobs", done)
+
+    def _others_running(self) -> bool:
+        counts = self.store.counts(self.opts.sweep)
+        return any(by_state.get("running", 0) for by_state in counts.values())
 
     def _heartbeat(self) -> None:
         """Renew the current job's lease; notice a lost lease or a dead supervisor."""

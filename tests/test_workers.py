@@ -143,3 +143,29 @@ def test_workers_are_pinned_one_per_gpu(tmp_path):
     print(df[["job_id", "seed", "status", "device", "gpu", "wall_s"]].to_string())
     assert (df.status == "done").all()
     assert set(df.device) == {"cuda:0", "cuda:1"}
+
+
+def test_a_new_pool_takes_over_the_jobs_of_a_pool_killed_without_cleanup(tmp_path):
+    """The supervisor and its workers all die by SIGKILL; their running jobs wait out the lease."""
+    db = str(tmp_path / "jobs.db")
+    runner.submit(dict(sweep="orphans", base=dict(SLOW, steps=3000, delay=0.002), grid=dict(seed=[0, 1, 2, 3])), db=db)
+    first = _start_workers(db, "--per-device", "2", "--lease", "4")
+    try:
+        _wait_for(lambda: _running(db) == 2, timeout=90)
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)  # no cleanup at all: nothing is released
+        first.communicate(timeout=30)
+    killed_at = time.monotonic()
+    assert _running(db) == 2
+    second = _start_workers(db, "--per-device", "2", "--lease", "4")
+    _, err = second.communicate(timeout=240)
+    assert second.returncode == 0, err
+    df = runner.results(db, sweep="orphans")
+    print(f"\norphans: 2 running jobs reclaimed after the 4 s lease; sweep finished "
+          f"{time.monotonic() - killed_at:.1f}s after the kill; attempts {sorted(df.attempts)}")
+    assert (df.status == "done").all()
+    assert sorted(df.attempts) == [1, 1, 2, 2]  # the two orphaned jobs ran again, once each
+    store = Store(db)
+    outcomes = [a["outcome"] for j in df.job_id[df.attempts == 2] for a in store.attempt_rows(int(j))]
+    store.close()
+    assert outcomes.count("expired") == 2
