@@ -31,3 +31,16 @@ def run_cli(tmp_path: Path):
                               capture_output=True, text=True, timeout=timeout)
 
     return run
+
+
+def worker_pids(supervisor_pid: int) -> list[int]:
+    """Pids of a supervisor's live worker processes (not multiprocessing's resource tracker)."""
+    out = subprocess.run(["pgrep", "-P", str(supervisor_pid)], capture_output=True, text=True).stdout.split()
+    pids = []
+    for pid in out:
+        try:
+            if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                pids.append(int(pid))
+        except FileNotFoundError:  # exited since pgrep saw it
+            pass
+    return pids

@@ -17,20 +17,8 @@ from pathlib import Path
 import pytest
 
 import runner
-from conftest import cli_env
+from conftest import cli_env, worker_pids
 from runner.store import Store
-
-
-def _workers_of(pid: int) -> list[int]:
-    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
-    alive = []
-    for p in out:
-        try:
-            if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes():
-                alive.append(int(p))
-        except FileNotFoundError:
-            pass
-    return alive
 
 
 def _busy_workers(db: str) -> list[int]:
@@ -60,7 +48,7 @@ def run_chaos(tmp_path: Path, jobs: int, kills: int, seed: int = 0) -> dict:
             time.sleep(0.1)
         while done_kills < kills and proc.poll() is None:
             time.sleep(rng.uniform(1.0, 3.0))  # slower than a restart (~5 s on 2 busy cores) would starve it
-            alive = _workers_of(proc.pid)
+            alive = worker_pids(proc.pid)
             busy = [p for p in _busy_workers(db) if p in alive]
             mid_job = bool(busy) and rng.random() < 0.8  # mostly mid-job, sometimes anywhere
             victims = busy if mid_job else alive

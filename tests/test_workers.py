@@ -6,12 +6,11 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
 import runner
-from conftest import cli_env
+from conftest import cli_env, worker_pids
 from runner.store import Store
 
 SLOW = dict(batchfn="plugins_for_tests:slow_teacher", model="mlp", d=4, batch_size=8, width=8, n_test=16, eval_every=100)
@@ -21,12 +20,6 @@ def _start_workers(db: str, *args: str) -> subprocess.Popen:
     """`runner workers` in its own process group, as a shell job would be."""
     return subprocess.Popen([sys.executable, "-m", "runner.cli", "workers", "--devices", "cpu", "--db", db, "--quiet", *args],
                             env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-
-
-def _children(pid: int) -> list[int]:
-    """The supervisor's worker processes (not multiprocessing's resource tracker)."""
-    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
-    return [int(p) for p in out if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
 
 
 def _wait_for(predicate, timeout: float = 60.0, every: float = 0.1):
@@ -54,7 +47,7 @@ def test_a_worker_killed_mid_job_is_replaced_and_its_job_rerun(tmp_path):
     try:
         _wait_for(lambda: _running(db) == 2, timeout=90)
         time.sleep(0.5)
-        victim = _children(proc.pid)[0]
+        victim = worker_pids(proc.pid)[0]
         os.kill(victim, signal.SIGKILL)
         out, err = proc.communicate(timeout=180)
     finally:
