@@ -1,6 +1,7 @@
 """Read a sweep back: one row per job as a pandas DataFrame, long-form curves, grab arrays."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Sequence
 
@@ -87,8 +88,6 @@ def export(df: pd.DataFrame, path: str) -> None:
     flat = df.copy()
     for col in flat.columns:
         if flat[col].map(lambda v: isinstance(v, (list, dict))).any():
-            import json
-
             flat[col] = flat[col].map(lambda v: json.dumps(v) if isinstance(v, (list, dict)) else v)
     if suffix == ".csv":
         flat.to_csv(path, index=False)

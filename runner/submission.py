@@ -41,7 +41,7 @@ def _references(data: Any) -> Any:
     if isinstance(data, Mapping):
         out = {}
         for key, value in data.items():
-            if key in kinds and callable(value) and not isinstance(value, type(None)):
+            if key in kinds and callable(value):
                 value = to_reference(value, kinds[key])
             elif key in kinds and isinstance(value, (list, tuple)):
                 value = [to_reference(v, kinds[key]) if callable(v) else v for v in value]

@@ -70,6 +70,10 @@ class Worker:
         self.current: tuple[int, int] | None = None  # (job id, token) being trained
         self.lease_lost = threading.Event()
         self.parent = os.getppid()
+        # Where every job of this process runs: fixed for the worker's life, so read once.
+        self.where = {"device": opts.device_label, "host": self.host, "cuda_visible_devices": opts.visible}
+        if self.device != "cpu":
+            self.where["gpu"] = torch.cuda.get_device_name(0)
 
     def run(self) -> None:
         self.store.register_worker(self.opts.worker_id, host=self.host, pid=os.getpid(), device=self.opts.device_label)
@@ -129,9 +133,7 @@ class Worker:
         self.lease_lost.clear()
         self.current = (job.id, job.token)
         t0 = time.perf_counter()
-        where = {"device": self.opts.device_label, "host": self.host, "cuda_visible_devices": self.opts.visible}
-        if self.device != "cpu":
-            where["gpu"] = torch.cuda.get_device_name(0)
+        where = self.where
         try:
             result = train(job.config, device=self.device, should_stop=lambda: self.stop.is_set() or self.lease_lost.is_set())
         except Exception:
