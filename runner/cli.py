@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import sys
 from typing import Any, Callable
 
@@ -25,13 +26,32 @@ def _user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except UserError as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo("error: " + re.sub(r"\s*\n\s*", " ", str(exc).strip()), err=True)  # always one line
             sys.exit(exc.exit_code)
 
     return wrapper
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _OneLineGroup(click.Group):
+    """click's own usage errors (a bad option value, an unknown command) end in one line and exit 2 too."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            rv = super().main(*args, standalone_mode=False, **kwargs)
+        except click.ClickException as exc:
+            ctx = getattr(exc, "ctx", None)
+            hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+            click.echo(f"error: {exc.format_message().rstrip('.')}{hint}", err=True)
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+@click.group(cls=_OneLineGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="runner")
 def main() -> None:
     """Hyperparameter sweeps of small networks: grid file -> job queue -> GPU workers -> results."""
@@ -48,7 +68,7 @@ def submit(grid: str, overrides: tuple[str, ...], db: str, dry_run: bool) -> Non
     from .submission import submit as do_submit
 
     report = do_submit(grid, db=db, overrides=overrides, dry_run=dry_run)
-    click.echo(f"{report} (dry run: nothing written)" if dry_run else str(report))
+    click.echo(str(report))
 
 
 @main.command()
@@ -59,23 +79,21 @@ def submit(grid: str, overrides: tuple[str, ...], db: str, dry_run: bool) -> Non
 @click.option("--max-jobs", default=None, type=int, help="each worker exits after this many jobs")
 @click.option("--wait", is_flag=True, help="keep polling for new jobs instead of exiting when the queue is empty")
 @click.option("--lease", "lease_s", default=60.0, show_default=True, type=float, help="seconds a claim lasts without a heartbeat")
+@click.option("--checkpoint-dir", default=None, envvar="RUNNER_CHECKPOINT_DIR", show_envvar=True,
+              help="folder for job checkpoints [default: <db name>-checkpoints beside a SQLite file]")
 @click.option("--quiet", is_flag=True, help="no progress display")
 @click.option("-v", "--verbose", is_flag=True, help="log every job")
 @_user_errors
 def workers(devices: str | None, per_device: int, db: str, sweep: str | None, max_jobs: int | None, wait: bool,
-            lease_s: float, quiet: bool, verbose: bool) -> None:
+            lease_s: float, checkpoint_dir: str | None, quiet: bool, verbose: bool) -> None:
     """Run workers pinned to devices until the queue is empty (or forever with --wait)."""
     from .devices import parse_devices
     from .supervisor import run_workers
 
-    if per_device < 1:
-        raise UserError(f"--per-device must be at least 1, got {per_device}")
-    if max_jobs is not None and max_jobs < 1:
-        raise UserError(f"--max-jobs must be at least 1, got {max_jobs}")
     level = "INFO" if verbose else "WARNING"
     logging.basicConfig(level=level, format="%(asctime)s [supervisor] %(message)s", stream=sys.stderr)
     code = run_workers(db, parse_devices(devices), per_device=per_device, sweep=sweep, max_jobs=max_jobs, wait=wait,
-                       lease_s=lease_s, show_progress=not quiet, log_level=level)
+                       lease_s=lease_s, checkpoint_dir=checkpoint_dir, show_progress=not quiet, log_level=level)
     sys.exit(code)
 
 
@@ -93,7 +111,7 @@ def status(db: str, sweep: str | None) -> None:
     finally:
         store.close()
     if sweep is not None and sweep not in counts:
-        raise UserError(f"no sweep {sweep!r} in {display_url(db)}")
+        raise UserError(f"no sweep {sweep!r} in {display_url(db)}: run `runner status` without --sweep to list them")
     states = [s.value for s in JobStatus]
     width = max([len("sweep"), *map(len, counts)])
     click.echo(f"{'sweep':<{width}}  " + "  ".join(f"{s:>9}" for s in states) + "      total")

@@ -52,6 +52,8 @@ def parse_devices(spec: str | None) -> list[Device]:
     spec = (spec or "all").strip().lower()
     if spec == "cpu":
         return [Device("cpu", "")]
+    if spec != "all" and not all(p.strip() == "cpu" or p.strip().isdecimal() for p in spec.split(",")):
+        raise UserError(f"--devices {spec!r}: expected 'cpu' or GPU indices like 0,1 (for CPU workers: --devices cpu)")
     gpus = visible_gpus()
     if spec == "all":
         return [Device(f"cuda:{i}", gpus[i]) for i in range(len(gpus))] or [Device("cpu", "")]
@@ -61,8 +63,6 @@ def parse_devices(spec: str | None) -> list[Device]:
         if part == "cpu":
             devices.append(Device("cpu", ""))
             continue
-        if not part.isdigit():
-            raise UserError(f"--devices {spec!r}: expected 'cpu' or GPU indices like 0,1")
         i = int(part)
         if i >= len(gpus):
             have = f"GPUs 0-{len(gpus) - 1}" if gpus else "no CUDA GPU"

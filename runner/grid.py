@@ -176,7 +176,8 @@ def _axis_values(raw: Any, where: str, source: str) -> list[Any]:
 
 
 def _check_json(value: Any, where: str, source: str) -> None:
-    """Raise unless value can be stored as JSON and read back unchanged."""
+    """Raise unless value can be stored as JSON and read back unchanged (integer keys of nested
+    mappings become strings in place, as JSON would make them)."""
     if value is None or isinstance(value, (bool, int, str)):
         return
     if isinstance(value, float):
@@ -186,6 +187,10 @@ def _check_json(value: Any, where: str, source: str) -> None:
         for i, item in enumerate(value):
             _check_json(item, f"{where}[{i}]", source)
     elif isinstance(value, dict):
+        for key in list(value):
+            # An integer key ({0: 2}: coordinate 0, degree 2) is stored, as JSON would, as the string '0'.
+            if isinstance(key, int) and not isinstance(key, bool) and str(key) not in value:
+                value[str(key)] = value.pop(key)
         for key, item in value.items():
             if not isinstance(key, str):
                 raise _fail(source, f"{where} has key {key!r}, which is not a string (quote it: '{key}')")

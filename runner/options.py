@@ -62,6 +62,13 @@ OPTIONS: dict[str, Option] = {
     "thresholds": Option("floats", [], "train-loss thresholds: the first step the smoothed loss falls below each is recorded"),
     "ema": Option("float", 0.9, "smoothing of the train loss for thresholds (0: none)", check=_unit, rule="in [0, 1)"),
     "stop_on_thresholds": Option("bool", False, "stop once every threshold is crossed"),
+    "schedule": Option("str", "constant", "learning-rate schedule", choices=("constant", "step", "cosine")),
+    "step_size": Option("int", None, "schedule step: steps between lr decays", check=_pos, rule="> 0"),
+    "step_gamma": Option("float", 0.1, "schedule step: factor applied to the lr every step_size steps", check=_pos, rule="> 0"),
+    "min_lr": Option("float", 0.0, "schedule cosine: the lr reached at the last step", check=_nonneg, rule=">= 0"),
+    "changes": Option("changes", [], "scheduled changes: a list of {at: STEP, batch_size: N, lr: X}"),
+    "snapshots": Option("snapshots", [], "steps at which the weights are stored as arrays (weights.<param>); 'end' for the last"),
+    "checkpoint_every": Option("int", 0, "steps between checkpoints a crashed job resumes from (0: only when stopped)", check=_nonneg, rule=">= 0"),
     "precision": Option("str", "fp32", "matmul precision", choices=("fp32", "tf32", "bf16")),
     "max_attempts": Option("int", 3, "attempts before a failing job stays failed", check=_pos, rule=">= 1"),
     "priority": Option("int", 0, "higher runs first"),
@@ -101,10 +108,55 @@ def coerce(name: str, value: Any, type_: str, where: str = "") -> Any:
         if not isinstance(value, str):
             raise UserError(f"{label} must be a string, got {value!r}")
         return value
+    if type_ == "snapshots":
+        items = value if isinstance(value, (list, tuple)) else [value]
+        out: list[int | str] = []
+        for item in items:
+            if item == "end":
+                out.append("end")
+            elif isinstance(item, int) and not isinstance(item, bool) and item >= 0:
+                out.append(item)
+            else:
+                raise UserError(f"{label} takes steps (integers >= 0) and 'end', got {item!r}")
+        return out
+    if type_ == "changes":
+        return _coerce_changes(label, value)
     if type_ == "floats":
         items = value if isinstance(value, (list, tuple)) else [value]
         return [coerce(f"{name}[{i}]", v, "float", where) for i, v in enumerate(items)]
     return value
+
+
+CHANGEABLE = {"batch_size": "int", "lr": "float"}  # what a scheduled change may set
+
+
+def _coerce_changes(label: str, value: Any) -> list[dict[str, Any]]:
+    """[{at: 1000, batch_size: 512}, ...]: each entry a step and new values, sorted by step."""
+    if not isinstance(value, (list, tuple)):
+        raise UserError(f"{label} must be a list like [{{at: 1000, batch_size: 512}}], got {value!r}")
+    out = []
+    for i, entry in enumerate(value):
+        where = f"{label}[{i}]"
+        if not isinstance(entry, dict) or "at" not in entry:
+            raise UserError(f"{where} must be a mapping with at: STEP and what changes, e.g. {{at: 1000, lr: 0.01}}")
+        unknown = sorted(set(entry) - {"at"} - set(CHANGEABLE))
+        if unknown:
+            raise UserError(f"{where}: cannot change {', '.join(unknown)} (a change may set {', '.join(CHANGEABLE)})")
+        if len(entry) == 1:
+            raise UserError(f"{where} changes nothing: add batch_size or lr")
+        fixed = {"at": coerce("at", entry["at"], "int", f" in {where}")}
+        for key, type_ in CHANGEABLE.items():
+            if key in entry:
+                fixed[key] = coerce(key, entry[key], type_, f" in {where}")
+                if not fixed[key] > 0:
+                    raise UserError(f"{key} in {where} must be > 0, got {entry[key]!r}")
+        if fixed["at"] < 1:
+            raise UserError(f"at in {where} must be >= 1 (the step the change takes effect), got {entry['at']!r}")
+        out.append(fixed)
+    steps = [c["at"] for c in out]
+    if len(set(steps)) != len(steps):
+        raise UserError(f"{label}: two changes at the same step; merge them into one entry")
+    return sorted(out, key=lambda c: c["at"])
 
 
 def check_option(name: str, value: Any) -> Any:

@@ -49,7 +49,7 @@ def results(db: str = "jobs.db", sweep: str | None = None) -> pd.DataFrame:
     store = Store(db)
     try:
         if sweep is not None and sweep not in store.sweeps():
-            raise UserError(f"no sweep {sweep!r} in {db}; known: {', '.join(store.sweeps()) or 'none'}")
+            raise UserError(f"no sweep {sweep!r} in {store.shown}; known: {', '.join(store.sweeps()) or 'none'}")
         return _frame(store.result_rows(sweep))
     finally:
         store.close()

@@ -131,9 +131,14 @@ def resolve(ref: Any, kind: str) -> Plugin:
     except Exception as exc:  # the user's module raised while importing
         raise UserError(f"importing {module_name!r} for {kind} {ref!r} failed: {type(exc).__name__}: {exc}") from None
     obj: Any = module
-    for part in attr.split("."):
+    parts = attr.split(".")
+    for i, part in enumerate(parts):
         if not hasattr(obj, part):
-            raise UserError(f"module {module_name!r} has no attribute {attr!r} (from {kind} {ref!r})")
+            import difflib
+
+            close = difflib.get_close_matches(part, [n for n in dir(obj) if not n.startswith("_")], n=1)
+            fix = f"did you mean '{module_name}:{'.'.join([*parts[:i], close[0]])}'?" if close else "check the name"
+            raise UserError(f"module {module_name!r} has no attribute {attr!r} (from {kind} {ref!r}): {fix}")
         obj = getattr(obj, part)
     if not callable(obj):
         raise UserError(f"{kind} {ref!r} is not callable")

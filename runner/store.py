@@ -322,12 +322,30 @@ def sqlalchemy_url(db: str) -> str:
     return URL.create("sqlite", database=os.path.abspath(os.path.expanduser(db))).render_as_string(hide_password=False)
 
 
+_USER_PASSWORD = re.compile(r"(://[^:/@]*:)(.*)@")  # greedy: a password holding a raw '@' runs to the last '@'
+
+
 def display_url(db: str) -> str:
     """The URL with any password replaced by ***: the only form of a URL that messages show."""
+    raw = _USER_PASSWORD.search(db) if "://" in db else None
     try:
-        return make_url(sqlalchemy_url(db)).render_as_string(hide_password=True)
-    except (sa_exc.ArgumentError, ValueError):  # not parseable: mask whatever looks like user:password@
-        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", db)
+        url = make_url(sqlalchemy_url(db))
+        if raw is None or url.password == urllib.parse.unquote(raw.group(2)):
+            return url.render_as_string(hide_password=True)
+    except (sa_exc.ArgumentError, ValueError):
+        pass
+    # unparseable, or parsed with a different password (a raw '@' in it): mask all of user:...@
+    return _USER_PASSWORD.sub(r"\1***@", db, count=1)
+
+
+def _scrub(text: str, db: str) -> str:
+    """text (a driver's message, say) with the password of URL db replaced by ***."""
+    raw = _USER_PASSWORD.search(db) if "://" in db else None
+    found = raw.group(2) if raw else ""
+    secrets = {found, urllib.parse.unquote(found), *found.split("@")} - {""}  # a raw '@' may split it when parsed
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
 
 
 def _check_meta(values: dict[str, str], path: str) -> None:
@@ -362,8 +380,11 @@ def _inspect_sqlite_file(path: str, create: bool) -> bool:
         raise UserError(f"{path} is not a SQLite database: choose another --db")
     tables: list[str] = []
     if header:
+        # Read-write where allowed (nothing is written): a read-only connection to a WAL database
+        # would leave its -wal and -shm files behind, since only a writer may delete them on close.
+        mode = "rw" if os.access(path, os.W_OK) else "ro"
         try:
-            con = sqlite3.connect(f"file:{urllib.parse.quote(path)}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S)
+            con = sqlite3.connect(f"file:{urllib.parse.quote(path)}?mode={mode}", uri=True, timeout=BUSY_TIMEOUT_S)
             try:
                 tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
                 values = dict(con.execute("SELECT key, value FROM meta")) if "meta" in tables else {}
@@ -421,7 +442,9 @@ class Store:
             url = make_url(self.url)
             url.get_dialect()
         except (sa_exc.ArgumentError, sa_exc.NoSuchModuleError, ValueError) as exc:
-            raise UserError(f"cannot use the database URL {self.shown}: {str(exc).splitlines()[0]}") from None
+            reason = _scrub(str(exc).splitlines()[0], db)
+            raise UserError(f"cannot use the database URL {self.shown}: {reason} "
+                            "(pass a file path, or a URL like sqlite:///path/jobs.db)") from None
         if url.drivername not in ("sqlite", "sqlite+pysqlite"):
             raise UserError(f"cannot use {self.shown}: this version of runner keeps jobs in SQLite only; "
                             "pass a file path with --db")
@@ -609,11 +632,30 @@ class Store:
                      count_attempt=True)
         return len(expired)
 
+    def _check_named(self, sweep: str | None, job_ids: Sequence[int] | None) -> None:
+        """UserError (before anything is written) when the sweep or one of the job ids is not in the database."""
+        def body(tx: _Tx) -> tuple[bool, list[int]]:
+            no_sweep = sweep is not None and tx.one(select(jobs_t.c.id).where(jobs_t.c.sweep == sweep).limit(1)) is None
+            missing: list[int] = []
+            for ids in _chunks(job_ids) if job_ids is not None else []:
+                found = {r[0] for r in tx.all(select(jobs_t.c.id).where(jobs_t.c.id.in_(ids)))}
+                missing += [i for i in ids if i not in found]
+            return no_sweep, missing
+        no_sweep, missing = self._read(body)
+        if no_sweep:
+            known = self.sweeps()
+            raise UserError(f"no sweep {sweep!r} in {self.shown} (sweeps there: {', '.join(known[:10]) or 'none'}): "
+                            "check the name with `runner status`")
+        if missing:
+            shown = ", ".join(map(str, missing[:10])) + (" ..." if len(missing) > 10 else "")
+            raise UserError(f"no job {shown} in {self.shown}: check the ids with `runner results`")
+
     def cancel(self, *, sweep: str | None = None, job_ids: Sequence[int] | None = None) -> int:
         """Pending and running jobs of a sweep and/or with these ids -> cancelled; jobs in other
         states stay as they are. Returns how many were cancelled."""
         if sweep is None and job_ids is None:
             raise UserError("cancel needs a sweep or job ids")
+        self._check_named(sweep, job_ids)
 
         def body(tx: _Tx) -> int:
             now, n = time.time(), 0
@@ -633,6 +675,7 @@ class Store:
         sources = {JobStatus(s) for s in statuses}
         if S.RUNNING in sources:
             raise TransitionError("retry does not take running jobs (a worker holds them): cancel them first")
+        self._check_named(sweep, None)
         where = [jobs_t.c.sweep == sweep] if sweep is not None else []
         move = _guarded(S.PENDING, *where, sources=sources).values(attempts=0, error=None, finished_at=None,
                                                                   lease_until=None)

@@ -1,4 +1,5 @@
-"""Submit a grid: parse, expand, validate every cell, then add the new jobs in one transaction.
+"""Submit a grid: parse, expand, validate every cell, then add the new jobs (one transaction per
+(priority, max_attempts) group; a job already there is skipped by its config hash).
 
 Validation happens before the database is opened, so a bad grid writes nothing.
 """
@@ -27,8 +28,11 @@ class SubmitReport:
     added: int
     existing: int
     db: str
+    dry_run: bool = False
 
     def __str__(self) -> str:
+        if self.dry_run:
+            return f"sweep {self.sweep}: {self.total} jobs, all valid (dry run: nothing written to {self.db})"
         if self.added == 0:
             return f"sweep {self.sweep}: {self.total} jobs, 0 added (all already in {self.db})"
         extra = f", {self.existing} already there" if self.existing else ""
@@ -83,7 +87,7 @@ def submit(grid: str | os.PathLike | Mapping[str, Any], *, db: str = DEFAULT_DB,
     spec = load_spec(grid, overrides, sweep)
     jobs = plan_jobs(spec)
     if dry_run:
-        return SubmitReport(spec.sweep, len(jobs), 0, 0, display_url(db))
+        return SubmitReport(spec.sweep, len(jobs), 0, 0, display_url(db), dry_run=True)
     groups: dict[tuple[int, int], list[tuple[str, dict[str, Any]]]] = {}
     for h, config, priority, attempts in jobs:
         groups.setdefault((priority, attempts), []).append((h, config))

@@ -50,6 +50,7 @@ class WorkerPool:
     max_jobs: int | None = None
     wait: bool = False
     lease_s: float = 60.0
+    checkpoint_dir: str | None = None  # None: beside the database (runner.checkpoint.default_dir)
     show_progress: bool = True
     log_level: str = "WARNING"
     slots: list[Slot] = field(default_factory=list)
@@ -57,8 +58,10 @@ class WorkerPool:
     def __post_init__(self) -> None:
         if self.per_device < 1:
             raise UserError(f"--per-device must be at least 1, got {self.per_device}")
-        if self.lease_s <= 0:
-            raise UserError(f"--lease must be positive, got {self.lease_s}")
+        if self.max_jobs is not None and self.max_jobs < 1:
+            raise UserError(f"--max-jobs must be at least 1, got {self.max_jobs}")
+        if not self.lease_s > 0:
+            raise UserError(f"--lease must be a positive number of seconds, got {self.lease_s}")
         self.ctx = mp.get_context("spawn")
         self.host = socket.gethostname()
         self.stopping = False
@@ -72,7 +75,7 @@ class WorkerPool:
         slot.generation += 1
         slot.worker_id = f"{self.host}/{os.getpid()}/{slot.device.label}/{slot.index}.{slot.generation}"
         opts = WorkerOptions(
-            db=self.db, worker_id=slot.worker_id, device_label=slot.device.label, visible=slot.device.visible,
+            db=self.db, checkpoint_dir=self.checkpoint_dir, worker_id=slot.worker_id, device_label=slot.device.label, visible=slot.device.visible,
             threads=self.cpu_threads if slot.device.is_cpu else 1, sweep=self.sweep, max_jobs=self.max_jobs,
             wait=self.wait, lease_s=self.lease_s, log_level=self.log_level,
         )
@@ -125,6 +128,10 @@ class WorkerPool:
     def run(self) -> int:
         """Run until every worker has exited; 0 when they all ended cleanly or on a requested stop."""
         store = Store(self.db, lease_s=self.lease_s)
+        if self.checkpoint_dir is None:  # resolved once the database URL is known to be good
+            from .checkpoint import default_dir
+
+            self.checkpoint_dir = str(default_dir(self.db))
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         progress = Progress(store, self.sweep, [d.label for d in self.devices], enabled=self.show_progress)
         try:
@@ -150,5 +157,6 @@ class WorkerPool:
 
 def run_workers(db: str, devices: list[Device], **kwargs: Any) -> int:
     """Start a pool of workers and block until the queue is drained (or a stop is requested)."""
-    Store(db).close()  # fail fast, with the user-facing message, before spawning anything
-    return WorkerPool(db, devices, **kwargs).run()
+    pool = WorkerPool(db, devices, **kwargs)  # options first: a bad one is reported before the database is touched
+    Store(db).close()  # then the database, with its user-facing message, before spawning anything
+    return pool.run()

@@ -59,6 +59,16 @@ class LossTracker:
                     break
         self.smoothed = s
 
+    def state(self) -> dict[str, object]:
+        """Plain values to continue tracking after a resume (stored in checkpoints)."""
+        return {"smoothed": self.smoothed, "crossed": [[t, s] for t, s in self.crossed.items()],
+                "nonfinite_at": self.nonfinite_at}
+
+    def restore(self, state: dict[str, object]) -> None:
+        self.smoothed = state["smoothed"]  # type: ignore[assignment]
+        self.crossed.update({float(t): s for t, s in state["crossed"]})  # type: ignore[union-attr]
+        self.nonfinite_at = state["nonfinite_at"]  # type: ignore[assignment]
+
     def summary(self) -> dict[str, int | None]:
         return {threshold_column(t): step for t, step in self.crossed.items()}
 

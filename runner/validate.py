@@ -9,7 +9,7 @@ from __future__ import annotations
 import inspect
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Callable
+from typing import Any, Callable, Literal, get_args, get_origin
 
 from .errors import UserError
 from .options import OPTIONS, PLUGIN_KEYS, check_option, closest, coerce
@@ -29,6 +29,7 @@ class Param:
     name: str
     required: bool
     type: str | None  # 'int', 'float', 'bool', 'str' or None (unchecked)
+    choices: tuple[Any, ...] = ()  # from a Literal[...] annotation: the allowed values
 
 
 @dataclass
@@ -51,14 +52,23 @@ _SIMPLE = {int: "int", float: "float", bool: "bool", str: "str", "int": "int", "
 def params(fn: Callable[..., Any]) -> tuple[Param, ...]:
     """The named parameters of a plug-in, with the simple type its annotation or default implies."""
     target = fn.__init__ if inspect.isclass(fn) else fn
+    try:  # resolve string annotations (from __future__ import annotations) to see Literal[...]
+        signature = inspect.signature(target, eval_str=True)
+    except Exception:  # a name the annotation uses is not importable at runtime: use the raw strings
+        signature = inspect.signature(target)
     out = []
-    for p in inspect.signature(target).parameters.values():
+    for p in signature.parameters.values():
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) or p.name == "self":
             continue
-        type_ = _SIMPLE.get(p.annotation) if p.annotation is not p.empty else None
+        choices: tuple[Any, ...] = ()
+        if get_origin(p.annotation) is Literal:
+            choices = get_args(p.annotation)
+            type_ = _SIMPLE.get(type(choices[0])) if choices else None
+        else:
+            type_ = _SIMPLE.get(p.annotation) if p.annotation is not p.empty else None
         if type_ is None and p.default is not p.empty and p.default is not None:
             type_ = _SIMPLE.get(type(p.default))
-        out.append(Param(p.name, p.default is p.empty, type_))
+        out.append(Param(p.name, p.default is p.empty, type_, choices))
     return tuple(out)
 
 
@@ -123,6 +133,8 @@ def check_config(config: dict[str, Any]) -> dict[str, Any]:
         for who, p in takers:
             if p.type is not None and key not in OPTIONS:
                 value = coerce(key, value, p.type, f" (for {who})")
+            if p.choices and value not in p.choices:
+                raise UserError(f"{key} must be one of {', '.join(map(str, p.choices))} (for {who}), got {value!r}")
         out[key] = value
     for key, takers in consumers.items():
         for who, p in takers:
@@ -133,6 +145,8 @@ def check_config(config: dict[str, Any]) -> dict[str, Any]:
         raise UserError("online training needs batch_size (samples drawn per step)")
     if not online and out.get("n_train") is None:
         raise UserError("online: false needs n_train (the size of the fixed training set)")
+    if out.get("schedule") == "step" and out.get("step_size") is None:
+        raise UserError("schedule: step needs step_size (steps between lr decays by step_gamma)")
     return out
 
 

@@ -24,6 +24,7 @@ class WorkerOptions:
     """Everything a worker needs, as plain picklable values."""
 
     db: str
+    checkpoint_dir: str
     worker_id: str
     device_label: str   # 'cuda:1' or 'cpu', as shown to users and stored with results
     visible: str        # CUDA_VISIBLE_DEVICES for this process ('' for CPU workers)
@@ -117,54 +118,97 @@ class Worker:
             try:
                 if current is not None and not self.store.heartbeat(*current, lease_s=self.opts.lease_s):
                     if self.current == current:
-                        log.warning("job %d: lease lost (token %d is stale); abandoning it", *current)
+                        log.warning("job %d: heartbeat refused, lease lost (token %d is stale)", *current)
                         self.lease_lost.set()
                 self.store.worker_seen(self.opts.worker_id, job_id=current[0] if current else None)
             except Exception as exc:  # a transient database error must not kill the heartbeat
                 log.warning("heartbeat failed: %s", exc)
 
     def _run_job(self, job: Any) -> None:
+        from . import checkpoint
+        from .grid import config_hash
+        from .store import JobStatus, StaleTokenError
+
+        self.lease_lost.clear()
+        self.current = (job.id, job.token)
+        ckpt = checkpoint.job_path(self.opts.checkpoint_dir, job.id, config_hash(job.config))
+        try:
+            outcome = self._train(job, ckpt)
+            if outcome is None:  # stopped (released with a checkpoint) or taken over: nothing to write
+                return
+            try:
+                self.store.finish(job.id, job.token, outcome)
+            except StaleTokenError as exc:
+                log.warning("job %d: write-back refused, another worker owns it now (%s)", job.id, exc)
+                return
+            if outcome.status != JobStatus.FAILED:  # a failed job keeps its checkpoint: its retry resumes there
+                checkpoint.remove(ckpt)
+        finally:
+            self.current = None
+
+    def _train(self, job: Any, ckpt: Any) -> Any:
+        """Train one claimed job; its JobOutcome, or None when there is nothing to write back."""
         import torch
 
         from .npy import to_npy
         from .store import JobOutcome, JobStatus, StaleTokenError
         from .trainloop import train
 
-        self.lease_lost.clear()
-        self.current = (job.id, job.token)
         t0 = time.perf_counter()
-        where = self.where
+        if self.device != "cpu":
+            torch.cuda.reset_peak_memory_stats()
+
+        def should_stop() -> bool:
+            if self.lease_lost.is_set():
+                raise _LeaseLost
+            return self.stop.is_set()
+
+        error = None
         try:
-            result = train(job.config, device=self.device, should_stop=lambda: self.stop.is_set() or self.lease_lost.is_set())
+            result = train(job.config, device=self.device, should_stop=should_stop, checkpoint_path=ckpt)
+            if self.lease_lost.is_set():
+                raise _LeaseLost
+        except _LeaseLost:
+            log.warning("job %d: write-back refused: token %d is stale (the lease expired and another worker "
+                        "took the job, or it was cancelled); abandoned without writing", job.id, job.token)
+            result = None
         except Exception:
             error = traceback.format_exc()
             log.warning("job %d failed: %s", job.id, error.strip().splitlines()[-1])
+            result = None
+        if result is None:
+            # Outside the except block: the traceback no longer pins the job's tensors.
             _free_memory(torch)
-            outcome = JobOutcome(JobStatus.FAILED, {**where, "wall_s": round(time.perf_counter() - t0, 4)}, error=error)
-        else:
-            if self.lease_lost.is_set():
-                self.current = None
-                return
-            if result.status == "stopped":
-                self.current = None
+            if error is None:
+                return None
+            return JobOutcome(JobStatus.FAILED, {**self.where, "wall_s": round(time.perf_counter() - t0, 4)}, error=error)
+        if result.status == "stopped":
+            try:
                 self.store.release(job.id, job.token, reason="worker stopped", count_attempt=False)
-                log.info("job %d: stopped at step %d and released", job.id, result.summary["steps"])
-                return
-            status = JobStatus.DIVERGED if result.status == "diverged" else JobStatus.DONE
-            arrays = [(name, step, to_npy(a)) for name, step, a in result.arrays]
-            outcome = JobOutcome(status, {**result.summary, **where}, result.metrics, arrays, error=result.reason)
-        try:
-            self.store.finish(job.id, job.token, outcome)
-        except StaleTokenError as exc:
-            log.warning("job %d: write-back refused, another worker owns it now (%s)", job.id, exc)
-        finally:
-            self.current = None
+                log.info("job %d: stopped at step %d, checkpoint saved, back in the queue", job.id, result.summary["steps"])
+            except StaleTokenError as exc:
+                log.warning("job %d: release refused, another worker owns it now (%s)", job.id, exc)
+            return None
+        summary = {**result.summary, **self.where}
+        if self.device != "cpu":  # what --per-device packing has to fit
+            summary["max_memory_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+        status = JobStatus.DIVERGED if result.status == "diverged" else JobStatus.DONE
+        arrays = [(name, step, to_npy(a)) for name, step, a in result.arrays]
+        return JobOutcome(status, summary, result.metrics, arrays, error=result.reason)
+
+
+class _LeaseLost(Exception):
+    """Raised inside the trainloop when the heartbeat found our claim taken over: stop, write nothing."""
 
 
 def _free_memory(torch: Any) -> None:
-    """After a failed job (out of memory included), give cached GPU memory back before the next."""
+    """After a failed job (out of memory included), give cached GPU memory back before the next.
+
+    The traceback held by the caller's frame keeps the job's tensors alive until collected."""
     import gc
 
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
+        log.warning("GPU memory after clean-up: %.0f MiB allocated, %.0f MiB reserved",
+                    torch.cuda.memory_allocated() / 2**20, torch.cuda.memory_reserved() / 2**20)

@@ -9,3 +9,8 @@ if ! "$PY" -c "import torch" 2>/dev/null; then
 fi
 extras="${1:-}"
 "$PY" -m pip install -q -e ".${extras:+[$extras]}"
+# mup (the muP parametrization) declares torchvision, which would pull a CUDA torch: it imports
+# only torch and yaml, so install it without its declared dependencies.
+if ! "$PY" -c "import mup" 2>/dev/null; then
+    "$PY" -m pip install -q --no-deps "mup==1.0.0"
+fi

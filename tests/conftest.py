@@ -44,3 +44,39 @@ def worker_pids(supervisor_pid: int) -> list[int]:
         except FileNotFoundError:  # exited since pgrep saw it
             pass
     return pids
+
+
+@pytest.fixture
+def show(capsys: pytest.CaptureFixture):
+    """Print a test's figures so they appear in plain pytest and CI logs, not only with -s."""
+
+    def emit(text: str) -> None:
+        with capsys.disabled():
+            print(text, flush=True)
+
+    return emit
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models run faster on one intra-op thread, much faster on shared cores; restored afterwards."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def write_sqlite(path: Path, *statements: str) -> Path:
+    """Run SQL statements on a SQLite file (made if missing) and commit: a database another program left."""
+    import sqlite3
+
+    con = sqlite3.connect(path)
+    try:
+        for statement in statements:
+            con.execute(statement)
+        con.commit()
+    finally:
+        con.close()
+    return path

@@ -68,3 +68,23 @@ def first_layer(model: torch.nn.Module, **ctx):
 def no_batch_size(d: int, *, gen: torch.Generator, device: torch.device):
     """Not a valid batch function: the loop could not tell it how many samples to draw."""
     return lambda step: (torch.zeros(1, d), torch.zeros(1, 1))
+
+
+def oom_batchfn(d: int, batch_size: int, fail_at: int = 2, *, gen: torch.Generator, device: torch.device):
+    """Raises the error PyTorch raises when the GPU is full, on any device (CPU tests included)."""
+
+    def batch(step: int):
+        if step == fail_at:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB (raised by the test)")
+        return torch.randn(batch_size, d, generator=gen, device=device), torch.zeros(batch_size, 1, device=device)
+
+    return batch
+
+
+def hidden_scale(model: torch.nn.Module, X_test: torch.Tensor, **ctx) -> float:
+    """Mean |h| of an mlp's last hidden layer on the test inputs: the coordinate check's measurement."""
+    with torch.no_grad():
+        h = X_test
+        for layer in model.net[:-1]:
+            h = layer(h)
+        return float(h.abs().mean())

@@ -31,7 +31,7 @@ def _busy_workers(db: str) -> list[int]:
         con.close()
 
 
-def run_chaos(tmp_path: Path, jobs: int, kills: int, seed: int = 0) -> dict:
+def run_chaos(tmp_path: Path, show, jobs: int, kills: int, seed: int = 0) -> dict:
     rng = random.Random(seed)
     db = str(tmp_path / "jobs.db")
     steps = [rng.randrange(100, 900) for _ in range(jobs)]  # 0.2-1.8 s each at 2 ms a step
@@ -75,7 +75,7 @@ def run_chaos(tmp_path: Path, jobs: int, kills: int, seed: int = 0) -> dict:
         "attempts_lost_to_kills": sum(1 for a in history if a["outcome"] == "lost"),
         "wall_s": round(wall, 1), "exit": proc.returncode,
     }
-    print("\nchaos figures: " + ", ".join(f"{k} {v}" for k, v in figures.items()))
+    show("\nchaos figures: " + ", ".join(f"{k} {v}" for k, v in figures.items()))
     assert proc.returncode == 0, err[-2000:]
     assert figures["lost"] == 0 and figures["duplicated"] == 0
     assert len(df) == jobs and df.seed.nunique() == jobs
@@ -84,12 +84,12 @@ def run_chaos(tmp_path: Path, jobs: int, kills: int, seed: int = 0) -> dict:
     return figures
 
 
-def test_chaos_quick(tmp_path):
-    figures = run_chaos(tmp_path, jobs=24, kills=5, seed=1)
+def test_chaos_quick(tmp_path, show):
+    figures = run_chaos(tmp_path, show, jobs=24, kills=5, seed=1)
     assert figures["kills"] == 5
 
 
 @pytest.mark.slow
-def test_chaos_full(tmp_path):
-    figures = run_chaos(tmp_path, jobs=200, kills=24, seed=2)
+def test_chaos_full(tmp_path, show):
+    figures = run_chaos(tmp_path, show, jobs=200, kills=24, seed=2)
     assert figures["kills"] >= 20

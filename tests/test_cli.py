@@ -17,6 +17,14 @@ def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def test_dry_run_validates_and_writes_nothing(run_cli, tmp_path):
+    shutil.copy(EXAMPLES / "quickstart.yaml", tmp_path)
+    out = run_cli("submit", "quickstart.yaml", "--dry-run")
+    assert out.returncode == 0, out.stderr
+    assert "12 jobs, all valid (dry run: nothing written to" in out.stdout
+    assert not (tmp_path / "jobs.db").exists()
+
+
 def test_quickstart_end_to_end(run_cli, tmp_path):
     shutil.copy(EXAMPLES / "quickstart.yaml", tmp_path)
     sub = run_cli("submit", "quickstart.yaml", *FAST)

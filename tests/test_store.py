@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import runner.store as store_mod
+from conftest import write_sqlite
 from runner.errors import StaleTokenError, TransitionError, UserError
 from runner.store import (
     SCHEMA_VERSION,
@@ -573,19 +574,11 @@ def test_a_file_that_is_not_sqlite_is_left_alone(tmp_path, content):
 
 
 def test_a_database_of_another_program_is_left_alone(tmp_path):
-    path = tmp_path / "other.db"
-    con = sqlite3.connect(path)
-    con.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)")
-    con.execute("INSERT INTO customers (name) VALUES ('ada')")
-    con.commit()
-    con.close()
+    path = write_sqlite(tmp_path / "other.db", "CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)",
+                        "INSERT INTO customers (name) VALUES ('ada')")
     assert "customers" in _unchanged(path, create=True, match="another program; choose|another program .*choose")
-    other_meta = tmp_path / "meta.db"
-    con = sqlite3.connect(other_meta)
-    con.execute("CREATE TABLE meta (key TEXT, value TEXT)")
-    con.execute("INSERT INTO meta VALUES ('app', 'someone-else')")
-    con.commit()
-    con.close()
+    other_meta = write_sqlite(tmp_path / "meta.db", "CREATE TABLE meta (key TEXT, value TEXT)",
+                              "INSERT INTO meta VALUES ('app', 'someone-else')")
     _unchanged(other_meta, create=True, match="another program")
 
 

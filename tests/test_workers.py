@@ -65,12 +65,13 @@ def test_a_worker_killed_mid_job_is_replaced_and_its_job_rerun(tmp_path):
 
 
 @pytest.mark.parametrize("how", ["sigterm-to-supervisor", "ctrl-c-to-process-group"])
-def test_a_stop_signal_releases_running_jobs_without_using_an_attempt(tmp_path, how):
+def test_a_stop_signal_releases_running_jobs_without_using_an_attempt(tmp_path, how, show):
     db = str(tmp_path / "jobs.db")
-    runner.submit(dict(sweep="stop", base=dict(SLOW, steps=2500, delay=0.002), grid=dict(seed=[0, 1, 2])), db=db)
+    runner.submit(dict(sweep="stop", base=dict(SLOW, steps=1500, delay=0.002, checkpoint_every=50), grid=dict(seed=[0, 1, 2])), db=db)
     proc = _start_workers(db, "--per-device", "2")
     try:
-        _wait_for(lambda: _running(db) == 2, timeout=90)
+        # both jobs past their first periodic checkpoint, so the resume has steps to skip
+        _wait_for(lambda: len(list((tmp_path / "jobs-checkpoints").glob("job-*.pt"))) == 2, timeout=90)
         t0 = time.monotonic()
         if how == "sigterm-to-supervisor":
             proc.send_signal(signal.SIGTERM)
@@ -85,10 +86,20 @@ def test_a_stop_signal_releases_running_jobs_without_using_an_attempt(tmp_path, 
     assert stop_s < 20
     df = runner.results(db, sweep="stop")
     assert (df.status == "pending").all() and (df.attempts == 0).all()
+    saved = sorted((tmp_path / "jobs-checkpoints").glob("job-*.pt"))
+    assert len(saved) == 2  # each stopped job left a checkpoint
     again = _start_workers(db, "--per-device", "2")
     again.communicate(timeout=240)
     assert again.returncode == 0
-    assert (runner.results(db, sweep="stop").status == "done").all()
+    df = runner.results(db, sweep="stop")
+    assert (df.status == "done").all()
+    resumed = df[df.resumed_from_step.notna()]
+    assert len(resumed) == 2 and (resumed.resumed_from_step >= 50).all()  # not from step 0
+    for _, row in resumed.iterrows():  # the same numbers as one uninterrupted run (delay changes no value)
+        whole = runner.train(dict(SLOW, steps=1500, delay=0.0, checkpoint_every=50, seed=int(row.seed)), device="cpu")
+        assert row.final_test_loss == pytest.approx(whole.summary["final_test_loss"], rel=1e-4)
+    show(f"\n{how}: resumed from steps {sorted(resumed.resumed_from_step.astype(int))} of 1500; final test losses equal")
+    assert list((tmp_path / "jobs-checkpoints").glob("job-*.pt")) == []  # finished jobs clean up
 
 
 def test_failing_jobs_retry_then_fail_with_traceback_and_retry_requeues(tmp_path, run_cli):
@@ -138,7 +149,7 @@ def test_workers_are_pinned_one_per_gpu(tmp_path):
     assert set(df.device) == {"cuda:0", "cuda:1"}
 
 
-def test_a_new_pool_takes_over_the_jobs_of_a_pool_killed_without_cleanup(tmp_path):
+def test_a_new_pool_takes_over_the_jobs_of_a_pool_killed_without_cleanup(tmp_path, show):
     """The supervisor and its workers all die by SIGKILL; their running jobs wait out the lease."""
     db = str(tmp_path / "jobs.db")
     runner.submit(dict(sweep="orphans", base=dict(SLOW, steps=3000, delay=0.002), grid=dict(seed=[0, 1, 2, 3])), db=db)
@@ -154,7 +165,7 @@ def test_a_new_pool_takes_over_the_jobs_of_a_pool_killed_without_cleanup(tmp_pat
     _, err = second.communicate(timeout=240)
     assert second.returncode == 0, err
     df = runner.results(db, sweep="orphans")
-    print(f"\norphans: 2 running jobs reclaimed after the 4 s lease; sweep finished "
+    show(f"\norphans: 2 running jobs reclaimed after the 4 s lease; sweep finished "
           f"{time.monotonic() - killed_at:.1f}s after the kill; attempts {sorted(df.attempts)}")
     assert (df.status == "done").all()
     assert sorted(df.attempts) == [1, 1, 2, 2]  # the two orphaned jobs ran again, once each

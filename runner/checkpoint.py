@@ -1,0 +1,75 @@
+"""Checkpoint files: one per job, written atomically, read back without unpickling code.
+
+A checkpoint is a plain dict of tensors, numbers, strings and lists (model and optimizer state,
+generator states, the metrics so far), so `torch.load(weights_only=True)` reads it and a
+planted pickle cannot run code. Files are written to a temporary name, synced and renamed, so a
+reader sees the previous checkpoint or the new one, never half of one.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+log = logging.getLogger("runner.checkpoint")
+
+FORMAT = 1  # bumped when the layout of the state dict changes; other formats are ignored
+
+
+def default_dir(db: str) -> Path:
+    """Where a queue's checkpoints go unless told: `<db stem>-checkpoints/` beside a SQLite file,
+    `./runner-checkpoints/` for a server database (point every host at a shared folder)."""
+    if "://" in db:
+        from sqlalchemy.engine import make_url
+
+        url = make_url(db)
+        if not url.drivername.startswith("sqlite") or not url.database or url.database == ":memory:":
+            return Path("runner-checkpoints").resolve()
+        db = url.database
+    path = Path(db).expanduser().resolve()
+    return path.with_name(f"{path.stem}-checkpoints")
+
+
+def job_path(directory: str | os.PathLike[str], job_id: int, config_hash: str) -> Path:
+    """The checkpoint file of one job; the hash keeps two databases' job 7 apart."""
+    return Path(directory) / f"job-{job_id}-{config_hash[:12]}.pt"
+
+
+def save(path: Path, state: dict[str, Any]) -> None:
+    """Write `state` to `path` atomically: temp file in the same folder, fsync, rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def load(path: Path, config_hash: str) -> dict[str, Any] | None:
+    """The checkpoint at `path` if it exists and belongs to this job's config, else None.
+
+    An unreadable or foreign file is logged and ignored: the job then starts from step 0."""
+    if not path.exists():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupt, truncated by a full disk, or a pickle with code in it
+        log.warning("ignoring checkpoint %s: cannot be read safely (%s)", path, str(exc).splitlines()[0])
+        return None
+    if not isinstance(state, dict) or state.get("format") != FORMAT or state.get("config_hash") != config_hash:
+        log.warning("ignoring checkpoint %s: written for another job or by another version", path)
+        return None
+    return state
+
+
+def remove(path: Path | None) -> None:
+    """Delete a finished job's checkpoint (missing is fine)."""
+    if path is not None:
+        path.unlink(missing_ok=True)

@@ -1,0 +1,151 @@
+"""Checkpoints: a stopped or crashed job resumes where it was and ends exactly as an uninterrupted one."""
+from __future__ import annotations
+
+import os
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from runner import checkpoint
+from runner.grid import config_hash
+from runner.trainloop import train
+
+ONLINE = dict(batchfn="gaussian_teacher", model="mlp", d=10, k=4, width=24, depth=2, batch_size=32, n_test=128,
+              steps=700, lr=0.02, optimizer="adam", seed=5, eval_every=50, thresholds=[0.5, 0.2, 0.1], ema=0.9,
+              grabs=["weight_norm", "grad_norm", "plugins_for_tests:first_layer"], grab_every=100)
+OFFLINE = dict(batchfn="plugins_for_tests:linear_teacher", model="mlp", d=6, width=16, depth=1, online=False,
+               n_train=100, batch_size=16, n_test=64, steps=500, lr=0.05, momentum=0.9, seed=2, eval_every=40,
+               grabs=["grad_norm"], grab_every=30)  # 6 minibatches per epoch: stops land mid-epoch
+
+
+class StopAfter:
+    """should_stop that says yes after `n` steps (a SIGTERM arriving mid-run)."""
+
+    def __init__(self, n: int, exc: type[BaseException] | None = None):
+        self.n, self.calls, self.exc = n, 0, exc
+
+    def __call__(self) -> bool:
+        self.calls += 1
+        if self.calls >= self.n and self.exc is not None:
+            raise self.exc(f"crash after {self.n} steps")
+        return self.calls >= self.n
+
+
+def _same_results(a, b) -> None:
+    """Bitwise-equal runs on one CPU process: same summary values, metric series and arrays."""
+    skip = {"wall_s", "setup_s", "resumed_from_step"}  # timings and where it resumed
+    assert {k: v for k, v in a.summary.items() if k not in skip} == {k: v for k, v in b.summary.items() if k not in skip}
+    assert sorted(a.metrics) == sorted(b.metrics)
+    assert [(n, s) for n, s, _ in a.arrays] == [(n, s) for n, s, _ in b.arrays]
+    for (_, _, x), (_, _, y) in zip(a.arrays, b.arrays):
+        np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.parametrize("cfg, stop_at", [(ONLINE, 333), (ONLINE, 256), (OFFLINE, 203), (OFFLINE, 1)],
+                         ids=["online-mid-chunk", "online-chunk-edge", "offline-mid-epoch", "offline-first-step"])
+def test_a_stopped_job_resumes_and_ends_as_if_never_stopped(tmp_path, cfg, stop_at):
+    whole = train(cfg, device="cpu")
+    path = tmp_path / "job.pt"
+    first = train(cfg, device="cpu", should_stop=StopAfter(stop_at), checkpoint_path=path)
+    assert first.status == "stopped" and first.summary["steps"] == stop_at
+    assert path.exists() and torch.load(path, weights_only=True)["step"] == stop_at
+    resumed = train(cfg, device="cpu", checkpoint_path=path)
+    assert resumed.status == "done" and resumed.summary["resumed_from_step"] == stop_at
+    assert "resumed_from_step" not in whole.summary
+    _same_results(whole, resumed)
+
+
+def test_a_crashed_job_resumes_from_its_last_periodic_checkpoint(tmp_path):
+    cfg = dict(ONLINE, checkpoint_every=100)
+    whole = train(cfg, device="cpu")
+    path = tmp_path / "job.pt"
+    with pytest.raises(RuntimeError, match="crash after 450"):
+        train(cfg, device="cpu", should_stop=StopAfter(450, RuntimeError), checkpoint_path=path)
+    assert torch.load(path, weights_only=True)["step"] == 400  # the last multiple of checkpoint_every
+    resumed = train(cfg, device="cpu", checkpoint_path=path)
+    assert resumed.summary["resumed_from_step"] == 400
+    _same_results(whole, resumed)
+
+
+def test_checkpoint_every_without_a_path_writes_nothing_and_changes_nothing(tmp_path):
+    a = train(dict(ONLINE, steps=300), device="cpu")
+    b = train(dict(ONLINE, steps=300, checkpoint_every=50), device="cpu")
+    assert a.summary["final_test_loss"] == b.summary["final_test_loss"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_checkpoint_of_another_config_is_ignored(tmp_path, caplog):
+    path = tmp_path / "job.pt"
+    train(ONLINE, device="cpu", should_stop=StopAfter(100), checkpoint_path=path)
+    other = dict(ONLINE, lr=0.03)
+    out = train(other, device="cpu", checkpoint_path=path)
+    assert "resumed_from_step" not in out.summary
+    assert out.summary["final_test_loss"] == train(other, device="cpu").summary["final_test_loss"]
+    assert "written for another job" in caplog.text
+
+
+def test_a_corrupt_checkpoint_is_ignored_with_a_warning(tmp_path, caplog):
+    path = tmp_path / "job.pt"
+    path.write_bytes(b"PK\x03\x04 truncated by a full disk")
+    out = train(dict(ONLINE, steps=100), device="cpu", checkpoint_path=path)
+    assert out.status == "done" and "resumed_from_step" not in out.summary
+    assert "cannot be read safely" in caplog.text
+
+
+class _Planted:
+    """Unpickling this runs code: a checkpoint must never be read with plain pickle."""
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_pickle_with_code_in_a_checkpoint_file_is_refused_not_run(tmp_path, caplog):
+    marker = tmp_path / "pwned"
+    planted = _Planted()
+    planted.marker = marker
+    path = tmp_path / "job.pt"
+    with open(path, "wb") as f:
+        torch.save({"format": checkpoint.FORMAT, "config_hash": config_hash(ONLINE), "evil": planted}, f,
+                   pickle_module=pickle)
+    assert checkpoint.load(path, config_hash(ONLINE)) is None
+    assert not marker.exists()
+    assert "cannot be read safely" in caplog.text
+
+
+def test_saving_is_atomic_a_failed_write_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
+    path = tmp_path / "ck" / "job.pt"
+    checkpoint.save(path, {"format": checkpoint.FORMAT, "step": 1, "w": torch.ones(3)})
+
+    def torch_save_that_dies(obj, f, *args, **kwargs):
+        f.write(b"half a file")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", torch_save_that_dies)
+    with pytest.raises(OSError, match="disk full"):
+        checkpoint.save(path, {"format": checkpoint.FORMAT, "step": 2, "w": torch.zeros(3)})
+    monkeypatch.undo()
+    assert torch.load(path, weights_only=True)["step"] == 1
+    assert sorted(p.name for p in path.parent.iterdir()) == ["job.pt"]  # no temp file left behind
+
+
+def test_default_dir_sits_beside_a_sqlite_database(tmp_path):
+    assert checkpoint.default_dir(str(tmp_path / "jobs.db")) == tmp_path / "jobs-checkpoints"
+    assert checkpoint.default_dir(f"sqlite:///{tmp_path}/q.sqlite") == tmp_path / "q-checkpoints"
+    assert checkpoint.job_path(tmp_path, 7, "ab" * 16).name == "job-7-abababababab.pt"
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("cfg", [ONLINE, OFFLINE], ids=["online", "offline"])
+def test_a_stopped_job_resumes_exactly_on_a_gpu(tmp_path, cfg):
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    whole = train(cfg, device="cuda")
+    path = tmp_path / "job.pt"
+    assert train(cfg, device="cuda", should_stop=StopAfter(203), checkpoint_path=path).status == "stopped"
+    resumed = train(cfg, device="cuda", checkpoint_path=path)
+    assert resumed.summary["resumed_from_step"] == 203
+    print(f"\ngpu resume ({cfg['batchfn']}): final test loss {whole.summary['final_test_loss']!r} "
+          f"uninterrupted, {resumed.summary['final_test_loss']!r} resumed")
+    assert resumed.summary["final_test_loss"] == pytest.approx(whole.summary["final_test_loss"], rel=1e-5)

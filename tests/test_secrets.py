@@ -1,0 +1,101 @@
+"""Database credentials never appear in output, logs, error messages or the database itself.
+
+Only SQLite is implemented, so a PostgreSQL URL is refused with one line; that line must show the
+URL with its password masked (***), so the user still sees which database was meant."""
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from runner.store import display_url
+
+PASSWORD = "S3cretPassw0rd"
+URL = f"postgresql+psycopg://runner:{PASSWORD}@127.0.0.1:5432/test"
+MASKED = "postgresql+psycopg://runner:***@127.0.0.1:5432/test"
+GRID = ("sweep: secrets\nbatchfn: gaussian_teacher\nmodel: mlp\n"
+        "base: {d: 4, batch_size: 8, width: 8, steps: 20, n_test: 16, eval_every: 10}\ngrid: {seed: [0, 1]}\n")
+
+COMMANDS = {
+    "submit": ("submit", "grid.yaml"),
+    "workers": ("workers", "--devices", "cpu", "-v"),
+    "status": ("status",),
+    "results": ("results", "--sweep", "secrets"),
+    "cancel": ("cancel", "--sweep", "secrets"),
+    "retry": ("retry",),
+}
+
+# URLs a user may mistype, and the parts of the password each holds: none may be shown.
+ODD_URLS = {
+    "raw_at_in_password": ("postgresql://runner:S3cr@tPassw0rd@127.0.0.1:5432/test", ("S3cr", "tPassw0rd")),
+    "percent_encoded": ("postgresql://runner:S3cret%40Passw0rd@127.0.0.1:5432/test", ("S3cret", "Passw0rd")),
+    "bad_port": (f"postgresql://runner:{PASSWORD}@127.0.0.1:port/test", (PASSWORD,)),
+    "unknown_driver": (f"nosuchdb://runner:{PASSWORD}@127.0.0.1:5432/test", (PASSWORD,)),
+    "unparseable": (f"://runner:{PASSWORD}@127.0.0.1", (PASSWORD,)),
+}
+
+
+def _one_line(stderr: str) -> str:
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in stderr, stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("how", ["--db", "RUNNER_DB"])
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_every_command_masks_the_password_of_a_database_url(run_cli, tmp_path, command, how):
+    (tmp_path / "grid.yaml").write_text(GRID)
+    args, env = COMMANDS[command], {}
+    if how == "--db":
+        args = (*args, "--db", URL)
+    else:
+        env = {"RUNNER_DB": URL}
+    out = run_cli(*args, env=env)
+    assert PASSWORD not in out.stdout and PASSWORD not in out.stderr
+    assert out.returncode == 2, out.stderr
+    line = _one_line(out.stderr)
+    assert MASKED in line  # the user sees which database was meant, without its password
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["grid.yaml"]  # nothing created
+
+
+@pytest.mark.parametrize("name", list(ODD_URLS))
+def test_a_mistyped_url_shows_no_part_of_its_password(run_cli, tmp_path, name):
+    url, secrets = ODD_URLS[name]
+    shown = display_url(url)
+    assert "***" in shown
+    out = run_cli("status", "--db", url)
+    assert out.returncode == 2
+    line = _one_line(out.stderr)
+    assert "***" in line
+    for secret in secrets:
+        assert secret not in shown and secret not in out.stdout + out.stderr, (secret, line)
+
+
+def test_display_url_keeps_what_has_no_password():
+    assert display_url("postgresql://runner@127.0.0.1:5432/test") == "postgresql://runner@127.0.0.1:5432/test"
+    assert display_url(URL) == MASKED
+    assert display_url("/data/a:b@c.db") == "sqlite:////data/a%3Ab%40c.db"  # a file path is never masked
+    assert display_url("sqlite:////data/jobs.db") == "sqlite:////data/jobs.db"
+
+
+def test_a_full_run_stores_no_url_and_no_secret_from_the_environment(run_cli, tmp_path):
+    db = tmp_path / "jobs.db"
+    env = {"RUNNER_DB": f"sqlite:///{db}", "DATABASE_URL": URL, "PGPASSWORD": PASSWORD}
+    (tmp_path / "grid.yaml").write_text(GRID)
+    outputs = []
+    for args in (("submit", "grid.yaml"), ("workers", "--devices", "cpu", "--per-device", "2", "-v"), ("status",),
+                 ("results", "--sweep", "secrets")):
+        out = run_cli(*args, env=env)
+        assert out.returncode == 0, (args, out.stderr)
+        outputs.append(out.stdout + out.stderr)
+    assert all(PASSWORD not in text for text in outputs)
+
+    con = sqlite3.connect(db)
+    statuses = [row[0] for row in con.execute("SELECT status FROM jobs")]
+    workers = con.execute("SELECT COUNT(*) FROM workers").fetchone()[0]
+    con.close()
+    assert statuses == ["done", "done"] and workers >= 1  # the run wrote jobs, results and the worker registry
+    data = b"".join(p.read_bytes() for p in (db, Path(f"{db}-wal")) if p.exists())
+    for needle in (b"sqlite:", str(db).encode(), PASSWORD.encode(), b"postgresql"):
+        assert needle not in data, needle
