@@ -1,7 +1,11 @@
 """Built-in batch functions. Each is a factory: its parameters come from the job config, `gen`
 (a torch.Generator on the job's device) and `device` are injected, and it returns
 `batch(step) -> (X, y)`. Anything drawn in the factory body (a teacher) must not depend on
-batch_size, so that train and test sets share it."""
+batch_size, so that train and test sets share it.
+
+Modules: hermite (powerlaw_hermite), teachers (linear_teacher, hypercube_sumprod), classification
+(moons, circles, gaussian_clusters, xor), synthetic (synthetic_regression, synthetic_binary); all
+are imported here so that importing `batchfns` registers every built-in."""
 from __future__ import annotations
 
 import math
@@ -29,3 +33,15 @@ def gaussian_teacher(d: int, batch_size: int, k: int = 8, noise: float = 0.0, *,
         return X, y.unsqueeze(1)
 
     return batch
+
+
+# Imported for their registration side effect (and re-exported).
+from .classification import circles, gaussian_clusters, moons, xor
+from .hermite import powerlaw_hermite
+from .synthetic import synthetic_binary, synthetic_regression
+from .teachers import hypercube_sumprod, linear_teacher
+
+__all__ = [
+    "Batch", "gaussian_teacher", "powerlaw_hermite", "linear_teacher", "hypercube_sumprod",
+    "moons", "circles", "gaussian_clusters", "xor", "synthetic_regression", "synthetic_binary",
+]

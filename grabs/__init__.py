@@ -1,27 +1,27 @@
 """Built-in grabs: measurements taken inside the training loop every `grab_every` steps and at
-the end. A grab returns a number, a dict of numbers, or an array; None records nothing."""
+the end. A grab returns a number, a dict of numbers, or an array; None records nothing.
+
+Importing this package registers them all (see README "Built-in grabs" for parameters and
+return layouts):
+
+- norms:      weight_norm, grad_norm, dist_from_init, gram_diag, gram_trace
+- kernels:    ntk
+- curvature:  hessian_top, hessian_trace
+- landscape:  sharpness, interpolation
+- metrics:    accuracy
+
+Every built-in leaves the model's parameters, buffers, gradients and train/eval mode as they
+were, and never draws from the global RNG (grabs._common says how).
+"""
 from __future__ import annotations
 
-from typing import Any
+from .curvature import hessian_top, hessian_trace
+from .kernels import ntk
+from .landscape import interpolation, sharpness
+from .metrics import accuracy
+from .norms import dist_from_init, grad_norm, gram_diag, gram_trace, weight_norm
 
-import torch
-from torch import nn
-
-from runner.registry import grab
-
-
-@grab("weight_norm")
-def weight_norm(model: nn.Module, **ctx: Any) -> dict[str, float]:
-    """Frobenius norm of each parameter tensor, and of all of them together ('total')."""
-    norms = {name: p.detach().norm() for name, p in model.named_parameters()}
-    total = torch.stack([n.square() for n in norms.values()]).sum().sqrt()
-    return {**{k: float(v) for k, v in norms.items()}, "total": float(total)}
-
-
-@grab("grad_norm")
-def grad_norm(model: nn.Module, **ctx: Any) -> float | None:
-    """L2 norm of the gradient from the most recent training step (None before the first)."""
-    grads = [p.grad.detach() for p in model.parameters() if p.grad is not None]
-    if not grads:
-        return None
-    return float(torch.stack([g.square().sum() for g in grads]).sum().sqrt())
+__all__ = [
+    "accuracy", "dist_from_init", "grad_norm", "gram_diag", "gram_trace", "hessian_top", "hessian_trace",
+    "interpolation", "ntk", "sharpness", "weight_norm",
+]

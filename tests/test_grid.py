@@ -469,7 +469,7 @@ def test_file_not_found(tmp_path):
     ("base: {b: !!binary aGVsbG8=}\n", ["base.b", "bytes"]),
     ("base: {s: !!set {a, b}}\n", ["base.s", "set"]),
     ("base: {1: 2}\n", ["base: key 1 is not a string"]),
-    ("base: {opt: {1: 2}}\n", ["base.opt has key 1"]),
+    ("base: {opt: {1.5: 2}}\n", ["base.opt has key 1.5"]),
     ("base: {x: !!python/object:os.system {}}\n", ["malformed YAML", "python/object"]),
     ("sweep: ''\n", ["sweep must be a non-empty string"]),
     ("sweep: 2024\n", ["sweep must be a non-empty string", "2024"]),
@@ -525,3 +525,9 @@ def test_100k_cells_expand_and_hash_fast():
     assert len(configs) == 25 * 40 * 50 * 2 - 25 * 2 * 2 == len(hashes)
     print(f"\n{len(configs):,} cells: expand {middle - start:.3f} s, hash {end - middle:.3f} s")
     assert end - start < 5
+
+
+def test_integer_keys_of_nested_mappings_are_stored_as_strings():
+    spec = parse_grid({"sweep": "s", "grid": {"monomials": [[{0: 1}], [{0: 2}, {1: 1, 2: 1}]]}}, "<dict>")
+    configs = expand(spec)
+    assert [c["monomials"] for c in configs] == [[{"0": 1}], [{"0": 2}, {"1": 1, "2": 1}]]

@@ -1,0 +1,48 @@
+"""Every example grid file validates in full, and its first cells run end to end (shortened)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import EXAMPLES
+from runner.submission import load_spec, plan_jobs
+from runner.trainloop import train
+
+STUDIES = {  # file: (jobs in the grid, metric names its first cell must record)
+    "mlp_learning_curves.yaml": (96, {"test_loss", "train_loss"}),
+    "mlp_generalization.yaml": (27, {"test_loss"}),
+    "loss_landscape.yaml": (270, {"test_acc", "hessian_top.0", "hessian_top.2", "hessian_trace", "sharpness",
+                                  "interpolation.barrier"}),
+    "dln_batch_switch.yaml": (18, {"weight_norm.total", "grad_norm", "test_loss"}),
+    "synthetic_tasks.yaml": (18, {"test_loss"}),
+}
+SHORT = dict(steps=40, eval_every=20, n_test=128)
+
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.mark.parametrize("name", sorted(STUDIES))
+def test_an_example_study_validates_and_runs(name):
+    jobs = plan_jobs(load_spec(EXAMPLES / name))
+    expected_jobs, metrics = STUDIES[name]
+    assert len(jobs) == expected_jobs
+    configs = [cfg for _, cfg, _, _ in jobs]
+    # the first cell, and the last (another dataset, loss or architecture), shortened
+    for cfg in (configs[0], configs[-1]):
+        short = dict(cfg, **SHORT)
+        if "n_train" in short:
+            short["n_train"] = min(short["n_train"], 256)
+        if "changes" in short:
+            short["changes"] = [dict(c, at=20) for c in short["changes"]]
+        out = train(short, device="cpu")
+        assert out.status == "done", out.reason
+        names = {n for _, n, _ in out.metrics}
+        assert metrics <= names, metrics - names
+        assert out.summary["final_test_loss"] is not None
+
+
+def test_the_generalisation_study_keeps_weights_at_init_and_end():
+    _, cfg, _, _ = plan_jobs(load_spec(EXAMPLES / "mlp_generalization.yaml"))[0]
+    out = train(dict(cfg, **SHORT, n_train=128), device="cpu")
+    assert {s for n, s, _ in out.arrays if n == "weights.net.0.weight"} == {0, 40}
