@@ -1,0 +1,364 @@
+"""Queue benchmark (DESIGN.md section 9): no-op jobs through the SQLite job queue.
+
+1. submit: one `Store.add_jobs` call of 100,000 distinct job configs into a fresh database, as
+   `runner submit` does for a one-group grid (target: < 5 s);
+2. drain: for each worker count W (1, 2, 4), a fresh queue of N no-op jobs is drained by W
+   processes (multiprocessing 'spawn') that loop claim -> finish(DONE, small summary) until claim
+   returns None (target: >= 1,000 jobs/s with 4 workers on a 2-core machine). The clock starts when
+   every process is up and has its Store open (start-up is reported apart) and stops when the last
+   process saw an empty queue. Each process times every claim() call (claim latency p50/p99).
+   Afterwards every job is checked to be done exactly once (one claim, one attempt, one result).
+
+Ratios of the drain rows are against the W=1 row of the same run.
+
+    python benchmarks/queue.py [--jobs 100000] [--drain-jobs N] [--workers 1,2,4] [--db PATH] [--quick]
+
+--db: the database of the submit row (a file path or sqlite:/// URL; default: a file in a temporary
+folder, removed afterwards); the drain rows use fresh files beside it (NAME.drain-wW.db). Only
+SQLite works today: the store refuses other URLs. Uses only the public API of runner.store.Store.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+# This file is named queue.py, and Python puts its folder first on sys.path: that folder must go,
+# or `import queue` (multiprocessing, SQLAlchemy's pool) would import this script instead of the
+# standard library's module. The repository root goes there instead, so `runner` imports.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_ROOT = os.path.dirname(_HERE)
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
+import argparse
+import cProfile
+import datetime
+import io
+import multiprocessing
+import platform
+import pstats
+import shutil
+import socket
+import sqlite3
+import subprocess
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass, field
+from queue import Empty  # the standard library's: this folder is off sys.path
+
+import numpy as np
+import sqlalchemy
+from sqlalchemy.engine import make_url
+
+from runner.errors import RunnerError
+from runner.grid import config_hash
+from runner.store import JobOutcome, JobStatus, Store, display_url, sqlalchemy_url
+
+ADD_TARGET_S, ADD_TARGET_JOBS = 5.0, 100_000  # submitting 100,000 jobs (no target for other sizes)
+DRAIN_TARGET_JOBS_S = 1000  # no-op jobs/s with 4 worker processes on a 2-core machine
+TARGET_WORKERS = 4
+QUICK = {"jobs": 2_000, "drain_jobs": 300, "workers": "1,2"}
+FULL = {"jobs": 100_000, "drain_jobs": 20_000, "workers": "1,2,4"}
+WAIT_S = 900                # a drain that takes longer than this has hung
+
+
+def make_jobs(n: int, offset: int = 0) -> list[tuple[str, dict]]:
+    """n distinct job configs shaped like a validated grid cell (12 keys), distinct by seed and lr."""
+    jobs = []
+    for i in range(offset, offset + n):
+        config = {"model": "mlp", "batchfn": "gaussian_teacher", "d": 32, "k": 4, "depth": 2 + i % 3,
+                  "width": 64 << (i % 4), "optimizer": "sgd", "momentum": 0.9, "batch_size": 128,
+                  "steps": 600, "lr": round(0.001 * (1 + i % 10), 6), "seed": i}
+        jobs.append((config_hash(config), config))
+    return jobs
+
+
+# --- a drain worker (runs in a spawned process) ------------------------------------------------------
+def drain_worker(url: str, name: str, go, results, profile_path: str | None) -> None:
+    """Open a Store, say ready, wait for go, then claim -> finish until the queue is empty; send back
+    (name, claimed ids, claim durations, finish durations, end time)."""
+    try:
+        store = Store(url)
+        store.sweeps()  # opens the pooled connection (and its pragmas) before the clock starts
+        host, outcome = socket.gethostname(), JobOutcome(JobStatus.DONE, {"final_train_loss": 0.5, "worker": name})
+        ids: list[int] = []
+        claim_s: list[float] = []
+        finish_s: list[float] = []
+        results.put(("ready", name))
+        go.wait()
+        profiler = cProfile.Profile() if profile_path else None
+        if profiler:
+            profiler.enable()
+        clock = time.perf_counter
+        while True:
+            t0 = clock()
+            job = store.claim(name, host=host, device="cpu")
+            t1 = clock()
+            claim_s.append(t1 - t0)
+            if job is None:
+                break
+            store.finish(job.id, job.token, outcome)
+            finish_s.append(clock() - t1)
+            ids.append(job.id)
+        end = clock()
+        if profiler:
+            profiler.disable()
+            profiler.dump_stats(profile_path)
+        store.close()
+        results.put(("done", name, np.asarray(ids, dtype=np.int64), np.asarray(claim_s), np.asarray(finish_s), end))
+    except BaseException:
+        results.put(("error", name, traceback.format_exc()))
+        raise
+
+
+# --- the rows --------------------------------------------------------------------------------------
+@dataclass
+class Row:
+    label: str
+    jobs: int
+    seconds: float
+    workers: int = 0                    # 0: the submit row
+    claim_ms: np.ndarray | None = None  # per claim() call, all workers together
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def rate(self) -> float:
+        return self.jobs / self.seconds if self.seconds > 0 else float("inf")
+
+
+def bench_add(url: str, n: int) -> Row:
+    t0 = time.perf_counter()
+    jobs = make_jobs(n)
+    hashing = time.perf_counter() - t0
+    with Store(url, create=True) as store:
+        t0 = time.perf_counter()
+        added, existing = store.add_jobs("bench-add", jobs)
+        took = time.perf_counter() - t0
+        if (added, existing) != (n, 0):
+            raise SystemExit(f"add_jobs added {added} and found {existing} already there, expected {n} and 0")
+        t0 = time.perf_counter()
+        again = store.add_jobs("bench-add", jobs)
+        again_s = time.perf_counter() - t0
+        pending = store.counts("bench-add")["bench-add"]["pending"]
+    if again != (0, n) or pending != n:
+        raise SystemExit(f"the second add_jobs gave {again}, {pending} pending: expected (0, {n}), {n}")
+    row = Row(f"add {n:,}", n, took)
+    row.notes.append(f"building {n:,} configs and their config_hash: {hashing:.2f} s (not in the row); "
+                     f"the same add_jobs again (all already there): {again_s:.2f} s; {pending:,} pending")
+    return row
+
+
+def bench_drain(url: str, n: int, workers: int, profile_path: str | None) -> Row:
+    with Store(url, create=True) as store:
+        t0 = time.perf_counter()
+        store.add_jobs("bench-drain", make_jobs(n))
+        fill = time.perf_counter() - t0
+    ctx = multiprocessing.get_context("spawn")
+    go, results = ctx.Event(), ctx.Queue()
+    names = [f"bench-w{i}" for i in range(workers)]
+    procs = [ctx.Process(target=drain_worker, args=(url, name, go, results, profile_path if i == 0 else None),
+                         name=name) for i, name in enumerate(names)]
+    spawned = time.perf_counter()
+    for p in procs:
+        p.start()
+    try:
+        ready = 0
+        while ready < workers:
+            msg = _get(results, procs)
+            if msg[0] == "error":
+                raise SystemExit(f"worker {msg[1]} failed before the start:\n{msg[2]}")
+            ready += 1
+        start = time.perf_counter()
+        startup = start - spawned
+        go.set()
+        done = []
+        while len(done) < workers:
+            msg = _get(results, procs)
+            if msg[0] == "error":
+                raise SystemExit(f"worker {msg[1]} failed:\n{msg[2]}")
+            done.append(msg)
+    finally:
+        go.set()
+        for p in procs:
+            p.join(timeout=60)
+            if p.is_alive():
+                p.kill()
+                p.join()
+    wall = max(m[5] for m in done) - start
+    ids = np.concatenate([m[2] for m in done])
+    claim_ms = np.concatenate([m[3] for m in done]) * 1e3
+    finish_ms = np.concatenate([m[4] for m in done]) * 1e3
+    row = Row(f"drain W={workers}", n, wall, workers, claim_ms)
+    per_worker = ", ".join(f"{len(m[2]):,}" for m in sorted(done, key=lambda m: m[1]))
+    row.notes.append(f"start-up of {workers} process(es) until all ready: {startup:.2f} s (not in the row); "
+                     f"filling the queue: {fill:.2f} s; jobs per worker: {per_worker}; "
+                     f"finish p50 {np.percentile(finish_ms, 50):.2f} ms, p99 {np.percentile(finish_ms, 99):.2f} ms")
+    row.notes.append(check_exactly_once(url, ids, n, {m[1]: set(m[2].tolist()) for m in done}))
+    return row
+
+
+def _get(results, procs):
+    """The next message from the workers; fails when a worker died without sending one."""
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        try:
+            return results.get(timeout=1.0)
+        except Empty:
+            dead = [p for p in procs if p.exitcode not in (None, 0)]
+            if dead:
+                raise SystemExit(f"worker {dead[0].name} died with exit code {dead[0].exitcode}") from None
+    raise SystemExit(f"no word from the workers in {WAIT_S} s")
+
+
+def check_exactly_once(url: str, ids: np.ndarray, n: int, by_worker: dict[str, set[int]]) -> str:
+    """Every job done exactly once: claimed once in all (by the workers' own lists), done, one
+    attempt, its one result written by the worker that claimed it."""
+    with Store(url) as store:
+        counts = store.counts("bench-drain")["bench-drain"]
+        rows = store.result_rows("bench-drain")
+        sample = [store.attempt_rows(r["job_id"]) for r in rows[:: max(1, len(rows) // 50)]]
+    all_ids = {r["job_id"] for r in rows}
+    problems = []
+    if len(ids) != n or len(set(ids.tolist())) != n or set(ids.tolist()) != all_ids:
+        problems.append(f"claims: {len(ids)} ({len(set(ids.tolist()))} distinct) for {len(all_ids)} jobs")
+    if counts["done"] != n or sum(counts.values()) != n:
+        problems.append(f"statuses {counts}")
+    if {r["attempts"] for r in rows} != {1}:
+        problems.append(f"attempts per job {sorted({r['attempts'] for r in rows})}")
+    wrong = [r["job_id"] for r in rows if r["job_id"] not in by_worker.get(r["summary"].get("worker"), ())]
+    if wrong:
+        problems.append(f"{len(wrong)} results not from the worker that claimed the job")
+    if any([(a["token"], a["outcome"]) for a in history] != [(1, "done")] for history in sample):
+        problems.append("an attempt history other than one done attempt")
+    if problems:
+        raise SystemExit("exactly-once check FAILED: " + "; ".join(problems))
+    return (f"exactly once: OK ({n:,} claims by the workers, {len(all_ids):,} distinct; {counts['done']:,} done, "
+            f"0 in other states; every job attempts=1 and its result from its claimer; "
+            f"{len(sample)} attempt histories read: one done attempt each)")
+
+
+# --- output ----------------------------------------------------------------------------------------
+def _git_rev() -> str:
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], check=False, cwd=_ROOT, capture_output=True,
+                             text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], check=False, cwd=_ROOT,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return (rev or "unknown") + (" (with uncommitted changes)" if dirty else "")
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "?"
+
+
+def header(db_shown: str) -> str:
+    load = " load avg {:.2f} {:.2f} {:.2f};".format(*os.getloadavg()) if hasattr(os, "getloadavg") else ""
+    return (f"queue benchmark {datetime.datetime.now().isoformat(timespec='seconds')}; "
+            f"{platform.platform()}, {os.cpu_count()} CPUs ({_cpu_model()});{load} "
+            f"Python {platform.python_version()}, SQLAlchemy {sqlalchemy.__version__}, "
+            f"SQLite {sqlite3.sqlite_version}; git {_git_rev()}; db {db_shown}")
+
+
+def table(rows: list[Row]) -> str:
+    base = next((r for r in rows if r.workers == 1), None)
+    cols = ("", "jobs", "seconds", "jobs/s", "vs W=1", "claim p50 ms", "claim p99 ms", "target", "met?")
+    lines = []
+    for r in rows:
+        if r.workers == 0 and r.jobs == ADD_TARGET_JOBS:
+            target, met = f"< {ADD_TARGET_S:g} s", r.seconds < ADD_TARGET_S
+        elif r.workers == TARGET_WORKERS:
+            target, met = f">= {DRAIN_TARGET_JOBS_S:,} jobs/s", r.rate >= DRAIN_TARGET_JOBS_S
+        else:
+            target, met = "-", None
+        ratio = f"{r.rate / base.rate:.2f}x" if r.workers and base is not None else "-"
+        p50, p99 = ((f"{np.percentile(r.claim_ms, 50):.3f}", f"{np.percentile(r.claim_ms, 99):.3f}")
+                    if r.claim_ms is not None else ("-", "-"))
+        lines.append((r.label, f"{r.jobs:,}", f"{r.seconds:.2f}", f"{r.rate:,.0f}", ratio, p50, p99, target,
+                      "-" if met is None else ("yes" if met else "NO")))
+    widths = [max(len(str(x[i])) for x in [cols, *lines]) for i in range(len(cols))]
+
+    def fmt(cells) -> str:
+        return "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+    out = [fmt(cols), fmt(["-" * w for w in widths]), *map(fmt, lines)]
+    return "\n".join(out)
+
+
+def _row_url(base: str, tag: str | None) -> str:
+    """The database of one row: base itself, or a fresh file beside it (NAME.TAG.db)."""
+    url = make_url(sqlalchemy_url(base))
+    if not url.drivername.startswith("sqlite") or not url.database:
+        return url.render_as_string(hide_password=False)  # the Store says what it cannot use
+    stem, ext = os.path.splitext(url.database)
+    path = url.database if tag is None else f"{stem}.{tag}{ext or '.db'}"
+    if os.path.exists(path):
+        raise SystemExit(f"{path} exists: every row needs a fresh database, pass a new --db")
+    return url.set(database=path).render_as_string(hide_password=False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--jobs", type=int, help=f"jobs in the submit row (default {FULL['jobs']:,})")
+    parser.add_argument("--drain-jobs", type=int, help=f"jobs per drain row (default {FULL['drain_jobs']:,})")
+    parser.add_argument("--workers", help=f"worker counts of the drain rows (default {FULL['workers']})")
+    parser.add_argument("--db", help="database of the submit row, a path or URL (default: a temporary file)")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"tiny sizes for a smoke test: {QUICK['jobs']:,} added, {QUICK['drain_jobs']} "
+                             f"drained by {QUICK['workers']} workers")
+    parser.add_argument("--profile", metavar="FILE",
+                        help="run the W=1 drain's worker under cProfile, write its stats to FILE and print the top")
+    args = parser.parse_args(argv)
+    sizes = QUICK if args.quick else FULL
+    n_add = args.jobs if args.jobs is not None else sizes["jobs"]
+    n_drain = args.drain_jobs if args.drain_jobs is not None else sizes["drain_jobs"]
+    workers = [int(w) for w in (args.workers or sizes["workers"]).split(",") if w.strip()]
+    if n_add < 1 or n_drain < 1 or not workers or min(workers) < 1:
+        parser.error("--jobs, --drain-jobs and every --workers count must be at least 1")
+    if args.profile and 1 not in workers:
+        parser.error("--profile profiles the W=1 row: --workers must include 1")
+
+    tmp = tempfile.mkdtemp(prefix="runner-queue-bench-") if args.db is None else None
+    base = os.path.join(tmp, "queue.db") if tmp else args.db
+    try:
+        print(header(display_url(base)), flush=True)
+        rows = [bench_add(_row_url(base, None), n_add)]
+        print(f"  {rows[-1].label}: {rows[-1].seconds:.2f} s", flush=True)
+        for w in workers:
+            rows.append(bench_drain(_row_url(base, f"drain-w{w}"), n_drain, w, args.profile if w == 1 else None))
+            print(f"  {rows[-1].label}: {rows[-1].jobs:,} jobs in {rows[-1].seconds:.2f} s"
+                  + (" (profiled: slower than unprofiled)" if args.profile and w == 1 else ""), flush=True)
+        print()
+        print(table(rows))
+        print()
+        for r in rows:
+            for note in r.notes:
+                print(f"{r.label}: {note}")
+        if os.cpu_count() != 2:
+            print(f"note: the drain target is set for a 2-core machine; this one has {os.cpu_count()} CPUs")
+        if args.profile:
+            text = io.StringIO()
+            pstats.Stats(args.profile, stream=text).sort_stats("tottime").print_stats(20)
+            print(f"\ncProfile of the W=1 worker (stats in {args.profile}), top 20 by own time:\n{text.getvalue()}")
+    except RunnerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        if tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,36 @@
+"""Smoke tests of the benchmark scripts: each runs its quick CPU variant and prints its table.
+No timing assertion: the figures that count come from the full runs on a quiet machine."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from conftest import ROOT, cli_env
+
+
+def test_queue_benchmark_quick_runs_and_prints_its_table(show):
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "queue.py"), "--quick"], check=False, cwd=ROOT,
+                          env=cli_env(), capture_output=True, text=True, timeout=120)
+    show(f"\n$ python benchmarks/queue.py --quick\n{done.stdout}{done.stderr}")
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert out.startswith("queue benchmark ") and "SQLAlchemy" in out and "SQLite" in out and "git " in out
+    lines = out.splitlines()
+    assert any(line.split()[:9] == ["jobs", "seconds", "jobs/s", "vs", "W=1", "claim", "p50", "ms", "claim"]
+               for line in lines)
+    for label in ("add 2,000 ", "drain W=1 ", "drain W=2 "):
+        assert any(line.startswith(label) for line in lines), label
+    assert out.count("exactly once: OK") == 2
+
+
+def test_trainloop_benchmark_quick_runs_and_prints_its_table(show):
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "trainloop.py"), "--quick"], check=False, cwd=ROOT,
+                          env=cli_env(), capture_output=True, text=True, timeout=300)
+    show(f"\n$ python benchmarks/trainloop.py --quick\n{done.stdout}{done.stderr}")
+    assert done.returncode == 0, done.stderr
+    rows = [line.split() for line in done.stdout.splitlines() if line[:6].strip().isdigit()]
+    assert [(r[0], " ".join(r[2:4]).rstrip(",")) for r in rows] == [
+        ("32", "plain PyTorch"), ("32", "runner, bare"), ("32", "runner, all"),
+        ("64", "plain PyTorch"), ("64", "runner, bare"), ("64", "runner, all")]
+    plain, all_on = rows[0], rows[2]
+    assert plain[-1] == all_on[-1]  # the same work: equal loss at the check step
