@@ -32,6 +32,7 @@ def gaussian_teacher(d: int, batch_size: int, k: int = 8, noise: float = 0.0, *,
             y = y + noise * torch.randn(batch_size, generator=gen, device=device)
         return X, y.unsqueeze(1)
 
+    batch.capturable = True  # type: ignore[attr-defined]  # device ops on gen only: may run inside a CUDA graph
     return batch
 
 

@@ -34,6 +34,7 @@ def _standardised(sample: Sampler, batch_size: int, n_classes: int, standardise:
         X, y = sample(batch_size)
         return (X - mean) * inv_std, y
 
+    batch.capturable = True  # type: ignore[attr-defined]  # device ops on gen only: may run inside a CUDA graph
     batch.n_classes = n_classes  # type: ignore[attr-defined]
     batch.feature_mean = mean  # type: ignore[attr-defined]
     batch.feature_std = 1.0 / inv_std  # type: ignore[attr-defined]

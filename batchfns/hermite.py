@@ -123,6 +123,7 @@ def powerlaw_hermite(d: int, monomials: list, batch_size: int, alpha: float = 1.
             y = y + noise * torch.randn(batch_size, generator=gen, device=device)
         return X, y.unsqueeze(1)
 
+    batch.capturable = True  # type: ignore[attr-defined]  # device ops on gen only: may run inside a CUDA graph
     batch.spectrum = lam.to(device=device, dtype=torch.float32)  # type: ignore[attr-defined]
     batch.rotation = rotation  # type: ignore[attr-defined]
     batch.monomials = monos  # type: ignore[attr-defined]

@@ -34,6 +34,7 @@ def synthetic_regression(n_features: int, batch_size: int, n_informative: int | 
             y = y + noise * torch.randn(batch_size, n_targets, generator=gen, device=device)
         return X, y
 
+    batch.capturable = True  # type: ignore[attr-defined]  # device ops on gen only: may run inside a CUDA graph
     batch.coef = coef  # type: ignore[attr-defined]
     return batch
 
@@ -86,6 +87,7 @@ def synthetic_binary(n_features: int, batch_size: int, n_informative: int = 2, c
             y = torch.where(flip, 1 - y, y)
         return X, y.float()
 
+    batch.capturable = True  # type: ignore[attr-defined]  # device ops on gen only: may run inside a CUDA graph
     batch.n_classes = 2  # type: ignore[attr-defined]
     batch.vertices = vertices  # type: ignore[attr-defined]
     return batch

@@ -43,6 +43,7 @@ def linear_teacher(d: int, batch_size: int, out_dim: int = 1,
             y = y + noise * torch.randn(batch_size, out_dim, generator=gen, device=device)
         return X, y
 
+    batch.capturable = True  # type: ignore[attr-defined]  # device ops on gen only: may run inside a CUDA graph
     batch.teacher_weights = W  # type: ignore[attr-defined]
     return batch
 
@@ -105,6 +106,7 @@ def hypercube_sumprod(d: int, indices: list, batch_size: int, weights: list | No
             y = y + noise_mean
         return X, y.unsqueeze(1)
 
+    batch.capturable = True  # type: ignore[attr-defined]  # device ops on gen only: may run inside a CUDA graph
     batch.indices = groups  # type: ignore[attr-defined]
     batch.weights = w  # type: ignore[attr-defined]
     return batch

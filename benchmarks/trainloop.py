@@ -3,7 +3,8 @@
 Workload (issue 5): gaussian_teacher online, d = 200, batch 1024, mlp depth 2 (one hidden
 width x width layer), SGD, MSE, fp32. The plain loop is the baseline measured in the same run:
 same model, data and steps, no per-step host synchronisation. runner runs with thresholds, an
-evaluation and a grab every 100 steps ("runner, all on") and bare ("runner, bare").
+evaluation and a grab every 100 steps ("all on") and bare, each eager (`capture: false`) and with
+its default step capture (CUDA graphs; on the CPU capture is off, so those rows repeat eager).
 
     python benchmarks/trainloop.py                 # widths 256, 1024, 8192 on the GPU if any
     python benchmarks/trainloop.py --quick         # a small CPU smoke run
@@ -65,11 +66,12 @@ def plain_loop(width: int, steps: int, device: torch.device, seed: int = 0) -> t
     return seconds, float(kept)  # read after the clock stops
 
 
-def runner_loop(width: int, steps: int, device: torch.device, all_on: bool, seed: int = 0) -> tuple[float, float]:
+def runner_loop(width: int, steps: int, device: torch.device, all_on: bool, capture: bool = True,
+                seed: int = 0) -> tuple[float, float]:
     """runner.train on the same work; seconds of its training loop (its set-up, which the plain loop's
     clock also leaves out, is reported apart)."""
     config = dict(batchfn="gaussian_teacher", model="mlp", d=D, batch_size=BATCH, width=width, depth=2, lr=LR,
-                  steps=steps, seed=seed, eval_every=0, n_test=0)
+                  steps=steps, seed=seed, eval_every=0, n_test=0, capture=capture)
     if all_on:
         config.update(eval_every=100, n_test=1000, thresholds=[0.5, 0.1], grabs=["weight_norm"], grab_every=100)
     _sync(device)
@@ -124,7 +126,7 @@ def main() -> None:
     print(f"# gaussian_teacher d={D} batch={BATCH}, mlp depth 2, SGD lr={LR}, MSE, fp32; "
           f"median of {args.repeats} interleaved rounds")
     plain_loop(64, 20, device)  # warm-up: CUDA context, kernels, allocator
-    header = (f"{'width':>6} {'steps':>6} {'variant':<16} {'seconds':>8} {'steps/s':>9} {'min-max':>11} "
+    header = (f"{'width':>6} {'steps':>6} {'variant':<20} {'seconds':>8} {'steps/s':>9} {'min-max':>11} "
               f"{'vs plain':>9} {'loss@check':>11}")
     print(header)
     print("-" * len(header))
@@ -132,6 +134,8 @@ def main() -> None:
         steps = args.steps if width <= 1024 else max(20, args.steps // 6)
         results = _interleaved({
             "plain PyTorch": lambda: plain_loop(width, steps, device),
+            "runner eager, bare": lambda: runner_loop(width, steps, device, False, capture=False),
+            "runner eager, all on": lambda: runner_loop(width, steps, device, True, capture=False),
             "runner, bare": lambda: runner_loop(width, steps, device, False),
             "runner, all on": lambda: runner_loop(width, steps, device, True)}, args.repeats)
         base = steps / statistics.median(results["plain PyTorch"][0])
@@ -139,11 +143,12 @@ def main() -> None:
             rates = sorted(steps / s for s in seconds)
             rate = statistics.median(rates)
             spread = f"{rates[0]:.0f}-{rates[-1]:.0f}"
-            print(f"{width:>6} {steps:>6} {variant:<16} {statistics.median(seconds):>8.3f} {rate:>9.1f} "
+            print(f"{width:>6} {steps:>6} {variant:<20} {statistics.median(seconds):>8.3f} {rate:>9.1f} "
                   f"{spread:>11} {rate / base:>8.3f}x {loss:>11.4g}")
         print(f"{'':>6} {'':>6} runner set-up: {min(SETUP):.3f} s (not in the times above)")
         SETUP.clear()
-    print("target: runner, all on >= 0.95x plain at every width; loss@check: the batch loss at the last step")
+    print("target: runner, all on >= 0.95x plain at every width (runner's rows capture steps by default)")
+    print("loss@check: the batch loss at the last step")
     print("divisible by 100, equal for plain and runner-all-on when both did the same work (bare records no series)")
 
 

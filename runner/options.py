@@ -70,6 +70,8 @@ OPTIONS: dict[str, Option] = {
     "snapshots": Option("snapshots", [], "steps at which the weights are stored as arrays (weights.<param>); 'end' for the last"),
     "checkpoint_every": Option("int", 0, "steps between checkpoints a crashed job resumes from (0: only when stopped)", check=_nonneg, rule=">= 0"),
     "precision": Option("str", "fp32", "matmul precision", choices=("fp32", "tf32", "bf16")),
+    "capture": Option("bool", True, "replay each training step as a CUDA graph where possible (GPU only; "
+                      "eager on a cosine schedule, after a failed capture, and on the CPU)"),
     "max_attempts": Option("int", 3, "attempts before a failing job stays failed", check=_pos, rule=">= 1"),
     "priority": Option("int", 0, "higher runs first"),
 }

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from . import checkpoint
+from .capture import StepGraph, capture_blocker
 from .grid import config_hash
 from .thresholds import LossTracker, finite_or_none
 from .validate import JobPlan, plan_job
@@ -92,8 +93,10 @@ def _accuracy(loss: str, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor | N
     return None
 
 
-def _make_optimizer(o: dict[str, Any], model: torch.nn.Module) -> torch.optim.Optimizer:
-    """The configured optimizer; its muP version (MuSGD, MuAdam, MuAdamW) for a model with base shapes."""
+def _make_optimizer(o: dict[str, Any], model: torch.nn.Module, capturable: bool = False) -> torch.optim.Optimizer:
+    """The configured optimizer; its muP version (MuSGD, MuAdam, MuAdamW) for a model with base shapes.
+    `capturable` (every CUDA job, captured or not, so both compute alike): Adam keeps its step count
+    on the device, so its step can be recorded in a CUDA graph."""
     params = list(model.parameters())
     if any(hasattr(p, "infshape") for p in params):
         import mup
@@ -104,7 +107,8 @@ def _make_optimizer(o: dict[str, Any], model: torch.nn.Module) -> torch.optim.Op
     if o["optimizer"] == "sgd":
         return sgd(params, lr=o["lr"], momentum=o["momentum"], nesterov=o["nesterov"], weight_decay=o["weight_decay"])
     cls = adam if o["optimizer"] == "adam" else adamw
-    return cls(params, lr=o["lr"], betas=tuple(o["betas"]), eps=o["eps"], weight_decay=o["weight_decay"])
+    extra = {"capturable": True} if capturable else {}
+    return cls(params, lr=o["lr"], betas=tuple(o["betas"]), eps=o["eps"], weight_decay=o["weight_decay"], **extra)
 
 
 @contextlib.contextmanager
@@ -114,7 +118,8 @@ def _precision(mode: str, device: torch.device) -> Iterator[contextlib.AbstractC
     torch.set_float32_matmul_precision("high" if mode == "tf32" else "highest")
     try:
         if mode == "bf16":
-            yield lambda: torch.autocast(device.type, dtype=torch.bfloat16)
+            # no cast cache: CUDA graphs need it off, and eager steps then compute exactly what replays do
+            yield lambda: torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=False)
         else:
             yield contextlib.nullcontext
     finally:
@@ -138,6 +143,8 @@ class _Loop:
         self.arrays: list[tuple[str, int, np.ndarray]] = []
         self.pending: list[tuple[int, str, torch.Tensor]] = []  # device scalars awaiting the next host read
         self.tracker = LossTracker(self.o["thresholds"], self.o["ema"])
+        self.stepper: StepGraph | None = None  # replays captured steps (CUDA); None: every step eager
+        self.capture_note = ""
 
     # data ---------------------------------------------------------------------------------
     def _factory(self, batch_size: int, seed: int) -> tuple[Callable[[int], tuple[torch.Tensor, torch.Tensor]], torch.Generator]:
@@ -158,6 +165,7 @@ class _Loop:
             gen.manual_seed(seeds["test"])
             self.X_test, self.y_test = fn(0)
         if o["online"]:
+            self.online_batch_size = o["batch_size"]
             self.next_batch, self.data_gen = self._factory(o["batch_size"], seeds["data"])
             self.n_classes = getattr(self.next_batch, "n_classes", None)
             return
@@ -166,9 +174,15 @@ class _Loop:
         self.X_train, self.y_train = fn(0)
         n, bs = o["n_train"], o["batch_size"]
         if bs is None or bs >= n:
-            self.next_batch = lambda step: (self.X_train, self.y_train)
+            self.next_batch = self._full_batch
             return
         self._use_sampler(bs)
+
+    def _full_batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Offline without minibatches: the whole training set every step."""
+        return self.X_train, self.y_train
+
+    _full_batch.capturable = True  # type: ignore[attr-defined]  # the same tensors every step
 
     def _use_sampler(self, batch_size: int) -> None:
         """Offline minibatches of batch_size from the training set (the sampler is made once)."""
@@ -178,18 +192,21 @@ class _Loop:
         self.sampler.bs = batch_size
         self.next_batch = lambda step: self.sampler.batch(self.X_train, self.y_train)
 
-    def _set_batch_size(self, batch_size: int) -> None:
+    def _set_batch_size(self, batch_size: int, stream_state: torch.Tensor | None = None) -> None:
         """A scheduled batch-size change: online, the same data stream continues in batches of the
-        new size (same teacher, generator state carried over); offline, minibatches of the new size."""
+        new size (same teacher, generator state carried over, or `stream_state`); offline,
+        minibatches of the new size."""
         o = self.o
         if o["online"]:
             fn, gen = self._factory(batch_size, self.seeds["data"])  # same seed: the same teacher
-            gen.set_state(self.data_gen.get_state())
-            self.next_batch, self.data_gen = fn, gen
+            gen.set_state(self.data_gen.get_state() if stream_state is None else stream_state)
+            self.next_batch, self.data_gen, self.online_batch_size = fn, gen, batch_size
         elif batch_size >= o["n_train"]:
-            self.next_batch = lambda step: (self.X_train, self.y_train)
+            self.next_batch = self._full_batch
         else:
             self._use_sampler(batch_size)
+        if self.stepper is not None:
+            self.stepper.use_data(self.next_batch, self.data_gen)
 
     def _apply_changes(self, step: int, upto: bool = False) -> None:
         """Batch-size changes due at `step` (with upto, every change at or before it: a resume)."""
@@ -275,7 +292,8 @@ class _Loop:
             self.autocast = autocast
             self._setup_data(seeds)
             self.model = self._build_model(seeds["model"])
-            self.optimizer = _make_optimizer(o, self.model)
+            blocker = capture_blocker(o, self.device)
+            self.optimizer = _make_optimizer(o, self.model, capturable=self.device.type == "cuda")
             self.lr_plan = _LrPlan(o, self.optimizer)
             self.init_params = [p.detach().clone() for p in self.model.parameters()]
             torch.manual_seed(seeds["sample"])  # dropout and other in-model randomness
@@ -286,6 +304,12 @@ class _Loop:
                 self._apply_changes(start, upto=True)  # the data pipeline as it was at that step
                 self._restore(saved)
             self.resumed_from = start if saved else None  # step 0 counts: a stop before the first step
+            if blocker is None:
+                self.stepper = StepGraph(model=self.model, optimizer=self.optimizer, loss_fn=LOSSES[o["loss"]],
+                                         autocast=autocast, eager_step=self._eager_step, device=self.device,
+                                         restart_stream=lambda state: self._set_batch_size(self.online_batch_size, state))
+                self.stepper.use_data(self.next_batch, self.data_gen)
+            self.capture_note = f"off: {blocker}" if blocker else ""
             self.setup_s = time.perf_counter() - self.started  # data, model, optimizer, checkpoint load
             status, steps_run = self._train(start, o["steps"])
             if status == "stopped":
@@ -301,7 +325,7 @@ class _Loop:
         return self._result(status, steps_run, self.wall_before + time.perf_counter() - self.started)
 
     def _train(self, start: int, steps: int) -> tuple[str, int]:
-        o, model, opt, loss_fn = self.o, self.model, self.optimizer, LOSSES[self.o["loss"]]
+        o, stepper = self.o, self.stepper
         eval_every, grab_every = o["eval_every"], o["grab_every"]
         save_every = o["checkpoint_every"] if self.checkpoint_path else 0
         change_steps = {c["at"] for c in o["changes"] if "batch_size" in c}
@@ -315,19 +339,18 @@ class _Loop:
                 self._apply_changes(step)
             if lr_plan.every_step or step in lr_steps:
                 lr_plan.apply(step)
+                if stepper is not None:
+                    stepper.reset()  # the graph holds the old lr
             if step % eval_every == 0 if eval_every else step == 0:
                 self._evaluate(step, final=False)
             if step in snapshot_steps:
                 self._snapshot(step)
             if grab_every and step % grab_every == 0 and self.plan.grabs:
                 self._grab(step, self.batch)
-            self.batch = batch = self.next_batch(step)
-            with self.autocast():
-                loss = loss_fn(model(batch[0]), batch[1])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            losses.append(loss.detach())
+                if stepper is not None:
+                    stepper.check_grads()
+            loss, self.batch = stepper.step(step) if stepper is not None else self._eager_step(step)
+            losses.append(loss)
             stop = self.should_stop()
             save = save_every and (step + 1) % save_every == 0 and step + 1 < steps
             if len(losses) == CHUNK or step + 1 == steps or stop or save:
@@ -342,6 +365,18 @@ class _Loop:
                 if save:
                     self._save(step + 1)
         return "done", steps
+
+    def _eager_step(self, step: int, batch: tuple[torch.Tensor, torch.Tensor] | None = None
+                    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """One step without a graph (on `batch` when given); returns (detached loss, the batch)."""
+        if batch is None:
+            batch = self.next_batch(step)
+        with self.autocast():
+            loss = LOSSES[self.o["loss"]](self.model(batch[0]), batch[1])
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return loss.detach(), batch
 
     # checkpoints ------------------------------------------------------------------------
     def _save(self, step: int) -> None:
@@ -394,6 +429,7 @@ class _Loop:
             "device": str(self.device),
             "host": socket.gethostname(),
             "precision": self.o["precision"],
+            "step_capture": self.stepper.describe() if self.stepper is not None else self.capture_note,
             **self.tracker.summary(),
         }
         if self.resumed_from is not None:

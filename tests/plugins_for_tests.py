@@ -88,3 +88,29 @@ def hidden_scale(model: torch.nn.Module, X_test: torch.Tensor, **ctx) -> float:
         for layer in model.net[:-1]:
             h = layer(h)
         return float(h.abs().mean())
+
+
+def syncing_teacher(d: int, batch_size: int, *, gen: torch.Generator, device: torch.device):
+    """Claims it can be captured but reads a value back to the host: capture must fall back."""
+    w = torch.randn(d, generator=gen, device=device)
+
+    def batch(step: int):
+        X = torch.randn(batch_size, d, generator=gen, device=device)
+        scale = float(X.abs().max())  # a host read: not allowed while a graph is being captured
+        return X, (X @ w / scale).unsqueeze(1)
+
+    batch.capturable = True
+    return batch
+
+
+class SyncingMLP(torch.nn.Module):
+    """A model whose forward reads a value back to the host: its steps can never be captured."""
+
+    def __init__(self, d_in: int, d_out: int, width: int = 16):
+        super().__init__()
+        self.net = torch.nn.Sequential(torch.nn.Linear(d_in, width), torch.nn.ReLU(), torch.nn.Linear(width, d_out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if float(x.abs().max()) > 1e6:
+            x = x.clamp(-1e6, 1e6)
+        return self.net(x)

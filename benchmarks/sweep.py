@@ -1,0 +1,223 @@
+"""End-to-end sweep throughput on one GPU: jobs/h for K workers per GPU, eager and with step capture.
+
+Workload (issue 5): 64 jobs (seeds 0..63) x 2000 steps of gaussian_teacher online, d = 200,
+batch 1024, mlp depth 2 at width 1024 (and 256), SGD, MSE, fp32, each job evaluated every 100
+steps. Every row submits the sweep to a fresh SQLite file and runs the real `runner workers
+--devices 0 --per-device K` until the queue is empty; the clock covers the whole command (process
+start, CUDA initialisation, claims, training, write-back). The baseline row is one eager worker
+(K = 1, `capture: false`); every row's final test loss per job is compared with the baseline's.
+Per-worker GPU memory is the largest amount nvidia-smi saw used by one worker process.
+
+    python benchmarks/sweep.py                       # widths 1024,256; K 1,2,4,8; eager and captured
+    python benchmarks/sweep.py --widths 256 --per-device 1,8 --capture on   # eager only for the baseline
+    python benchmarks/sweep.py --quick               # CPU smoke run: 4 tiny jobs, K 1,2
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+# This folder holds queue.py, which would shadow the standard library's queue module (torch imports
+# it): take the folder off the path.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
+
+
+@dataclass
+class Row:
+    """One sweep run: its settings and what it measured."""
+
+    width: int
+    per_device: int
+    capture: bool
+    wall_s: float
+    jobs: int
+    done: int
+    losses: dict[int, float]  # seed -> final test loss
+    worker_mib: float | None  # largest GPU memory of one worker process
+    captured_jobs: int
+
+    @property
+    def jobs_per_h(self) -> float:
+        return self.done / self.wall_s * 3600 if self.wall_s else 0.0
+
+
+def grid_text(width: int, jobs: int, steps: int, capture: bool, quick: bool) -> str:
+    """The sweep's grid file: the standard workload, one job per seed."""
+    d, batch = (8, 64) if quick else (200, 1024)
+    return (f"sweep: bench-w{width}-{'graph' if capture else 'eager'}\n"
+            "batchfn: gaussian_teacher\nmodel: mlp\n"
+            f"base: {{d: {d}, batch_size: {batch}, width: {width}, depth: 2, lr: 0.01, steps: {steps}, "
+            f"eval_every: 100, n_test: 1000, capture: {str(capture).lower()}}}\n"
+            f"grid:\n  seed: {{range: [0, {jobs}]}}\n")
+
+
+def _gpu_memory_sampler(pids_of: callable, stop: threading.Event, peak: list[float]) -> None:
+    """Poll nvidia-smi for the memory each worker process uses; keep the largest."""
+    while not stop.wait(0.5):
+        try:
+            out = subprocess.run(["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
+                                 capture_output=True, text=True, timeout=10).stdout
+        except (OSError, subprocess.TimeoutExpired):
+            return
+        mine = pids_of()
+        for line in out.splitlines():
+            parts = [p.strip() for p in line.split(",")]
+            if len(parts) == 2 and parts[0].isdigit() and int(parts[0]) in mine:
+                peak[0] = max(peak[0], float(parts[1]))
+
+
+def _descendants(pid: int) -> set[int]:
+    found, todo = set(), [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            children = Path(f"/proc/{p}/task/{p}/children").read_text().split()
+        except OSError:
+            continue
+        for c in map(int, children):
+            found.add(c)
+            todo.append(c)
+    return found
+
+
+def run_sweep(folder: Path, *, width: int, jobs: int, steps: int, per_device: int, capture: bool,
+              devices: str, quick: bool = False) -> Row:
+    """Submit the sweep to a fresh database in `folder`, run workers until it is drained, read it back."""
+    folder.mkdir(parents=True, exist_ok=True)
+    db = folder / "jobs.db"
+    grid = folder / "grid.yaml"
+    grid.write_text(grid_text(width, jobs, steps, capture, quick))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    cli = [sys.executable, "-m", "runner.cli"]
+    sub = subprocess.run([*cli, "submit", str(grid), "--db", str(db)], env=env, capture_output=True, text=True, cwd=folder)
+    if sub.returncode != 0:
+        raise SystemExit(f"runner submit exited {sub.returncode}:\n{sub.stderr[-3000:]}")
+    peak, stop = [0.0], threading.Event()
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([*cli, "workers", "--devices", devices, "--per-device", str(per_device), "--db", str(db),
+                             "--quiet"], env=env, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    sampler = None
+    if shutil.which("nvidia-smi") and devices != "cpu":
+        sampler = threading.Thread(target=_gpu_memory_sampler, args=(lambda: _descendants(proc.pid), stop, peak), daemon=True)
+        sampler.start()
+    _, err = proc.communicate()
+    wall = time.perf_counter() - t0
+    stop.set()
+    if proc.returncode != 0:
+        raise SystemExit(f"runner workers exited {proc.returncode}:\n{err[-3000:]}")
+    return _read_back(db, width, per_device, capture, wall, jobs, peak[0] or None)
+
+
+def _read_back(db: Path, width: int, per_device: int, capture: bool, wall: float, jobs: int,
+               worker_mib: float | None) -> Row:
+    import json
+
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        rows = con.execute("SELECT j.config, j.status, r.summary FROM jobs j LEFT JOIN results r ON r.job_id = j.id").fetchall()
+    finally:
+        con.close()
+    losses, done, captured = {}, 0, 0
+    for config, status, summary in rows:
+        if status != "done" or summary is None:
+            continue
+        done += 1
+        s = json.loads(summary)
+        losses[int(json.loads(config)["seed"])] = s.get("final_test_loss")
+        captured += s.get("step_capture") == "on"
+    return Row(width, per_device, capture, wall, jobs, done, losses, worker_mib, captured)
+
+
+def _n_differing(a: dict[int, float], b: dict[int, float], rtol: float = 1e-6) -> int:
+    """Jobs whose final test loss differs from the baseline's by more than rtol."""
+    return sum(1 for k in a if k in b and a[k] is not None and b[k] is not None
+               and abs(a[k] - b[k]) > rtol * max(abs(a[k]), 1e-12))
+
+
+def _max_rel_diff(a: dict[int, float], b: dict[int, float]) -> float:
+    common = [k for k in a if k in b and a[k] is not None and b[k] is not None]
+    if not common:
+        return float("nan")
+    return max(abs(a[k] - b[k]) / max(abs(a[k]), 1e-12) for k in common)
+
+
+def _commit() -> str:
+    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
+    return out.stdout.strip() or "?"
+
+
+def print_table(rows: list[Row], title: str) -> None:
+    """Rows of one width, with ratios against its baseline row (K = 1, eager)."""
+    base = next(r for r in rows if r.per_device == 1 and not r.capture)
+    print(title)
+    header = (f"{'width':>6} {'K':>3} {'capture':>8} {'wall s':>8} {'jobs/h':>9} {'vs base':>8} {'done':>5} "
+              f"{'graph':>6} {'MiB/wkr':>8} {'max rel diff vs base':>21} {'jobs differing':>15}")
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        mib = f"{r.worker_mib:.0f}" if r.worker_mib else "-"
+        print(f"{r.width:>6} {r.per_device:>3} {'on' if r.capture else 'off':>8} {r.wall_s:>8.1f} {r.jobs_per_h:>9.0f} "
+              f"{r.jobs_per_h / base.jobs_per_h:>7.2f}x {r.done:>5} {r.captured_jobs:>6} {mib:>8} "
+              f"{_max_rel_diff(base.losses, r.losses):>21.2e} {_n_differing(base.losses, r.losses):>15}")
+    best = max(rows, key=lambda r: r.jobs_per_h)
+    print(f"best: K={best.per_device} capture {'on' if best.capture else 'off'}, "
+          f"{best.jobs_per_h / base.jobs_per_h:.2f}x the baseline (target >= 6x)\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--widths", default="1024,256")
+    parser.add_argument("--per-device", default="1,2,4,8")
+    parser.add_argument("--capture", default="off,on", help="off, on or off,on")
+    parser.add_argument("--jobs", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--devices", default="0")
+    parser.add_argument("--quick", action="store_true", help="CPU smoke run: 4 jobs x 30 steps, width 16, K 1,2")
+    args = parser.parse_args()
+    if args.quick:
+        args.widths, args.per_device, args.jobs, args.steps, args.devices = "16", "1,2", 4, 30, "cpu"
+    try:
+        import torch
+
+        gpu = torch.cuda.get_device_name(0) if args.devices != "cpu" and torch.cuda.is_available() else None
+        version = torch.__version__
+    except ImportError:
+        gpu, version = None, "?"
+    where = gpu or f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
+    print(f"# sweep benchmark  {time.strftime('%Y-%m-%d')}  {where}  torch {version}  commit {_commit()}")
+    print(f"# {args.jobs} jobs x {args.steps} steps per row, devices {args.devices}; "
+          "wall = the whole `runner workers` command\n")
+    captures = [c == "on" for c in args.capture.split(",")]
+    eager_ks = [int(k) for k in args.per_device.split(",")] if False in captures else [1]  # the baseline is eager
+    if False not in captures:
+        captures.insert(0, False)
+    with tempfile.TemporaryDirectory(prefix="runner-sweep-bench-") as tmp:
+        for width in map(int, args.widths.split(",")):
+            rows = []
+            for capture in captures:
+                for k in (map(int, args.per_device.split(",")) if capture else eager_ks):
+                    folder = Path(tmp) / f"w{width}-k{k}-{'on' if capture else 'off'}"
+                    rows.append(run_sweep(folder, width=width, jobs=args.jobs, steps=args.steps, per_device=k,
+                                          capture=capture, devices=args.devices, quick=args.quick))
+                    print(f"  ran width {width} K={k} capture {'on' if capture else 'off'}: {rows[-1].wall_s:.1f} s",
+                          file=sys.stderr, flush=True)
+            if not any(r.per_device == 1 and not r.capture for r in rows):  # --per-device without 1
+                rows.insert(0, run_sweep(Path(tmp) / f"w{width}-base", width=width, jobs=args.jobs, steps=args.steps,
+                                         per_device=1, capture=False, devices=args.devices, quick=args.quick))
+            print_table(rows, f"## width {width}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,173 @@
+"""Step capture: one training step recorded as a CUDA graph and replayed, for launch-bound jobs.
+
+A small network's eager step is mostly kernel-launch overhead: the GPU waits on Python. A
+replayed graph launches the whole step (forward, backward, optimizer step, and the batch itself
+when the batch function says it can be captured) with one call. The first steps run eagerly (they
+create the optimizer's lazy state and warm cuBLAS), then the step is captured, and every later
+step replays it. Anything that changes what a step does (a new batch size, a new learning rate)
+drops the graph; the next steps run eagerly again and the step is captured anew. Evaluation,
+grabs and threshold reads stay outside the graph at their own cadence.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+
+WARMUP_STEPS = 2  # eager steps before the first capture; 1 before a re-capture
+
+
+def capture_blocker(options: dict[str, Any], device: torch.device) -> str | None:
+    """Why this job's steps cannot be captured (None: they can)."""
+    if not options["capture"]:
+        return "capture: false in the config"
+    if device.type != "cuda":
+        return f"device {device.type} (graphs need CUDA)"
+    if options["schedule"] == "cosine":
+        return "the cosine schedule changes the lr every step"
+    return None
+
+
+def batch_is_capturable(batch: Callable[[int], Any]) -> bool:
+    """A batch function declares, with `batch.capturable = True`, that `batch(step)` ignores
+    `step`, draws only from the generator it was given and never reads a value back to the host."""
+    return bool(getattr(batch, "capturable", False))
+
+
+_SIDE_STREAMS: dict[torch.device, torch.cuda.Stream] = {}
+
+
+def _side_stream(device: torch.device) -> torch.cuda.Stream:
+    """One stream per process and device for warm-up steps and captures (the pattern PyTorch's
+    CUDA-graph notes prescribe); creating one per job would cycle through PyTorch's stream pool."""
+    if device not in _SIDE_STREAMS:
+        _SIDE_STREAMS[device] = torch.cuda.Stream(device)
+    return _SIDE_STREAMS[device]
+
+
+def _one_line(exc: BaseException) -> str:
+    """The first line of the error that started it all (a failed capture's exit raises its own
+    "operation failed due to a previous error during capture" over the real cause)."""
+    while exc.__context__ is not None and exc.__context__ is not exc:
+        exc = exc.__context__
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
+
+
+class StepGraph:
+    """Runs the training step of one job: eagerly while warming up, then by replaying a graph.
+
+    `eager_step(step)` is the loop's own eager step (it sets the loop's batch); the graph records
+    the same operations on static tensors, so a replayed step computes what the eager one would.
+    """
+
+    def __init__(self, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                 loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], autocast: Callable[[], Any],
+                 eager_step: Callable[..., tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]],
+                 device: torch.device, restart_stream: Callable[[torch.Tensor], None]):
+        self.model, self.optimizer, self.loss_fn, self.autocast = model, optimizer, loss_fn, autocast
+        self.eager_step, self.device = eager_step, device
+        # A generator registered with a capture that failed cannot be used again: this rebuilds the
+        # batch function on a fresh generator set to the given state (it calls use_data).
+        self.restart_stream = restart_stream
+        self.side = _side_stream(device)
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.warmup = WARMUP_STEPS
+        self.captures = 0
+        self.failure: str | None = None  # set when a capture failed: the job stays eager from then on
+        self.next_batch: Callable[[int], tuple[torch.Tensor, torch.Tensor]] | None = None
+        self.data_gen: torch.Generator | None = None
+        self.static: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.loss: torch.Tensor | None = None
+        self.grads: list[torch.Tensor | None] = []  # the gradient tensors the graph writes
+        self.data_in_graph = False
+        self.data_capturable = True  # cleared when drawing the batch inside the graph failed
+        self.data_failure: str | None = None
+
+    def use_data(self, next_batch: Callable[[int], tuple[torch.Tensor, torch.Tensor]],
+                 data_gen: torch.Generator | None) -> None:
+        """The batch source of the coming steps (set again after a batch-size change); drops the graph."""
+        self.next_batch, self.data_gen = next_batch, data_gen
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the graph (the step changed); the next step runs eagerly, the one after re-captures."""
+        self.graph = self.static = self.loss = None
+        self.data_in_graph = self.data_capturable and batch_is_capturable(self.next_batch) and (
+            self.data_gen is None or hasattr(torch.cuda.CUDAGraph, "register_generator_state"))
+        self.warmup = max(self.warmup, 1)
+
+    def step(self, step: int) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """One training step; returns (detached loss, the batch it trained on)."""
+        if self.graph is not None:
+            if not self.data_in_graph:
+                X, y = self.next_batch(step)
+                self.static[0].copy_(X, non_blocking=True)
+                self.static[1].copy_(y, non_blocking=True)
+            self.graph.replay()
+            return self.loss.clone(), self.static
+        if self.warmup > 0 or self.failure is not None:
+            self.warmup = max(0, self.warmup - 1)
+            return self._eager(step, None)
+        batch = None if self.data_in_graph else self.next_batch(step)
+        if not self._capture(step, batch):
+            return self._eager(step, batch)
+        self.graph.replay()
+        return self.loss.clone(), self.static
+
+    def _eager(self, step: int, batch: tuple[torch.Tensor, torch.Tensor] | None
+               ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """An eager step on a side stream, as capture requires of the steps before it."""
+        current = torch.cuda.current_stream(self.device)
+        self.side.wait_stream(current)
+        with torch.cuda.stream(self.side):
+            out = self.eager_step(step, batch)
+        current.wait_stream(self.side)
+        return out
+
+    def _capture(self, step: int, batch: tuple[torch.Tensor, torch.Tensor] | None) -> bool:
+        """Record the step (on `batch`, or drawing it inside the graph); on failure note why and
+        stay eager for the rest of the job (nothing of the step has run)."""
+        model, opt = self.model, self.optimizer
+        gen_state = self.data_gen.get_state() if self.data_in_graph and self.data_gen is not None else None
+        graph = torch.cuda.CUDAGraph()
+        try:
+            if batch is None and self.data_gen is not None:
+                graph.register_generator_state(self.data_gen)
+            else:
+                batch = (batch[0].clone(), batch[1].clone())  # the static inputs later steps copy into
+            opt.zero_grad(set_to_none=True)  # the graph owns the gradients it writes
+            with torch.cuda.graph(graph, stream=self.side, capture_error_mode="thread_local"):
+                X, y = batch if batch is not None else self.next_batch(step)
+                with self.autocast():
+                    loss = self.loss_fn(model(X), y)
+                loss.backward()
+                opt.step()
+        except Exception as exc:  # a batch function or model that reads values back, an op graphs refuse
+            opt.zero_grad(set_to_none=True)
+            if batch is None:  # try again with the batch drawn eagerly, outside the graph
+                self.data_capturable = False
+                self.data_failure = _one_line(exc)
+                if gen_state is not None:
+                    self.restart_stream(gen_state)
+                else:
+                    self.reset()
+                return False
+            # the first error says why; a second capture after a failed one often only reports "previous error"
+            self.failure = self.data_failure or _one_line(exc)
+            return False
+        self.graph, self.static, self.loss = graph, (X, y), loss.detach()
+        self.grads = [p.grad for p in model.parameters()]
+        self.captures += 1
+        return True
+
+    def check_grads(self) -> None:
+        """After code outside the graph ran (a grab): if it replaced the gradient tensors, re-capture."""
+        if self.graph is not None and any(p.grad is not g for p, g in zip(self.model.parameters(), self.grads)):
+            self.reset()
+
+    def describe(self) -> str:
+        """For the job's summary: whether steps ran as a graph, and if not, why."""
+        if self.failure is not None:
+            return f"off: capture failed ({self.failure})"
+        return "on" if self.captures else "off: the job ended before the first capture"

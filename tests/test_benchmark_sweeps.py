@@ -1,0 +1,32 @@
+"""Smoke runs of the sweep and scaling benchmarks on the CPU: they run, print their tables and
+compare per-job losses with the baseline row. No timing assertions (times are the GPU run's)."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from conftest import ROOT, cli_env
+
+
+def _run(script: str, *args: str) -> str:
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args], capture_output=True, text=True,
+                          env=cli_env(), timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+def test_sweep_benchmark_quick(show):
+    out = _run("sweep.py", "--quick", "--capture", "on")
+    show(out)
+    assert "## width 16" in out and "best: K=" in out
+    rows = [line.split() for line in out.splitlines() if line.strip().startswith("16 ")]
+    assert len(rows) == 3  # the eager baseline, then K=1 and K=2 with capture (off on the CPU: eager)
+    assert all(r[6] == "4" for r in rows), rows  # every job done
+    assert all(r[-1] == "0" for r in rows), rows  # the same final loss per job as the baseline
+
+
+def test_scaling_benchmark_quick(show):
+    out = _run("scaling.py", "--quick")
+    show(out)
+    rows = [line.split() for line in out.splitlines() if line.strip()[:1].isdigit()]
+    assert len(rows) == 2 and all(r[5] == "4" for r in rows), rows
