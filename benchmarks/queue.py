@@ -1,4 +1,4 @@
-"""Queue benchmark (DESIGN.md section 9): no-op jobs through the SQLite job queue.
+"""Queue benchmark (DESIGN.md section 9): no-op jobs through the job queue, SQLite or PostgreSQL.
 
 1. submit: one `Store.add_jobs` call of 100,000 distinct job configs into a fresh database, as
    `runner submit` does for a one-group grid (target: < 5 s);
@@ -12,10 +12,15 @@
 Ratios of the drain rows are against the W=1 row of the same run.
 
     python benchmarks/queue.py [--jobs 100000] [--drain-jobs N] [--workers 1,2,4] [--db PATH] [--quick]
+    python benchmarks/queue.py --db postgresql+psycopg://user@host/dbname [--workers 1,4,8] [--no-sqlite]
 
 --db: the database of the submit row (a file path or sqlite:/// URL; default: a file in a temporary
-folder, removed afterwards); the drain rows use fresh files beside it (NAME.drain-wW.db). Only
-SQLite works today: the store refuses other URLs. Uses only the public API of runner.store.Store.
+folder, removed afterwards); the drain rows use fresh files beside it (NAME.drain-wW.db).
+With a PostgreSQL URL every row gets a fresh schema of that database (runner_bench_<pid>_<row>,
+through the URL's search_path; dropped afterwards), the drain rows default to 1, 4 and 8
+workers, and the same rows are run on a temporary SQLite file too (unless --no-sqlite), so the
+two backends are printed side by side from one run. The queue is measured through the public API
+of runner.store.Store only; the schemas are made and dropped with SQLAlchemy.
 """
 from __future__ import annotations
 
@@ -61,6 +66,7 @@ DRAIN_TARGET_JOBS_S = 1000  # no-op jobs/s with 4 worker processes on a 2-core m
 TARGET_WORKERS = 4
 QUICK = {"jobs": 2_000, "drain_jobs": 300, "workers": "1,2"}
 FULL = {"jobs": 100_000, "drain_jobs": 20_000, "workers": "1,2,4"}
+FULL_PG_WORKERS = "1,4,8"
 WAIT_S = 900                # a drain that takes longer than this has hung
 
 
@@ -262,20 +268,23 @@ def _cpu_model() -> str:
     return platform.processor() or "?"
 
 
-def header(db_shown: str) -> str:
+def header(db_shown: str, server: str | None = None) -> str:
     load = " load avg {:.2f} {:.2f} {:.2f};".format(*os.getloadavg()) if hasattr(os, "getloadavg") else ""
     return (f"queue benchmark {datetime.datetime.now().isoformat(timespec='seconds')}; "
             f"{platform.platform()}, {os.cpu_count()} CPUs ({_cpu_model()});{load} "
             f"Python {platform.python_version()}, SQLAlchemy {sqlalchemy.__version__}, "
-            f"SQLite {sqlite3.sqlite_version}; git {_git_rev()}; db {db_shown}")
+            f"SQLite {sqlite3.sqlite_version}{'; ' + server if server else ''}; git {_git_rev()}; db {db_shown}")
 
 
-def table(rows: list[Row]) -> str:
+def table(rows: list[Row], targets: bool = True) -> str:
+    """The rows as a table; targets: mark DESIGN.md's SQLite targets (not set for PostgreSQL)."""
     base = next((r for r in rows if r.workers == 1), None)
     cols = ("", "jobs", "seconds", "jobs/s", "vs W=1", "claim p50 ms", "claim p99 ms", "target", "met?")
     lines = []
     for r in rows:
-        if r.workers == 0 and r.jobs == ADD_TARGET_JOBS:
+        if not targets:
+            target, met = "-", None
+        elif r.workers == 0 and r.jobs == ADD_TARGET_JOBS:
             target, met = f"< {ADD_TARGET_S:g} s", r.seconds < ADD_TARGET_S
         elif r.workers == TARGET_WORKERS:
             target, met = f">= {DRAIN_TARGET_JOBS_S:,} jobs/s", r.rate >= DRAIN_TARGET_JOBS_S
@@ -295,8 +304,60 @@ def table(rows: list[Row]) -> str:
     return "\n".join(out)
 
 
-def _row_url(base: str, tag: str | None) -> str:
-    """The database of one row: base itself, or a fresh file beside it (NAME.TAG.db)."""
+def side_by_side(sqlite_rows: list[Row], pg_rows: list[Row]) -> str:
+    """Drain jobs/s of the two backends per worker count, from the same run."""
+    lite = {r.workers: r for r in sqlite_rows if r.workers}
+    lines = [f"{'workers':>7}  {'SQLite jobs/s':>13}  {'PostgreSQL jobs/s':>17}  {'PostgreSQL/SQLite':>17}",
+             f"{'-' * 7}  {'-' * 13}  {'-' * 17}  {'-' * 17}"]
+    for r in (r for r in pg_rows if r.workers):
+        other = lite.get(r.workers)
+        lines.append(f"{r.workers:>7}  {f'{other.rate:,.0f}' if other else '-':>13}  {r.rate:>17,.0f}  "
+                     f"{f'{r.rate / other.rate:.2f}x' if other else '-':>17}")
+    return "\n".join(lines)
+
+
+class PgSchemas:
+    """Fresh schemas of one PostgreSQL database, one per row (through the URL's search_path), dropped
+    at the end: each row starts from an empty queue, as with a fresh SQLite file."""
+
+    def __init__(self, base: str) -> None:
+        url = make_url(base)
+        self.url = url.set(drivername="postgresql+psycopg") if url.drivername == "postgresql" else url
+        self.engine = sqlalchemy.create_engine(self.url, poolclass=sqlalchemy.pool.NullPool)
+        self.made: list[str] = []
+
+    def server(self) -> str:
+        import psycopg
+
+        with self.engine.connect() as con:
+            version = con.execute(sqlalchemy.text("SHOW server_version")).scalar()
+        return f"PostgreSQL {version.split()[0]} (psycopg {psycopg.__version__})"
+
+    def new(self, tag: str) -> str:
+        name = f"runner_bench_{os.getpid()}_{tag}".replace("-", "_").replace(",", "")
+        with self.engine.begin() as con:
+            con.execute(sqlalchemy.text(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'))
+            con.execute(sqlalchemy.text(f'CREATE SCHEMA "{name}"'))
+        self.made.append(name)
+        options = " ".join(filter(None, [self.url.query.get("options", ""), f"-csearch_path={name}"]))
+        return self.url.update_query_dict({"options": options}).render_as_string(hide_password=False)
+
+    def drop(self) -> None:
+        with self.engine.begin() as con:
+            for name in self.made:
+                con.execute(sqlalchemy.text(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'))
+        self.engine.dispose()
+
+
+def _is_postgres(db: str | None) -> bool:
+    return db is not None and "://" in db and make_url(db).get_backend_name() == "postgresql"
+
+
+def _row_url(base: str, tag: str | None, pg: PgSchemas | None = None) -> str:
+    """The database of one row: base itself, or a fresh file beside it (NAME.TAG.db); on PostgreSQL
+    a fresh schema."""
+    if pg is not None:
+        return pg.new(tag or "add")
     url = make_url(sqlalchemy_url(base))
     if not url.drivername.startswith("sqlite") or not url.database:
         return url.render_as_string(hide_password=False)  # the Store says what it cannot use
@@ -307,44 +368,85 @@ def _row_url(base: str, tag: str | None) -> str:
     return url.set(database=path).render_as_string(hide_password=False)
 
 
+def run_rows(base: str, n_add: int, n_drain: int, workers: list[int], profile: str | None,
+             pg: PgSchemas | None = None) -> list[Row]:
+    """The submit row, then one drain row per worker count, each on a fresh database."""
+    rows = [bench_add(_row_url(base, None, pg), n_add)]
+    print(f"  {rows[-1].label}: {rows[-1].seconds:.2f} s", flush=True)
+    for w in workers:
+        rows.append(bench_drain(_row_url(base, f"drain-w{w}", pg), n_drain, w, profile if w == 1 else None))
+        print(f"  {rows[-1].label}: {rows[-1].jobs:,} jobs in {rows[-1].seconds:.2f} s"
+              + (" (profiled: slower than unprofiled)" if profile and w == 1 else ""), flush=True)
+    return rows
+
+
+def print_notes(rows: list[Row], prefix: str = "") -> None:
+    for r in rows:
+        for note in r.notes:
+            print(f"{prefix}{r.label}: {note}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", type=int, help=f"jobs in the submit row (default {FULL['jobs']:,})")
     parser.add_argument("--drain-jobs", type=int, help=f"jobs per drain row (default {FULL['drain_jobs']:,})")
-    parser.add_argument("--workers", help=f"worker counts of the drain rows (default {FULL['workers']})")
-    parser.add_argument("--db", help="database of the submit row, a path or URL (default: a temporary file)")
+    parser.add_argument("--workers", help=f"worker counts of the drain rows (default {FULL['workers']}; "
+                                          f"{FULL_PG_WORKERS} with a PostgreSQL --db)")
+    parser.add_argument("--db", help="database of the submit row, a path or URL (default: a temporary file); "
+                                     "a postgresql+psycopg:// URL benchmarks PostgreSQL beside SQLite")
+    parser.add_argument("--no-sqlite", action="store_true",
+                        help="with a PostgreSQL --db: skip the SQLite rows printed beside it")
     parser.add_argument("--quick", action="store_true",
                         help=f"tiny sizes for a smoke test: {QUICK['jobs']:,} added, {QUICK['drain_jobs']} "
                              f"drained by {QUICK['workers']} workers")
     parser.add_argument("--profile", metavar="FILE",
                         help="run the W=1 drain's worker under cProfile, write its stats to FILE and print the top")
     args = parser.parse_args(argv)
+    try:
+        postgres = _is_postgres(args.db)
+    except sqlalchemy.exc.ArgumentError:
+        postgres = False  # the Store says what is wrong with the URL
     sizes = QUICK if args.quick else FULL
     n_add = args.jobs if args.jobs is not None else sizes["jobs"]
     n_drain = args.drain_jobs if args.drain_jobs is not None else sizes["drain_jobs"]
-    workers = [int(w) for w in (args.workers or sizes["workers"]).split(",") if w.strip()]
+    default_workers = FULL_PG_WORKERS if postgres and not args.quick else sizes["workers"]
+    workers = [int(w) for w in (args.workers or default_workers).split(",") if w.strip()]
     if n_add < 1 or n_drain < 1 or not workers or min(workers) < 1:
         parser.error("--jobs, --drain-jobs and every --workers count must be at least 1")
     if args.profile and 1 not in workers:
         parser.error("--profile profiles the W=1 row: --workers must include 1")
 
-    tmp = tempfile.mkdtemp(prefix="runner-queue-bench-") if args.db is None else None
-    base = os.path.join(tmp, "queue.db") if tmp else args.db
+    tmp = tempfile.mkdtemp(prefix="runner-queue-bench-") if args.db is None or postgres else None
+    base = os.path.join(tmp, "queue.db") if args.db is None else args.db
+    pg: PgSchemas | None = None
     try:
-        print(header(display_url(base)), flush=True)
-        rows = [bench_add(_row_url(base, None), n_add)]
-        print(f"  {rows[-1].label}: {rows[-1].seconds:.2f} s", flush=True)
-        for w in workers:
-            rows.append(bench_drain(_row_url(base, f"drain-w{w}"), n_drain, w, args.profile if w == 1 else None))
-            print(f"  {rows[-1].label}: {rows[-1].jobs:,} jobs in {rows[-1].seconds:.2f} s"
-                  + (" (profiled: slower than unprofiled)" if args.profile and w == 1 else ""), flush=True)
-        print()
-        print(table(rows))
-        print()
-        for r in rows:
-            for note in r.notes:
-                print(f"{r.label}: {note}")
+        if not postgres:
+            print(header(display_url(base)), flush=True)
+            rows = run_rows(base, n_add, n_drain, workers, args.profile)
+            print()
+            print(table(rows))
+            print()
+            print_notes(rows)
+        else:
+            pg = PgSchemas(args.db)
+            print(header(display_url(args.db), pg.server()), flush=True)
+            print("PostgreSQL (a fresh schema per row):", flush=True)
+            pg_rows = run_rows(args.db, n_add, n_drain, workers, args.profile, pg)
+            lite_rows: list[Row] = []
+            if not args.no_sqlite:
+                print("SQLite (the same rows, fresh files in a temporary folder):", flush=True)
+                lite_rows = run_rows(os.path.join(tmp, "queue.db"), n_add, n_drain, workers, None)
+            print(f"\nPostgreSQL, {display_url(args.db)}:")
+            print(table(pg_rows, targets=False))
+            if lite_rows:
+                print("\nSQLite, a local file:")
+                print(table(lite_rows))
+                print("\nno-op jobs/s, the same drain rows on both backends:")
+                print(side_by_side(lite_rows, pg_rows))
+            print()
+            print_notes(pg_rows, "PostgreSQL ")
+            print_notes(lite_rows, "SQLite ")
         if os.cpu_count() != 2:
             print(f"note: the drain target is set for a 2-core machine; this one has {os.cpu_count()} CPUs")
         if args.profile:
@@ -354,9 +456,18 @@ def main(argv: list[str] | None = None) -> int:
     except RunnerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except sqlalchemy.exc.DBAPIError as exc:  # making the PostgreSQL schemas
+        reason = (str(exc.orig).strip().splitlines() or [type(exc.orig).__name__])[0]
+        print(f"error: cannot use the database {display_url(args.db)}: {reason}", file=sys.stderr)
+        return 2
     finally:
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
+        if pg is not None:
+            try:
+                pg.drop()
+            except sqlalchemy.exc.DBAPIError:
+                pass
     return 0
 
 

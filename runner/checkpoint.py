@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,8 @@ def job_path(directory: str | os.PathLike[str], job_id: int, config_hash: str) -
 def save(path: Path, state: dict[str, Any]) -> None:
     """Write `state` to `path` atomically: temp file in the same folder, fsync, rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    # host and pid: workers on several hosts may share the folder (and their pids may coincide)
+    tmp = path.with_name(f".{path.name}.{socket.gethostname()}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as f:
             torch.save(state, f)

@@ -71,3 +71,40 @@ def parse_devices(spec: str | None) -> list[Device]:
     if len(set(devices)) != len(devices):
         raise UserError(f"--devices {spec!r} lists a device twice; use --per-device for several workers per device")
     return devices
+
+
+# What one worker process holds on its GPU before its jobs' own tensors: the CUDA context, cuBLAS
+# workspaces and, with step capture, a graph's memory pool. Measured with benchmarks/sweep.py on an
+# H200 (torch 2.11): 836 MiB per eager worker on the standard workload, up to 1.8 GiB captured.
+DEFAULT_WORKER_MIB = 1024
+
+
+def gpu_free_mib() -> dict[str, int]:
+    """Free memory (MiB) per GPU id as nvidia-smi reports it; empty when nvidia-smi is missing."""
+    if not shutil.which("nvidia-smi"):
+        return {}
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=index,memory.free", "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    free = {}
+    for line in out.stdout.splitlines() if out.returncode == 0 else []:
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) == 2 and parts[0].isdecimal() and parts[1].isdecimal():
+            free[parts[0]] = int(parts[1])
+    return free
+
+
+def check_fits(devices: list[Device], per_device: int, worker_mib: int) -> None:
+    """Refuse --per-device K when K workers of about worker_mib each cannot fit in a GPU's free memory."""
+    free = gpu_free_mib()
+    for device in devices:
+        have = free.get(device.visible)
+        if device.is_cpu or have is None:
+            continue
+        if per_device * worker_mib > have:
+            fit = have // worker_mib
+            fix = f"use --per-device {fit}" if fit else "free memory on that GPU or pick another with --devices"
+            raise UserError(f"--per-device {per_device} does not fit on GPU {device.label}: {have:,} MiB free and each "
+                            f"worker needs about {worker_mib:,} MiB (--worker-mib); at most {fit} fit: {fix}")

@@ -4,10 +4,15 @@ Jobs move through one table of allowed transitions (TRANSITIONS); every move is 
 UPDATE (`... WHERE status IN (allowed sources)`) whose row count is checked. Workers claim a job
 atomically, renew its lease with heartbeats and write back with their fencing token; a stale token
 is refused. SQLite is the embedded backend: WAL, a long busy timeout, `BEGIN IMMEDIATE` for every
-write transaction, and a bounded retry for the rare immediate "database is locked".
+write transaction, and a bounded retry for the rare immediate "database is locked". PostgreSQL
+(psycopg 3) is the backend for several hosts: the same schema and statements, READ COMMITTED
+transactions, `FOR UPDATE SKIP LOCKED` where a claim or a reap picks rows, and the same bounded
+retry for serialization failures, deadlocks, lock timeouts and a lost connection.
 
 Statements are Core constructs, compiled once per dialect and run on the pooled DBAPI connection
 (the claim/finish path is a handful of statements with no per-call SQLAlchemy overhead).
+The schema carries a version (table meta); MIGRATIONS take an older database forward
+(`runner db upgrade`), and a database of a newer runner is refused.
 """
 from __future__ import annotations
 
@@ -50,12 +55,12 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.dialects.sqlite import (
-    insert as upsert,  # PostgreSQL's insert has the same on_conflict API
-)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL, Dialect, make_url
 from sqlalchemy.schema import CreateIndex, CreateTable
 
+from . import __version__
 from .errors import RunnerError, StaleTokenError, StoreError, TransitionError, UserError
 
 if TYPE_CHECKING:
@@ -75,10 +80,13 @@ __all__ = [
     "sqlalchemy_url",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2       # 1: the first schema; 2: workers.version
 APP = "runner"
-BUSY_TIMEOUT_S = 60.0
+BUSY_TIMEOUT_S = 60.0    # SQLite's busy timeout; PostgreSQL's lock_timeout; how long a lost server is retried
 BUSY_RETRIES = 12        # immediate "database is locked" errors are retried this often, with jittered backoff
+PG_RETRY = frozenset({"40001", "40P01", "55P03"})  # serialization failure, deadlock, lock timeout: run it again
+CONNECT_TIMEOUT_S = 10   # PostgreSQL: an unreachable server is reported after this long
+REAP_EVERY_S = 1.0       # PostgreSQL: a claim looks for expired leases at most this often per process
 CHUNK = 10_000           # ids per IN (...) list (SQLite allows 32,766 variables)
 T = TypeVar("T")
 
@@ -160,7 +168,8 @@ attempts_t = Table("attempts", metadata, Column("job_id", Integer, ForeignKey("j
                    Column("outcome", String), Column("error", Text))
 workers_t = Table("workers", metadata, Column("worker", String, primary_key=True), Column("host", String),
                   Column("pid", Integer), Column("device", String), Column("started_at", Float),
-                  Column("seen_at", Float), Column("job_id", Integer), Column("exited_at", Float))
+                  Column("seen_at", Float), Column("job_id", Integer), Column("exited_at", Float),
+                  Column("version", String))  # schema 2: the runner version a worker runs (hosts may differ)
 
 
 def _p(**params: Any) -> dict[str, Any]:
@@ -226,12 +235,15 @@ _claimed = {"token": jobs_t.c.token + 1, "attempts": jobs_t.c.attempts + 1, "wor
             "host": bindparam("p_host"), "device": bindparam("p_device"), "lease_until": bindparam("p_lease"),
             "started_at": bindparam("p_now"), "finished_at": None}
 _held = (jobs_t.c.id, jobs_t.c.token, jobs_t.c.attempts, jobs_t.c.max_attempts)
+# FOR UPDATE [SKIP LOCKED] is for PostgreSQL, where claimers run side by side: a claim or a reap
+# skips rows another transaction holds, and a select that precedes a fenced move locks its rows.
+# SQLite renders none of it (BEGIN IMMEDIATE already serialises writers).
 Q_CLAIM = (  # the next pending job by priority, then age: pending -> running, token + 1
-    _guarded(S.RUNNING, jobs_t.c.id == _next_pending.limit(1).scalar_subquery())
+    _guarded(S.RUNNING, jobs_t.c.id == _next_pending.limit(1).with_for_update(skip_locked=True).scalar_subquery())
     .values(_claimed).returning(*_held, jobs_t.c.sweep, jobs_t.c.config))
 Q_CLAIM_SWEEP = (  # the same within one sweep
     _guarded(S.RUNNING, jobs_t.c.id == _next_pending.where(jobs_t.c.sweep == bindparam("p_sweep")).limit(1)
-             .scalar_subquery())
+             .with_for_update(skip_locked=True).scalar_subquery())
     .values(_claimed).returning(*_held, jobs_t.c.sweep, jobs_t.c.config))
 Q_START_ATTEMPT = insert(attempts_t).values(  # one history row per claim
     job_id=bindparam("p_job_id"), token=bindparam("p_token"), worker=bindparam("p_worker"),
@@ -240,23 +252,33 @@ Q_END_ATTEMPT = update(attempts_t).where(  # close the history row of (job, toke
     attempts_t.c.job_id == bindparam("p_job_id"), attempts_t.c.token == bindparam("p_fence"),
 ).values(ended_at=bindparam("p_now"), outcome=bindparam("p_outcome"), error=bindparam("p_error"))
 Q_HELD = select(*_held).where(  # a job we hold with this token
-    jobs_t.c.id == bindparam("p_job_id"), jobs_t.c.token == bindparam("p_fence"), jobs_t.c.status == S.RUNNING.value)
+    jobs_t.c.id == bindparam("p_job_id"), jobs_t.c.token == bindparam("p_fence"), jobs_t.c.status == S.RUNNING.value,
+).with_for_update()
 Q_EXPIRED = select(*_held).where(  # running jobs whose lease ran out
-    jobs_t.c.status == S.RUNNING.value, jobs_t.c.lease_until < bindparam("p_now"))
+    jobs_t.c.status == S.RUNNING.value, jobs_t.c.lease_until < bindparam("p_now")).with_for_update(skip_locked=True)
 Q_OF_WORKER = select(*_held).where(  # a worker's running jobs
-    jobs_t.c.status == S.RUNNING.value, jobs_t.c.worker == bindparam("p_worker"))
+    jobs_t.c.status == S.RUNNING.value, jobs_t.c.worker == bindparam("p_worker")).with_for_update()
 Q_HEARTBEAT = update(jobs_t).where(  # renew a lease we still hold
     jobs_t.c.id == bindparam("p_job_id"), jobs_t.c.token == bindparam("p_fence"), jobs_t.c.status == S.RUNNING.value,
 ).values(lease_until=bindparam("p_lease"))
-Q_ADD = upsert(jobs_t).on_conflict_do_nothing(index_elements=[jobs_t.c.sweep, jobs_t.c.config_hash])  # idempotent
 Q_RESULT, Q_METRIC, Q_ARRAY = insert(results_t), insert(metrics_t), insert(arrays_t)  # a job's final write
-_register = upsert(workers_t).values(worker=bindparam("p_worker"), host=bindparam("p_host"), pid=bindparam("p_pid"),
-                                     device=bindparam("p_device"), started_at=bindparam("p_now"),
-                                     seen_at=bindparam("p_now"))
-Q_REGISTER = _register.on_conflict_do_update(  # a worker (re)starts
-    index_elements=[workers_t.c.worker],
-    set_={c: _register.excluded[c] for c in ("host", "pid", "device", "started_at", "seen_at")}
-    | {"job_id": None, "exited_at": None})
+
+
+def _upserts(upsert: Any) -> tuple[Any, Any]:
+    """(Q_ADD, Q_REGISTER) built with one dialect's insert (the same on_conflict API, separate classes)."""
+    add = upsert(jobs_t).on_conflict_do_nothing(index_elements=[jobs_t.c.sweep, jobs_t.c.config_hash])  # idempotent
+    register = upsert(workers_t).values(worker=bindparam("p_worker"), host=bindparam("p_host"), pid=bindparam("p_pid"),
+                                        device=bindparam("p_device"), started_at=bindparam("p_now"),
+                                        seen_at=bindparam("p_now"), version=bindparam("p_version"))
+    return add, register.on_conflict_do_update(  # a worker (re)starts
+        index_elements=[workers_t.c.worker],
+        set_={c: register.excluded[c] for c in ("host", "pid", "device", "started_at", "seen_at", "version")}
+        | {"job_id": None, "exited_at": None})
+
+
+_by_dialect = {"sqlite": _upserts(sqlite_insert), "postgresql": _upserts(pg_insert)}
+Q_ADD = {name: q[0] for name, q in _by_dialect.items()}        # by dialect name
+Q_REGISTER = {name: q[1] for name, q in _by_dialect.items()}   # by dialect name
 Q_SEEN = update(workers_t).where(workers_t.c.worker == bindparam("p_worker")).values(  # a worker is alive
     seen_at=bindparam("p_now"), job_id=bindparam("p_current"))
 Q_EXITED = update(workers_t).where(  # a worker is gone
@@ -286,12 +308,13 @@ def _compile(stmt: Any, dialect: Dialect, keys: tuple[str, ...] | None) -> _Sql:
 
 
 class _Tx:
-    """One open transaction; SQLite needs no type conversion for our columns, so values pass as is."""
+    """One open transaction; neither sqlite3 nor psycopg needs type conversion for our columns, so
+    values pass as is (positional parameters on both: qmark for sqlite3, format for psycopg)."""
 
-    def __init__(self, dbapi: sqlite3.Connection, dialect: Dialect) -> None:
+    def __init__(self, dbapi: Any, dialect: Dialect) -> None:
         self.dbapi, self.dialect = dbapi, dialect
 
-    def run(self, stmt: Any, params: dict[str, Any] | None = None) -> sqlite3.Cursor:
+    def run(self, stmt: Any, params: dict[str, Any] | None = None) -> Any:
         sql = _compile(stmt, self.dialect, None)
         return self.dbapi.execute(sql.text, sql.args(params or {}))
 
@@ -312,6 +335,20 @@ class _Tx:
         cursor = self.run(stmt)
         names = [d[0] for d in cursor.description]
         return [dict(zip(names, row)) for row in cursor]
+
+    def ddl(self, text: str) -> None:
+        self.dbapi.execute(text)
+
+
+class _PgTx(_Tx):
+    """The same on a psycopg connection, whose executemany lives on a cursor."""
+
+    def many(self, stmt: Any, keys: tuple[str, ...], rows: Iterable[tuple]) -> int:
+        sql = _compile(stmt, self.dialect, keys)
+        assert sql.names == keys and not sql.fixed, sql.text
+        cursor = self.dbapi.cursor()
+        cursor.executemany(sql.text, rows)
+        return cursor.rowcount
 
 
 # --- URLs and opening ----------------------------------------------------------------------------
@@ -348,7 +385,9 @@ def _scrub(text: str, db: str) -> str:
     return text
 
 
-def _check_meta(values: dict[str, str], path: str) -> None:
+def _check_meta(values: dict[str, str], path: str, upgrade: bool = False) -> int:
+    """The schema version of a runner database; UserError for another program's database, a newer
+    schema, or (unless upgrading) an older one."""
     if values.get("app") != APP:
         raise UserError(f"{path} is a database of another program: choose another --db")
     version = int(values["schema_version"]) if str(values.get("schema_version")).isdigit() else None
@@ -356,22 +395,34 @@ def _check_meta(values: dict[str, str], path: str) -> None:
         raise UserError(f"{path} has no valid runner schema version: choose another --db")
     if version > SCHEMA_VERSION:
         raise UserError(f"{path} was made by a newer runner (schema {version} > {SCHEMA_VERSION}): upgrade runner")
-    if version < SCHEMA_VERSION:
+    if version < SCHEMA_VERSION and not upgrade:
         raise UserError(f"{path} was made by an older runner (schema {version} < {SCHEMA_VERSION}): "
                         "run `runner db upgrade`")
+    return version
 
 
-def _inspect_sqlite_file(path: str, create: bool) -> bool:
+def _needs_schema(tables: list[str], read_meta: Callable[[], dict[str, str]], where: str, create: bool,
+                  upgrade: bool) -> bool:
+    """Whether a database with these tables needs our schema created or upgraded; UserError when it
+    may not be opened (missing without create, another program's, another version)."""
+    if not tables:
+        if not create:
+            raise UserError(f"no runner database at {where}: run `runner submit` first or pass --db")
+        return True
+    if "meta" not in tables:
+        raise UserError(f"{where} is a database of another program (tables: {', '.join(sorted(tables)[:4])}): "
+                        "choose another --db")
+    return _check_meta(read_meta(), where, upgrade) < SCHEMA_VERSION
+
+
+def _inspect_sqlite_file(path: str, create: bool, upgrade: bool = False) -> bool:
     """Check, read-only and before anything is written, that path may be opened; True when the
-    database still needs our schema."""
+    database still needs our schema (or, upgrading, a migration)."""
     folder = os.path.dirname(path)
     if not os.path.isdir(folder):
         raise UserError(f"folder {folder} for the database {path} does not exist: create it or choose another --db")
-    missing = f"no runner database at {path}: run `runner submit` first or pass --db"
     if not os.path.exists(path):
-        if not create:
-            raise UserError(missing)
-        return True
+        return _needs_schema([], dict, path, create, upgrade)
     if not os.path.isfile(path):
         raise UserError(f"{path} is not a file: choose another --db")
     with open(path, "rb") as f:
@@ -379,6 +430,7 @@ def _inspect_sqlite_file(path: str, create: bool) -> bool:
     if header and header != b"SQLite format 3\x00":
         raise UserError(f"{path} is not a SQLite database: choose another --db")
     tables: list[str] = []
+    values: dict[str, str] = {}
     if header:
         # Read-write where allowed (nothing is written): a read-only connection to a WAL database
         # would leave its -wal and -shm files behind, since only a writer may delete them on close.
@@ -392,15 +444,7 @@ def _inspect_sqlite_file(path: str, create: bool) -> bool:
                 con.close()
         except sqlite3.DatabaseError as exc:
             raise UserError(f"{path} is not a readable SQLite database ({exc}): choose another --db") from None
-    if not tables:
-        if not create:
-            raise UserError(missing)
-        return True
-    if "meta" not in tables:
-        raise UserError(f"{path} is a database of another program (tables: {', '.join(sorted(tables)[:4])}): "
-                        "choose another --db")
-    _check_meta(values, path)
-    return False
+    return _needs_schema(tables, lambda: values, path, create, upgrade)
 
 
 def _on_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
@@ -410,9 +454,55 @@ def _on_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
         dbapi_connection.execute(f"PRAGMA {pragma}")
 
 
+def _on_connect_pg(dbapi_connection: Any, durable: bool) -> None:
+    """A new psycopg connection: NUMERIC (sum, avg) comes back as int or float, as from SQLite; a
+    lock waited on for BUSY_TIMEOUT_S is an error (retried, then reported), as SQLite's busy timeout.
+    Commits do not wait for the WAL flush (synchronous_commit off: SQLite's synchronous=NORMAL; a
+    server crash may drop the last commits, never half of one; fencing makes a lost claim or finish
+    a rerun) unless durable (the URL sets synchronous_commit in its options)."""
+    dbapi_connection.adapters.register_loader("numeric", _numeric_loader())
+    dbapi_connection.execute(f"SET lock_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+    if not durable:
+        dbapi_connection.execute("SET synchronous_commit = off")
+    dbapi_connection.commit()
+
+
+@functools.cache
+def _numeric_loader() -> type:
+    from psycopg.adapt import Loader
+
+    class NumericLoader(Loader):
+        def load(self, data: Any) -> int | float:
+            text = bytes(data)
+            return int(text) if text.lstrip(b"-").isdigit() else float(text)
+    return NumericLoader
+
+
 def _is_busy(exc: Exception) -> bool:
     text = str(exc).lower()
     return isinstance(exc, (sqlite3.OperationalError, sa_exc.OperationalError)) and ("locked" in text or "busy" in text)
+
+
+def _pg_retry(exc: Exception) -> str | None:
+    """'busy' for an error worth running the transaction again (serialization failure, deadlock,
+    lock timeout), 'lost' for a lost or refused connection, else None."""
+    import psycopg
+
+    orig = getattr(exc, "orig", exc)
+    state = getattr(orig, "sqlstate", None)
+    if state in PG_RETRY:
+        return "busy"
+    lost = state is None or state.startswith("08") or state in ("57P01", "57P02", "57P03")  # 57P0x: shutdowns
+    return "lost" if lost and isinstance(orig, (psycopg.OperationalError, psycopg.InterfaceError)) else None
+
+
+# --- schema versions: MIGRATIONS[v] takes a database from schema v to v + 1, inside the write lock ----
+def _to_schema_2(tx: _Tx) -> None:
+    """1 -> 2: workers.version, the runner version each worker runs."""
+    tx.ddl(f"ALTER TABLE workers ADD COLUMN version {workers_t.c.version.type.compile(dialect=tx.dialect)}")
+
+
+MIGRATIONS: dict[int, Callable[[_Tx], None]] = {1: _to_schema_2}
 
 
 def _chunks(ids: Sequence[int] | None) -> list[list[int] | None]:
@@ -434,28 +524,31 @@ _dumps = json.JSONEncoder(separators=(",", ":"), default=_json_default).encode
 # --- the store -------------------------------------------------------------------------------------
 class Store:
     """One process's handle on the queue. Thread-safe: each call takes its own pooled connection.
-    Never pickled: a child process opens its own Store from the URL string."""
+    Never pickled: a child process opens its own Store from the URL string.
 
-    def __init__(self, db: str, *, create: bool = False, lease_s: float = 60.0) -> None:
+    upgrade=True migrates a database of an older schema (`runner db upgrade`) instead of refusing it;
+    `upgraded_from` then holds the version it had."""
+
+    def __init__(self, db: str, *, create: bool = False, lease_s: float = 60.0, upgrade: bool = False) -> None:
         self.url, self.shown, self.lease_s = sqlalchemy_url(db), display_url(db), float(lease_s)
+        self.upgrade, self.upgraded_from, self._opened = upgrade, None, False
+        self._reap_after, self._shortest_lease = 0.0, self.lease_s  # PostgreSQL's reap cadence (see claim)
         try:
             url = make_url(self.url)
             url.get_dialect()
         except (sa_exc.ArgumentError, sa_exc.NoSuchModuleError, ValueError) as exc:
             reason = _scrub(str(exc).splitlines()[0], db)
-            raise UserError(f"cannot use the database URL {self.shown}: {reason} "
-                            "(pass a file path, or a URL like sqlite:///path/jobs.db)") from None
-        if url.drivername not in ("sqlite", "sqlite+pysqlite"):
-            raise UserError(f"cannot use {self.shown}: this version of runner keeps jobs in SQLite only; "
-                            "pass a file path with --db")
-        if url.database in (None, "", ":memory:") or url.query.get("mode") == "memory":
-            raise UserError(f"cannot use {self.shown}: worker processes cannot share an in-memory database; "
-                            "pass a file path with --db")
-        self.path = os.path.abspath(url.database)
-        needs_schema = _inspect_sqlite_file(self.path, create)
-        self._engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_S},
-                                     pool_size=4, max_overflow=8)
-        event.listen(self._engine, "connect", _on_connect)
+            raise UserError(f"cannot use the database URL {self.shown}: {reason} (pass a file path, or a URL like "
+                            "sqlite:///path/jobs.db or postgresql+psycopg://user@host/dbname)") from None
+        self.sqlite = url.get_backend_name() == "sqlite"
+        if self.sqlite:
+            needs_schema = self._open_sqlite(url, create)
+        elif url.get_backend_name() == "postgresql":
+            needs_schema = self._open_postgresql(url, create)
+        else:
+            raise UserError(f"cannot use {self.shown}: runner keeps jobs in SQLite (pass a file path with --db) "
+                            "or PostgreSQL (a postgresql+psycopg://user@host/dbname URL)")
+        self._opened = True
         if needs_schema:
             try:
                 self._write(self._ensure_schema)
@@ -463,16 +556,80 @@ class Store:
                 self.close()
                 raise
 
+    def _open_sqlite(self, url: URL, create: bool) -> bool:
+        if url.drivername not in ("sqlite", "sqlite+pysqlite"):
+            raise UserError(f"cannot use {self.shown}: runner opens SQLite files with Python's sqlite3; "
+                            "pass a file path with --db")
+        if url.database in (None, "", ":memory:") or url.query.get("mode") == "memory":
+            raise UserError(f"cannot use {self.shown}: worker processes cannot share an in-memory database; "
+                            "pass a file path with --db")
+        self.path = self.where = os.path.abspath(url.database)
+        needs_schema = _inspect_sqlite_file(self.path, create, self.upgrade)
+        self._engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_S},
+                                     pool_size=4, max_overflow=8)
+        event.listen(self._engine, "connect", _on_connect)
+        self._tx, self._begin = _Tx, ("BEGIN", "BEGIN IMMEDIATE")
+        self._errors: tuple[type[BaseException], ...] = (sqlite3.Error, sa_exc.DBAPIError)
+        return needs_schema
+
+    def _open_postgresql(self, url: URL, create: bool) -> bool:
+        """Connect and look, before anything is written (psycopg 3; READ COMMITTED transactions)."""
+        if url.drivername == "postgresql":  # SQLAlchemy's default driver would be psycopg2
+            url = url.set(drivername="postgresql+psycopg")
+        if url.drivername != "postgresql+psycopg":
+            raise UserError(f"cannot use {self.shown}: runner talks to PostgreSQL through psycopg 3; "
+                            "write the URL as postgresql+psycopg://user@host/dbname")
+        try:
+            import psycopg
+        except ImportError:
+            raise UserError(f"cannot use {self.shown}: PostgreSQL needs psycopg 3: "
+                            "pip install 'psycopg[binary]' (runner's postgres extra)") from None
+        self.path, self.where = None, self.shown
+        defaults = {"connect_timeout": CONNECT_TIMEOUT_S, "application_name": APP}  # unless the URL sets them
+        connect_args = {k: v for k, v in defaults.items() if k not in url.query}
+        self._engine = create_engine(url, paramstyle="format", pool_size=4, max_overflow=8, connect_args=connect_args)
+        durable = "synchronous_commit" in str(url.query.get("options", ""))
+        event.listen(self._engine, "connect", lambda dbapi_con, _record: _on_connect_pg(dbapi_con, durable))
+        self._tx, self._begin = _PgTx, (None, None)  # psycopg begins a transaction at the first statement
+        self._errors = (psycopg.Error, sa_exc.DBAPIError)
+        try:
+            return self._read(lambda tx: _needs_schema(
+                self._tables(tx), lambda: dict(tx.all(select(meta_t.c.key, meta_t.c.value))), self.where, create,
+                self.upgrade))
+        except BaseException:
+            self.close()
+            raise
+
+    def _tables(self, tx: _Tx) -> list[str]:
+        """Names of the tables in the database (SQLite) or in the current schema (PostgreSQL)."""
+        if self.sqlite:
+            return [r[0] for r in tx.dbapi.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        if tx.dbapi.execute("SELECT current_schema()").fetchone()[0] is None:
+            raise UserError(f"{self.shown}: no schema of its search_path exists: create it (CREATE SCHEMA name) "
+                            "or name another in options=-csearch_path=name")
+        return [r[0] for r in tx.dbapi.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()")]
+
     def _ensure_schema(self, tx: _Tx) -> None:
-        """Inside the write lock, so two racing submits create the schema once."""
-        tables = [r[0] for r in tx.dbapi.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        """Inside the write lock (SQLite: BEGIN IMMEDIATE; PostgreSQL: an advisory lock), so two racing
+        submits create the schema once and two upgrades migrate once. DDL is transactional on both."""
+        if not self.sqlite:
+            tx.ddl("SELECT pg_advisory_xact_lock(hashtext('runner schema ' || current_schema()))")
+        tables = self._tables(tx)
         if "meta" in tables:
-            return _check_meta(dict(tx.all(select(meta_t.c.key, meta_t.c.value))), self.path)
+            values = dict(tx.all(select(meta_t.c.key, meta_t.c.value)))
+            version = _check_meta(values, self.where, self.upgrade)
+            for step in range(version, SCHEMA_VERSION):
+                MIGRATIONS[step](tx)
+            if version < SCHEMA_VERSION:
+                tx.run(update(meta_t).where(meta_t.c.key == "schema_version").values(value=str(SCHEMA_VERSION)))
+                self.upgraded_from = version
+            return
         if tables:
-            raise UserError(f"{self.path} is a database of another program: choose another --db")
+            raise UserError(f"{self.where} is a database of another program: choose another --db")
         for table in metadata.sorted_tables:
             for ddl in (CreateTable(table), *map(CreateIndex, table.indexes)):
-                tx.dbapi.execute(str(ddl.compile(dialect=tx.dialect)))
+                tx.ddl(str(ddl.compile(dialect=tx.dialect)))
         tx.many(insert(meta_t), ("key", "value"), [("app", APP), ("schema_version", str(SCHEMA_VERSION))])
 
     def close(self) -> None:
@@ -489,33 +646,57 @@ class Store:
 
     # --- transactions ----------------------------------------------------------------------------
     def _transact(self, body: Callable[[_Tx], T], write: bool) -> T:
-        """Run body in one transaction (BEGIN IMMEDIATE when it writes); retry while the database is
-        busy, then give up with a UserError. Nothing stays open after the call."""
-        started = time.monotonic()
-        for attempt in range(1, BUSY_RETRIES + 1):
+        """Run body in one transaction (SQLite: BEGIN IMMEDIATE when it writes; PostgreSQL: READ
+        COMMITTED); run it again while the database is busy (SQLite: locked; PostgreSQL: a
+        serialization failure, deadlock or lock timeout) or, once opened, while a PostgreSQL server
+        is out of reach; then give up with a UserError. Nothing stays open after the call."""
+        started, begin = time.monotonic(), self._begin[write]
+        attempt = 0
+        while True:
+            attempt += 1
             try:
                 pooled = self._engine.raw_connection()
                 try:
                     dbapi = pooled.driver_connection
-                    dbapi.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                    if begin is not None:
+                        dbapi.execute(begin)
                     try:
-                        result = body(_Tx(dbapi, self._engine.dialect))
+                        result = body(self._tx(dbapi, self._engine.dialect))
                         dbapi.commit()
                         return result
                     except BaseException:
-                        dbapi.rollback()
+                        if self.sqlite:
+                            dbapi.rollback()
+                        else:
+                            self._pg_rollback(pooled, dbapi)
                         raise
                 finally:
                     pooled.close()
-            except (sqlite3.Error, sa_exc.DBAPIError) as exc:
-                if not _is_busy(exc):
+            except self._errors as exc:
+                kind = ("busy" if _is_busy(exc) else None) if self.sqlite else _pg_retry(exc)
+                if kind is None or (kind == "lost" and not self._opened):
                     raise self._error(exc) from exc
                 waited = time.monotonic() - started
-                if attempt == BUSY_RETRIES or waited >= BUSY_TIMEOUT_S:  # the busy timeout has been waited out
+                if waited >= BUSY_TIMEOUT_S or (kind == "busy" and attempt >= BUSY_RETRIES):
+                    if kind == "lost":
+                        raise UserError(f"lost the connection to {self.shown} and could not reconnect for "
+                                        f"{waited:.0f} s ({self._text(exc)}): check that the server is up") from exc
                     raise UserError(f"{self.shown} stayed locked for {waited:.0f} s (by another program?): "
                                     "close it and try again") from exc
-                time.sleep(min(0.01 * 2 ** attempt, 1.0) * random.uniform(0.5, 1.5))
-        raise AssertionError("unreachable")
+                time.sleep(min(0.01 * 2 ** min(attempt, 10), 1.0) * random.uniform(0.5, 1.5))
+
+    @staticmethod
+    def _pg_rollback(pooled: Any, dbapi: Any) -> None:
+        """Roll back, or drop the connection from the pool when it is broken (the server rolled back)."""
+        if dbapi.closed or dbapi.broken:
+            pooled.invalidate()
+            return
+        import psycopg
+
+        try:
+            dbapi.rollback()
+        except psycopg.Error:
+            pooled.invalidate()
 
     def _write(self, body: Callable[[_Tx], T]) -> T:
         return self._transact(body, write=True)
@@ -523,10 +704,21 @@ class Store:
     def _read(self, body: Callable[[_Tx], T]) -> T:
         return self._transact(body, write=False)
 
+    def _text(self, exc: Exception) -> str:
+        """The first line of a driver's message, with any password of the URL masked."""
+        return _scrub((str(getattr(exc, "orig", exc)) or type(exc).__name__).splitlines()[0].strip(), self.url)
+
     def _error(self, exc: Exception) -> RunnerError:
-        text = (str(getattr(exc, "orig", exc)) or type(exc).__name__).splitlines()[0]
+        text = self._text(exc)
         if any(s in text.lower() for s in ("readonly", "read-only", "disk is full", "unable to open", "disk i/o")):
             return UserError(f"{self.shown}: {text}: check the file, its folder's permissions and free disk space")
+        if not self.sqlite:
+            state = getattr(getattr(exc, "orig", exc), "sqlstate", None)
+            if not self._opened:  # connecting or looking at the database: the user's to fix
+                return UserError(f"cannot open the database {self.shown}: {text}: check that the server runs and "
+                                 "the URL's host, port, user and database (or pass a SQLite file with --db)")
+            if state == "42501":
+                return UserError(f"{self.shown}: {text}: grant the database user the rights on runner's tables")
         return StoreError(f"{self.shown}: {text}")
 
     # --- submit ----------------------------------------------------------------------------------
@@ -545,18 +737,26 @@ class Store:
                 for h, config in jobs if h not in known]
         keys = ("sweep", "config_hash", "config", "status", "priority", "attempts", "max_attempts", "token",
                 "created_at")
-        added = self._write(lambda tx: tx.many(Q_ADD, keys, rows)) if rows else 0  # ON CONFLICT: racing submits
+        added = self._write(lambda tx: tx.many(Q_ADD[tx.dialect.name], keys, rows)) if rows else 0  # ON CONFLICT: racing submits
         return added, len(jobs) - added
 
     # --- workers ---------------------------------------------------------------------------------
     def claim(self, worker: str, *, host: str, device: str, sweep: str | None = None,
               lease_s: float | None = None) -> ClaimedJob | None:
-        """Reap expired leases, then take the next pending job (highest priority, oldest), or None."""
+        """Reap expired leases, then take the next pending job (highest priority, oldest), or None.
+
+        PostgreSQL: a process reaps at most every min(REAP_EVERY_S, its shortest lease / 4) seconds;
+        finding expired leases scans the index entries of every job that ran since the last
+        VACUUM (MVCC keeps them), which on every claim made a fast queue slower the longer it ran."""
+        lease = self.lease_s if lease_s is None else lease_s
+        self._shortest_lease = min(self._shortest_lease, lease)
+
         def body(tx: _Tx) -> ClaimedJob | None:
             now = time.time()
-            self._reap(tx, now)
-            params = _p(worker=worker, host=host, device=device, now=now, sweep=sweep,
-                        lease=now + (self.lease_s if lease_s is None else lease_s))
+            if self.sqlite or now >= self._reap_after:
+                self._reap(tx, now)
+                self._reap_after = now + min(REAP_EVERY_S, self._shortest_lease / 4)
+            params = _p(worker=worker, host=host, device=device, now=now, sweep=sweep, lease=now + lease)
             row = tx.one(Q_CLAIM if sweep is None else Q_CLAIM_SWEEP, params)
             if row is None:
                 return None
@@ -689,8 +889,8 @@ class Store:
 
     # --- worker registry (for status displays) -----------------------------------------------------
     def register_worker(self, worker: str, *, host: str, pid: int, device: str) -> None:
-        params = _p(worker=worker, host=host, pid=pid, device=device, now=time.time())
-        self._write(lambda tx: tx.run(Q_REGISTER, params))
+        params = _p(worker=worker, host=host, pid=pid, device=device, now=time.time(), version=__version__)
+        self._write(lambda tx: tx.run(Q_REGISTER[tx.dialect.name], params))
 
     def worker_seen(self, worker: str, *, job_id: int | None) -> None:
         self._write(lambda tx: tx.run(Q_SEEN, _p(worker=worker, now=time.time(), current=job_id)))
@@ -777,3 +977,113 @@ class Store:
         if row is None:
             raise UserError(f"no job {job_id} in {self.shown}")
         return JobStatus(row[0])
+
+    # --- reading for results(), curves(), `runner jobs`, `runner show` and `runner status` ------------
+    def job_table(self, sweep: str | None = None, *, job_ids: Sequence[int] | None = None,
+                  statuses: Sequence[JobStatus] | None = None, limit: int | None = None) -> dict[str, list]:
+        """Jobs ordered by id as columns (name -> list), for building frames in bulk: job_id, sweep,
+        config and summary (JSON text; summary None until a results row exists), status, attempts,
+        max_attempts, priority, worker, host, device, created_at, started_at, finished_at, error."""
+        cols = (jobs_t.c.id.label("job_id"), jobs_t.c.sweep, jobs_t.c.config, results_t.c.summary, jobs_t.c.status,
+                jobs_t.c.attempts, jobs_t.c.max_attempts, jobs_t.c.priority, jobs_t.c.worker, jobs_t.c.host,
+                jobs_t.c.device, jobs_t.c.created_at, jobs_t.c.started_at, jobs_t.c.finished_at, jobs_t.c.error)
+        base = (select(*cols).select_from(jobs_t.outerjoin(results_t, results_t.c.job_id == jobs_t.c.id))
+                .order_by(jobs_t.c.id))
+        base = base.where(_status_in(statuses)) if statuses else base
+
+        def body(tx: _Tx) -> list[tuple]:
+            rows: list[tuple] = []
+            for ids in _chunks(job_ids):
+                stmt = self._in_sweep(tx, base, sweep, by_span=ids is None and not statuses)
+                stmt = stmt if ids is None else stmt.where(jobs_t.c.id.in_(ids))
+                rows += tx.all(stmt if limit is None else stmt.limit(limit - len(rows)))
+                if limit is not None and len(rows) >= limit:
+                    break
+            return rows
+        rows = self._read(body)
+        return {c.name: list(values) for c, values in zip(cols, zip(*rows) if rows else [()] * len(cols))}
+
+    @staticmethod
+    def _in_sweep(tx: _Tx, stmt: Any, sweep: str | None, *, by_span: bool) -> Any:
+        """stmt narrowed to one sweep's jobs. by_span: read them as the id range the sweep spans,
+        in id order, with the sweep index kept out of it (`sweep || ''`): for a big sweep a range
+        scan is several times faster than the index's random reads and sort."""
+        if sweep is None:
+            return stmt
+        if not by_span:
+            return stmt.where(jobs_t.c.sweep == sweep)
+        lo, hi = tx.one(select(func.min(jobs_t.c.id), func.max(jobs_t.c.id)).where(jobs_t.c.sweep == sweep))
+        return stmt.where(jobs_t.c.id.between(lo, hi) if lo is not None else jobs_t.c.id.is_(None),
+                          (jobs_t.c.sweep + "") == sweep)
+
+    def config_table(self, sweep: str | None = None, *, job_ids: Sequence[int] | None = None) -> dict[str, list]:
+        """job_id, sweep and config (JSON text) as columns, ordered by id: what curves() joins on."""
+        base = select(jobs_t.c.id, jobs_t.c.sweep, jobs_t.c.config).order_by(jobs_t.c.id)
+
+        def body(tx: _Tx) -> list[tuple]:
+            if job_ids is None:
+                return tx.all(self._in_sweep(tx, base, sweep, by_span=True))
+            stmt = self._in_sweep(tx, base, sweep, by_span=False)
+            return [r for ids in _chunks(job_ids) for r in tx.all(stmt.where(jobs_t.c.id.in_(ids)))]
+        rows = self._read(body)
+        columns = zip(*rows) if rows else [(), (), ()]
+        return {name: list(values) for name, values in zip(("job_id", "sweep", "config"), columns)}
+
+    def metric_summary(self, job_id: int) -> list[dict]:
+        """Per metric of one job: name, points, first_step, last_step, last_value (NaN for NULL)."""
+        m = metrics_t.c
+        agg = (select(m.name, func.count().label("points"), func.min(m.step).label("first_step"),
+                      func.max(m.step).label("last_step")).where(m.job_id == job_id).group_by(m.name).subquery())
+        stmt = (select(agg, m.value.label("last_value"))
+                .join(metrics_t, and_(m.job_id == job_id, m.name == agg.c.name, m.step == agg.c.last_step))
+                .order_by(agg.c.name))
+        rows = self._read(lambda tx: tx.dicts(stmt))
+        for row in rows:
+            row["last_value"] = float("nan") if row["last_value"] is None else row["last_value"]
+        return rows
+
+    def array_summary(self, job_id: int) -> list[dict]:
+        """Per array name of one job: name, steps (how many), first_step, last_step, bytes (all steps)."""
+        a = arrays_t.c
+        stmt = (select(a.name, func.count().label("steps"), func.min(a.step).label("first_step"),
+                       func.max(a.step).label("last_step"), func.sum(func.length(a.data)).label("bytes"))
+                .where(a.job_id == job_id).group_by(a.name).order_by(a.name))
+        return self._read(lambda tx: tx.dicts(stmt))
+
+    def running_jobs(self, sweep: str | None = None) -> list[dict]:
+        """Running jobs ordered by id: job_id, sweep, worker, host, device, started_at, lease_until."""
+        stmt = (select(jobs_t.c.id.label("job_id"), jobs_t.c.sweep, jobs_t.c.worker, jobs_t.c.host, jobs_t.c.device,
+                       jobs_t.c.started_at, jobs_t.c.lease_until)
+                .where(jobs_t.c.status == S.RUNNING.value).order_by(jobs_t.c.id))
+        stmt = stmt.where(jobs_t.c.sweep == sweep) if sweep is not None else stmt
+        return self._read(lambda tx: tx.dicts(stmt))
+
+    def activity(self, since: float, sweep: str | None = None) -> dict[str, dict[str, Any]]:
+        """Per sweep: finished (jobs done, failed or diverged at or after `since`) and first_started
+        (the earliest attempt start, None before any): what a throughput over a window needs."""
+        finished = (select(jobs_t.c.sweep, func.count()).where(_status_in([S.DONE, S.FAILED, S.DIVERGED]),
+                                                                jobs_t.c.finished_at >= since)
+                    .group_by(jobs_t.c.sweep))
+        first = (select(jobs_t.c.sweep, func.min(attempts_t.c.started_at))
+                 .select_from(attempts_t.join(jobs_t, jobs_t.c.id == attempts_t.c.job_id)).group_by(jobs_t.c.sweep))
+        if sweep is not None:
+            finished, first = finished.where(jobs_t.c.sweep == sweep), first.where(jobs_t.c.sweep == sweep)
+
+        def body(tx: _Tx) -> dict[str, dict[str, Any]]:
+            out = {name: {"finished": 0, "first_started": start} for name, start in tx.all(first)}
+            for name, n in tx.all(finished):
+                out.setdefault(name, {"finished": 0, "first_started": None})["finished"] = n
+            return out
+        return self._read(body)
+
+    def recent_failures(self, sweep: str | None = None, limit: int = 5) -> list[dict]:
+        """The latest attempts that ended failed, diverged, lost or expired, newest first: job_id,
+        sweep, attempt (its token), worker, host, device, ended_at, outcome, error."""
+        at = attempts_t.c
+        stmt = (select(at.job_id, jobs_t.c.sweep, at.token.label("attempt"), at.worker, at.host, at.device,
+                       at.ended_at, at.outcome, at.error)
+                .select_from(attempts_t.join(jobs_t, jobs_t.c.id == at.job_id))
+                .where(or_(*(at.outcome == o for o in ("diverged", "expired", "failed", "lost"))))
+                .order_by(at.ended_at.desc(), at.job_id.desc()).limit(limit))
+        stmt = stmt.where(jobs_t.c.sweep == sweep) if sweep is not None else stmt
+        return self._read(lambda tx: tx.dicts(stmt))

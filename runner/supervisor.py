@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 from typing import Any
 
-from .devices import Device
+from .devices import DEFAULT_WORKER_MIB, Device, check_fits
 from .errors import UserError
 from .progress import Progress
 from .store import Store
@@ -51,6 +51,7 @@ class WorkerPool:
     wait: bool = False
     lease_s: float = 60.0
     checkpoint_dir: str | None = None  # None: beside the database (runner.checkpoint.default_dir)
+    host_id: str | None = None         # the host in worker ids, jobs and attempts; None: this machine's name
     show_progress: bool = True
     log_level: str = "WARNING"
     slots: list[Slot] = field(default_factory=list)
@@ -63,7 +64,9 @@ class WorkerPool:
         if not self.lease_s > 0:
             raise UserError(f"--lease must be a positive number of seconds, got {self.lease_s}")
         self.ctx = mp.get_context("spawn")
-        self.host = socket.gethostname()
+        self.host = socket.gethostname() if self.host_id is None else self.host_id.strip()
+        if not self.host or "/" in self.host or not self.host.isprintable():
+            raise UserError(f"--host-id {self.host_id!r}: give a non-empty name without '/' (it starts each worker id)")
         self.stopping = False
         self.killing = False
         self.slots = [Slot(d, i) for d in self.devices for i in range(self.per_device)]
@@ -75,7 +78,8 @@ class WorkerPool:
         slot.generation += 1
         slot.worker_id = f"{self.host}/{os.getpid()}/{slot.device.label}/{slot.index}.{slot.generation}"
         opts = WorkerOptions(
-            db=self.db, checkpoint_dir=self.checkpoint_dir, worker_id=slot.worker_id, device_label=slot.device.label, visible=slot.device.visible,
+            db=self.db, checkpoint_dir=self.checkpoint_dir, worker_id=slot.worker_id, host=self.host,
+            device_label=slot.device.label, visible=slot.device.visible,
             threads=self.cpu_threads if slot.device.is_cpu else 1, sweep=self.sweep, max_jobs=self.max_jobs,
             wait=self.wait, lease_s=self.lease_s, log_level=self.log_level,
         )
@@ -155,8 +159,12 @@ class WorkerPool:
         return 1 if crashed and not self.stopping else 0
 
 
-def run_workers(db: str, devices: list[Device], **kwargs: Any) -> int:
-    """Start a pool of workers and block until the queue is drained (or a stop is requested)."""
+def run_workers(db: str, devices: list[Device], *, worker_mib: int = DEFAULT_WORKER_MIB, **kwargs: Any) -> int:
+    """Start a pool of workers and block until the queue is drained (or a stop is requested).
+    `worker_mib`: GPU memory one worker is assumed to need; K per GPU that cannot fit are refused."""
     pool = WorkerPool(db, devices, **kwargs)  # options first: a bad one is reported before the database is touched
+    if worker_mib < 1:
+        raise UserError(f"--worker-mib must be a positive number of MiB, got {worker_mib}")
     Store(db).close()  # then the database, with its user-facing message, before spawning anything
+    check_fits(pool.devices, pool.per_device, worker_mib)
     return pool.run()

@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import socket
 import sys
 import threading
 import time
@@ -26,6 +25,7 @@ class WorkerOptions:
     db: str
     checkpoint_dir: str
     worker_id: str
+    host: str           # the supervisor's host id (--host-id; default this machine's name)
     device_label: str   # 'cuda:1' or 'cpu', as shown to users and stored with results
     visible: str        # CUDA_VISIBLE_DEVICES for this process ('' for CPU workers)
     threads: int        # torch intra-op threads
@@ -66,7 +66,7 @@ class Worker:
         self.opts, self.stop = opts, stop
         torch.set_num_threads(max(1, opts.threads))
         self.device = "cuda:0" if opts.visible else "cpu"
-        self.host = socket.gethostname()
+        self.host = opts.host
         self.store = Store(opts.db, lease_s=opts.lease_s)
         self.current: tuple[int, int] | None = None  # (job id, token) being trained
         self.lease_lost = threading.Event()

@@ -7,7 +7,7 @@ PY="${PYTHON:-python3}"
 if ! "$PY" -c "import torch" 2>/dev/null; then
     "$PY" -m pip install -q "torch==2.13.0"
 fi
-extras="${1:-}"
+extras="${1:-}"  # e.g. dev,postgres (what scripts/test.sh installs); postgres: psycopg 3 for PostgreSQL URLs
 "$PY" -m pip install -q -e ".${extras:+[$extras]}"
 # mup (the muP parametrization) declares torchvision, which would pull a CUDA torch: it imports
 # only torch and yaml, so install it without its declared dependencies.

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import cli_env, write_sqlite
+from runner.store import SCHEMA_VERSION
 
 OK = "sweep: ok\nbatchfn: gaussian_teacher\nmodel: mlp\nbase: {d: 4, batch_size: 8, steps: 5}\n"
 SIDE_FILES = ("-wal", "-journal", "-shm")
@@ -90,10 +91,12 @@ CASES: dict[str, Case] = {
     "db_of_another_program": submit(OK, db="foreign", words=["is a database of another program (tables: users)",
                                                              "choose another --db"]),
     "db_of_another_program_status": Case(("status",), ("is a database of another program",), db="foreign"),
-    "db_schema_newer": Case(("status",), ("was made by a newer runner (schema 2 > 1)", "upgrade runner"), db="newer"),
+    "db_schema_newer": Case(("status",), (f"was made by a newer runner (schema {SCHEMA_VERSION + 1} > {SCHEMA_VERSION})",
+                                          "upgrade runner"), db="newer"),
     "db_unreachable_url": Case(("status", "--db", "postgresql+psycopg://u:pw@127.0.0.1:1/x"),
-                               ("postgresql+psycopg://u:***@127.0.0.1:1/x", "pass a file path with --db"), db="none"),
-    "db_url_from_env": Case(("results",), ("postgresql+psycopg://u:***@127.0.0.1:1/x", "pass a file path with --db"),
+                               ("cannot open the database postgresql+psycopg://u:***@127.0.0.1:1/x", "check that the server runs"),
+                               db="none"),
+    "db_url_from_env": Case(("results",), ("postgresql+psycopg://u:***@127.0.0.1:1/x", "check that the server runs"),
                             db="none", env={"RUNNER_DB": "postgresql+psycopg://u:pw@127.0.0.1:1/x"}),
     "db_malformed_url": Case(("status", "--db", "postgresql://u:pw@host:port/x"),
                              ("cannot use the database URL postgresql://u:***@host:port/x", "pass a file path"),
@@ -145,7 +148,7 @@ def databases(tmp_path_factory) -> dict[str, bytes]:
     db = _runner_db(folder)
     newer = folder / "newer.db"
     shutil.copy(db, newer)
-    write_sqlite(newer, "UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    write_sqlite(newer, f"UPDATE meta SET value = '{SCHEMA_VERSION + 1}' WHERE key = 'schema_version'")
     foreign = write_sqlite(folder / "foreign.db", "CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT)",
                            "INSERT INTO users (name) VALUES ('ada')")
     assert not any(p.name.endswith(SIDE_FILES) for p in folder.iterdir())

@@ -5,7 +5,9 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from conftest import ROOT, cli_env
+import pytest
+
+from conftest import PG_SERVER, ROOT, cli_env, need_postgres, pg_connection
 
 
 def test_queue_benchmark_quick_runs_and_prints_its_table(show):
@@ -33,3 +35,21 @@ def test_trainloop_benchmark_quick_runs_and_prints_its_table(show):
     assert [(r[0], " ".join(r[2:-5])) for r in rows] == [(w, v) for w in ("32", "64") for v in variants]
     plain, eager_all_on, all_on = rows[0], rows[2], rows[4]
     assert plain[-1] == eager_all_on[-1] == all_on[-1]  # the same work: equal loss at the check step
+
+
+@pytest.mark.postgres
+def test_queue_benchmark_quick_on_postgresql_prints_both_backends(show):
+    need_postgres()
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "queue.py"), "--quick", "--db", PG_SERVER],
+                          check=False, cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=240)
+    show(f"\n$ python benchmarks/queue.py --quick --db {PG_SERVER}\n{done.stdout}{done.stderr}")
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert out.startswith("queue benchmark ") and "PostgreSQL 1" in out and "psycopg " in out
+    lines = out.splitlines()
+    assert "PostgreSQL/SQLite" in out and lines.count("no-op jobs/s, the same drain rows on both backends:") == 1
+    table = lines[lines.index("no-op jobs/s, the same drain rows on both backends:") + 3:][:2]
+    assert [row.split()[0] for row in table] == ["1", "2"]
+    assert out.count("exactly once: OK") == 4  # two drain rows on each backend
+    with pg_connection() as con:  # the benchmark's schemas are gone
+        assert con.execute("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'runner_bench_%'").fetchone() == (0,)

@@ -1,7 +1,9 @@
 """Database credentials never appear in output, logs, error messages or the database itself.
 
-Only SQLite is implemented, so a PostgreSQL URL is refused with one line; that line must show the
-URL with its password masked (***), so the user still sees which database was meant."""
+A PostgreSQL URL that cannot be used (no server, no such role or database) is refused with one
+line; that line must show the URL with its password masked (***), so the user still sees which
+database was meant. A full run on the PostgreSQL test server (marked `postgres`) with a password in
+its URL shows the password nowhere and stores neither it nor the URL."""
 from __future__ import annotations
 
 import sqlite3
@@ -9,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import need_postgres, pg_connection, pg_schema_url
 from runner.store import display_url
 
 PASSWORD = "S3cretPassw0rd"
@@ -33,6 +36,9 @@ ODD_URLS = {
     "bad_port": (f"postgresql://runner:{PASSWORD}@127.0.0.1:port/test", (PASSWORD,)),
     "unknown_driver": (f"nosuchdb://runner:{PASSWORD}@127.0.0.1:5432/test", (PASSWORD,)),
     "unparseable": (f"://runner:{PASSWORD}@127.0.0.1", (PASSWORD,)),
+    "unreachable_server": (f"postgresql+psycopg://runner:{PASSWORD}@127.0.0.1:1/test", (PASSWORD,)),
+    "no_such_database": (f"postgresql+psycopg://runner:{PASSWORD}@127.0.0.1:5432/runner_no_such_db", (PASSWORD,)),
+    "libpq_driver_default": (f"postgresql://runner:{PASSWORD}@127.0.0.1:1/test", (PASSWORD,)),
 }
 
 
@@ -75,6 +81,10 @@ def test_a_mistyped_url_shows_no_part_of_its_password(run_cli, tmp_path, name):
 def test_display_url_keeps_what_has_no_password():
     assert display_url("postgresql://runner@127.0.0.1:5432/test") == "postgresql://runner@127.0.0.1:5432/test"
     assert display_url(URL) == MASKED
+    assert display_url(f"postgresql+psycopg://runner:{PASSWORD}@db.example.org/runs?options=-csearch_path%3Dme") == \
+        "postgresql+psycopg://runner:***@db.example.org/runs?options=-csearch_path%3Dme"
+    assert display_url(f"postgresql+psycopg://runner:{PASSWORD}@/runs?host=/var/run/postgresql") == \
+        "postgresql+psycopg://runner:***@/runs?host=%2Fvar%2Frun%2Fpostgresql"
     assert display_url("/data/a:b@c.db") == "sqlite:////data/a%3Ab%40c.db"  # a file path is never masked
     assert display_url("sqlite:////data/jobs.db") == "sqlite:////data/jobs.db"
 
@@ -99,3 +109,31 @@ def test_a_full_run_stores_no_url_and_no_secret_from_the_environment(run_cli, tm
     data = b"".join(p.read_bytes() for p in (db, Path(f"{db}-wal")) if p.exists())
     for needle in (b"sqlite:", str(db).encode(), PASSWORD.encode(), b"postgresql"):
         assert needle not in data, needle
+
+
+@pytest.mark.postgres
+def test_a_full_postgresql_run_shows_and_stores_no_password(run_cli, tmp_path, pg_url):
+    need_postgres()
+    schema = pg_url.split("search_path%3D")[-1]
+    url = pg_schema_url(schema).replace("postgres@", f"postgres:{PASSWORD}@", 1)  # trust auth: never asked for
+    assert PASSWORD in url and display_url(url) == url.replace(PASSWORD, "***")
+    (tmp_path / "grid.yaml").write_text(GRID)
+    outputs = []
+    for args, env in ((("submit", "grid.yaml", "--db", url), {}),
+                      (("workers", "--devices", "cpu", "--per-device", "2", "-v", "--checkpoint-dir", "ckpt"),
+                       {"RUNNER_DB": url}),
+                      (("status",), {"RUNNER_DB": url}), (("results", "--sweep", "secrets", "--db", url), {}),
+                      (("db", "upgrade", "--db", url), {})):
+        out = run_cli(*args, env=env)
+        assert out.returncode == 0, (args, out.stderr)
+        outputs.append(out.stdout + out.stderr)
+    assert all(PASSWORD not in text for text in outputs)
+    assert "***" in outputs[0]  # submit names the database, masked
+    with pg_connection(url) as con:
+        tables = [r[0] for r in con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()")]
+        dump = "\n".join(str(row) for table in tables for row in con.execute(f"SELECT * FROM {table}"))
+        statuses = [r[0] for r in con.execute("SELECT status FROM jobs")]
+    assert statuses == ["done", "done"] and "cpu" in dump  # the run wrote jobs, results and the worker registry
+    for needle in (PASSWORD, "postgresql", "127.0.0.1", schema):
+        assert needle not in dump, needle

@@ -1,5 +1,10 @@
-"""Contract tests of runner.store on real SQLite files: state machine, claims, fencing, retries,
-cancel, concurrency across processes, opening errors, reading back."""
+"""Contract tests of runner.store: state machine, claims, fencing, retries, cancel, concurrency
+across processes, opening errors, reading back.
+
+The store contract runs on both backends: tests that take the `store`, `url` or `new_url` fixture
+run once on a SQLite file and once on a fresh schema of the PostgreSQL test server (marked
+`postgres`; skipped, with the reason shown, when no server answers). Tests of SQLite files as such
+(headers, folders, WAL) take `db`, a file path."""
 from __future__ import annotations
 
 import json
@@ -17,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import runner.store as store_mod
-from conftest import write_sqlite
+from conftest import pg_connection, sql, write_sqlite
 from runner.errors import StaleTokenError, TransitionError, UserError
 from runner.store import (
     SCHEMA_VERSION,
@@ -44,12 +49,14 @@ def _done(summary: dict | None = None, **kw) -> JobOutcome:
 
 @pytest.fixture
 def db(tmp_path: Path) -> str:
+    """A SQLite file path (for the tests of SQLite files as such)."""
     return str(tmp_path / "jobs.db")
 
 
 @pytest.fixture
-def store(db: str):
-    s = Store(db, create=True)
+def store(url: str):
+    """A fresh store on the backend under test."""
+    s = Store(url, create=True)
     yield s
     s.close()
 
@@ -382,9 +389,9 @@ ops = st.lists(st.one_of(
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ops=ops)
-def test_random_operations_keep_the_invariants(tmp_path_factory, ops):
+def test_random_operations_keep_the_invariants(new_url, ops):
     """Whatever happens, each job's row, results and attempt history agree."""
-    with Store(str(tmp_path_factory.mktemp("prop") / "jobs.db"), create=True) as store:
+    with Store(new_url(), create=True) as store:
         store.add_jobs("s", _jobs(4), max_attempts=2)
         held: list[ClaimedJob] = []
         for op, *args in ops:
@@ -464,7 +471,8 @@ def _run_all(procs: list) -> None:
     assert [p.exitcode for p in procs] == [0] * len(procs)
 
 
-def test_eight_processes_claim_every_job_exactly_once(db):
+def test_eight_processes_claim_every_job_exactly_once(url):
+    db = url
     with Store(db, create=True) as s:
         s.add_jobs("race", _jobs(400))
     ctx = multiprocessing.get_context("spawn")
@@ -476,13 +484,12 @@ def test_eight_processes_claim_every_job_exactly_once(db):
         for r in rows[::37]:
             assert [(h["token"], h["outcome"]) for h in s.attempt_rows(r["job_id"])] == [(1, "done")]
         assert len(s.metric_rows()) == 400
-    con = sqlite3.connect(db)
-    assert con.execute("SELECT count(*), count(DISTINCT job_id), max(token) FROM attempts").fetchone() == (400, 400, 1)
-    assert con.execute("SELECT count(*) FROM results").fetchone() == (400,)
-    con.close()
+    assert sql(db, "SELECT count(*), count(DISTINCT job_id), max(token) FROM attempts") == [(400, 400, 1)]
+    assert sql(db, "SELECT count(*) FROM results") == [(400,)]
 
 
-def test_claimers_and_submitters_at_once_see_no_errors(db, tmp_path):
+def test_claimers_and_submitters_at_once_see_no_errors(url, tmp_path):
+    db = url
     with Store(db, create=True) as s:
         s.add_jobs("seed", _jobs(100))
     ctx = multiprocessing.get_context("spawn")
@@ -504,8 +511,8 @@ def test_claimers_and_submitters_at_once_see_no_errors(db, tmp_path):
                               for name, n in (("seed", 100), ("shared", 1300))}
 
 
-def test_racing_submitters_create_the_schema_once(tmp_path):
-    db = str(tmp_path / "fresh.db")
+def test_racing_submitters_create_the_schema_once(url, tmp_path):
+    db = url  # a file not there yet, or an empty schema
     outs = [str(tmp_path / f"add{k}.json") for k in range(4)]
     ctx = multiprocessing.get_context("spawn")
     _run_all([ctx.Process(target=_add_overlapping, args=(db, k, outs[k])) for k in range(4)])
@@ -514,18 +521,43 @@ def test_racing_submitters_create_the_schema_once(tmp_path):
         assert s.counts()["shared"]["pending"] == 1300
 
 
-def test_a_long_write_lock_is_waited_out_and_a_stuck_one_is_a_user_error(db, monkeypatch):
+class _Blocker:
+    """Another program holding a write lock on the queue: SQLite's BEGIN IMMEDIATE, or PostgreSQL's
+    LOCK TABLE jobs IN EXCLUSIVE MODE (claims wait for it like for SQLite's lock)."""
+
+    def __init__(self, url: str, backend: str) -> None:
+        if backend == "sqlite":
+            self.con = sqlite3.connect(url, isolation_level=None, check_same_thread=False)
+            self.lock_sql = "BEGIN IMMEDIATE"
+        else:
+            self.pg = pg_connection(url)
+            self.con = self.pg.__enter__()
+            self.lock_sql = "BEGIN; LOCK TABLE jobs IN EXCLUSIVE MODE"
+
+    def lock(self) -> None:
+        for statement in self.lock_sql.split("; "):
+            self.con.execute(statement)
+
+    def rollback(self) -> None:
+        self.con.execute("ROLLBACK")
+
+    def close(self) -> None:
+        self.con.close()
+
+
+def test_a_long_write_lock_is_waited_out_and_a_stuck_one_is_a_user_error(url, backend, monkeypatch):
+    db = url
     with Store(db, create=True) as s:
         s.add_jobs("s", _jobs(2))
-    blocker = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
-    blocker.execute("BEGIN IMMEDIATE")
+    blocker = _Blocker(db, backend)
+    blocker.lock()
     threading.Timer(0.5, blocker.rollback).start()
     with Store(db) as s:
         t0 = time.monotonic()
         assert s.claim("w", host=HOST, device=DEV) is not None  # waited for the lock, no error
         assert time.monotonic() - t0 > 0.3
     monkeypatch.setattr(store_mod, "BUSY_TIMEOUT_S", 0.2)
-    blocker.execute("BEGIN IMMEDIATE")
+    blocker.lock()
     try:
         with Store(db) as s:
             with pytest.raises(UserError, match="stayed locked .*close it and try again") as err:
@@ -603,17 +635,25 @@ def test_an_empty_file_or_database_gets_our_schema_only_with_create(tmp_path):
 
 @pytest.mark.parametrize("version,match", [(SCHEMA_VERSION + 1, "newer runner .*upgrade runner"),
                                            (SCHEMA_VERSION - 1, "older runner .*runner db upgrade")])
-def test_a_schema_of_another_version_is_refused(db, version, match):
-    Store(db, create=True).close()
-    con = sqlite3.connect(db)
-    con.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(version),))
-    con.commit()
-    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    con.close()
-    _unchanged(Path(db), create=True, match=match)
+def test_a_schema_of_another_version_is_refused(url, backend, version, match):
+    Store(url, create=True).close()
+    sql(url, "UPDATE meta SET value = :v WHERE key = 'schema_version'", {"v": str(version)})
+    if backend == "sqlite":
+        sql(url, "PRAGMA wal_checkpoint(TRUNCATE)")
+        _unchanged(Path(url), create=True, match=match)
+        return
+    for create in (False, True):
+        with pytest.raises(UserError, match=match) as err:
+            Store(url, create=create)
+        assert "\n" not in str(err.value)
+    assert sql(url, "SELECT value FROM meta WHERE key = 'schema_version'") == [(str(version),)]
+    if version > SCHEMA_VERSION:  # `runner db upgrade` does not take a newer database either
+        with pytest.raises(UserError, match=match):
+            Store(url, upgrade=True)
 
 
-def test_an_existing_runner_database_opens_and_create_is_harmless(db):
+def test_an_existing_runner_database_opens_and_create_is_harmless(url):
+    db = url
     with Store(db, create=True) as s:
         s.add_jobs("s", _jobs(3))
     with Store(db, create=True) as s:
@@ -632,6 +672,71 @@ def test_urls_that_cannot_be_used_never_show_a_password():
         assert display_url(url) in message
     assert display_url("postgresql://u:secret@127.0.0.1:1/x") == "postgresql://u:***@127.0.0.1:1/x"
     assert display_url("postgresql://u:secret@host:notaport/x") == "postgresql://u:***@host:notaport/x"
+
+
+# --- opening a PostgreSQL database ------------------------------------------------------------------
+def _pg_tables(url: str) -> list[str]:
+    return sorted(r[0] for r in sql(url, "SELECT table_name FROM information_schema.tables "
+                                         "WHERE table_schema = current_schema()"))
+
+
+@pytest.mark.postgres
+def test_postgres_an_empty_schema_gets_ours_only_with_create(pg_url):
+    with pytest.raises(UserError, match="no runner database at .*runner submit") as err:
+        Store(pg_url)
+    assert "\n" not in str(err.value) and _pg_tables(pg_url) == []
+    with Store(pg_url, create=True) as s:
+        assert s.path is None and s.counts() == {}
+    assert _pg_tables(pg_url) == ["arrays", "attempts", "jobs", "meta", "metrics", "results", "workers"]
+    assert dict(sql(pg_url, "SELECT key, value FROM meta")) == {"app": "runner", "schema_version": str(SCHEMA_VERSION)}
+    types = dict(sql(pg_url, "SELECT table_name || '.' || column_name, data_type FROM information_schema.columns "
+                             "WHERE table_schema = current_schema()"))
+    assert types["arrays.data"] == "bytea" and types["metrics.value"] == "double precision"  # npy bytes, NaN kept
+    assert types["jobs.lease_until"] == "double precision" and types["jobs.config"] == "text"
+
+
+@pytest.mark.postgres
+def test_postgres_a_schema_of_another_program_is_left_alone(pg_url):
+    sql(pg_url, "CREATE TABLE customers (id serial PRIMARY KEY, name text)")
+    for create in (False, True):
+        with pytest.raises(UserError, match="another program .*customers.*choose another --db") as err:
+            Store(pg_url, create=create)
+        assert "\n" not in str(err.value)
+    assert _pg_tables(pg_url) == ["customers"]
+
+
+@pytest.mark.postgres
+def test_postgres_what_cannot_be_opened_is_one_line_without_the_password(pg_url):
+    from conftest import pg_schema_url
+
+    cases = {
+        pg_schema_url("runner_test_no_such_schema"): "no schema of its search_path exists",
+        pg_url.replace("/test?", "/runner_no_such_database?"): 'cannot open the database .*"runner_no_such_database"',
+        pg_url.replace("postgres@", "runner_no_such_user:secret@"): "cannot open the database .*runner_no_such_user",
+        pg_url.replace("postgresql+psycopg://", "postgresql+pg8000://u:secret@", 1).replace("postgres@", ""):
+            "psycopg 3",
+    }
+    for url, match in cases.items():
+        t0 = time.monotonic()
+        with pytest.raises(UserError, match=match) as err:
+            Store(url, create=True)
+        message = str(err.value)
+        assert "\n" not in message and "secret" not in message and display_url(url) in message, message
+        assert time.monotonic() - t0 < 15
+    assert "runner_test_no_such_schema" not in [r[0] for r in sql(pg_url, "SELECT nspname FROM pg_namespace")]
+
+
+@pytest.mark.postgres
+def test_postgres_a_connection_the_server_dropped_is_replaced(pg_url):
+    with Store(pg_url, create=True) as s:
+        s.add_jobs("s", _jobs(3))
+        backend_pid = s._read(lambda tx: tx.dbapi.execute("SELECT pg_backend_pid()").fetchone()[0])
+        assert sql(pg_url, "SELECT application_name FROM pg_stat_activity WHERE pid = :p", {"p": backend_pid}) \
+            == [("runner",)]
+        sql(pg_url, "SELECT pg_terminate_backend(:p)", {"p": backend_pid})  # an admin, a restart, a firewall
+        job = _claim(s)  # the pooled connection is dead: dropped, a new one made, the claim run again
+        s.finish(job.id, job.token, _done())
+        assert s.counts()["s"] == dict.fromkeys([x.value for x in JobStatus], 0) | {"done": 1, "pending": 2}
 
 
 def test_sqlalchemy_url_of_paths_and_urls(tmp_path, monkeypatch):

@@ -1,0 +1,125 @@
+"""Schema versions: a database made by an older runner is refused with a one-line message naming
+`runner db upgrade`; that command migrates it, keeping every row, to the schema a fresh database
+gets. Runs on SQLite and (marked `postgres`) on PostgreSQL.
+
+The schema-1 database is built by hand from the DDL runner 0.1.0 wrote (frozen here, never
+generated from the current code), with rows in every table."""
+from __future__ import annotations
+
+import sqlalchemy
+
+from conftest import sql
+from runner.store import SCHEMA_VERSION, JobOutcome, JobStatus, Store, sqlalchemy_url
+
+# What runner's first schema (version 1) was; {id}, {blob}, {no_rowid} and {key} differ by dialect.
+SCHEMA_1 = [
+    ("CREATE TABLE jobs (id {id} NOT NULL, sweep VARCHAR NOT NULL, config_hash VARCHAR NOT NULL, config TEXT NOT NULL, "
+     "status VARCHAR(16) NOT NULL, priority INTEGER NOT NULL, attempts INTEGER NOT NULL, max_attempts INTEGER NOT NULL, "
+     "token INTEGER NOT NULL, worker VARCHAR, host VARCHAR, device VARCHAR, lease_until FLOAT, created_at FLOAT NOT NULL, "
+     "started_at FLOAT, finished_at FLOAT, error TEXT, PRIMARY KEY (id), UNIQUE (sweep, config_hash), "
+     "CONSTRAINT ck_jobs_status CHECK (status IN ('pending', 'running', 'done', 'failed', 'diverged', 'cancelled')))"),
+    "CREATE INDEX ix_jobs_sweep ON jobs (sweep, status, priority DESC, id)",
+    "CREATE INDEX ix_jobs_claim ON jobs (status, priority DESC, id)",
+    "CREATE TABLE meta ({key} VARCHAR NOT NULL, value VARCHAR NOT NULL, PRIMARY KEY ({key}))",
+    ("CREATE TABLE workers (worker VARCHAR NOT NULL, host VARCHAR, pid INTEGER, device VARCHAR, started_at FLOAT, "
+     "seen_at FLOAT, job_id INTEGER, exited_at FLOAT, PRIMARY KEY (worker))"),
+    ("CREATE TABLE arrays (job_id INTEGER NOT NULL, name VARCHAR NOT NULL, step INTEGER NOT NULL, data {blob} NOT NULL, "
+     "PRIMARY KEY (job_id, name, step), FOREIGN KEY(job_id) REFERENCES jobs (id))"),
+    ("CREATE TABLE attempts (job_id INTEGER NOT NULL, token INTEGER NOT NULL, worker VARCHAR, host VARCHAR, "
+     "device VARCHAR, started_at FLOAT, ended_at FLOAT, outcome VARCHAR, error TEXT, PRIMARY KEY (job_id, token), "
+     "FOREIGN KEY(job_id) REFERENCES jobs (id))"),
+    ("CREATE TABLE metrics (job_id INTEGER NOT NULL, name VARCHAR NOT NULL, step INTEGER NOT NULL, value FLOAT, "
+     "PRIMARY KEY (job_id, name, step), FOREIGN KEY(job_id) REFERENCES jobs (id)) {no_rowid}"),
+    ("CREATE TABLE results (job_id INTEGER NOT NULL, summary TEXT NOT NULL, PRIMARY KEY (job_id), "
+     "FOREIGN KEY(job_id) REFERENCES jobs (id))"),
+]
+DIALECT = {"sqlite": {"id": "INTEGER", "blob": "BLOB", "no_rowid": "WITHOUT ROWID", "key": '"key"'},
+           "postgresql": {"id": "SERIAL", "blob": "BYTEA", "no_rowid": "", "key": "key"}}
+ROWS = [
+    "INSERT INTO meta VALUES ('app', 'runner'), ('schema_version', '1')",
+    ("INSERT INTO jobs (sweep, config_hash, config, status, priority, attempts, max_attempts, token, worker, host, "
+     "device, created_at, started_at, finished_at) VALUES "
+     "('old', 'h1', '{\"lr\": 0.1}', 'done', 0, 1, 3, 1, 'w1', 'host-a', 'cpu', 1.0, 2.0, 3.0), "
+     "('old', 'h2', '{\"lr\": 0.2}', 'pending', 0, 0, 3, 0, NULL, NULL, NULL, 1.0, NULL, NULL)"),
+    "INSERT INTO results VALUES (1, '{\"final_train_loss\": 0.5}')",
+    "INSERT INTO metrics VALUES (1, 'train_loss', 0, 1.0), (1, 'train_loss', 10, 0.5)",
+    "INSERT INTO attempts VALUES (1, 1, 'w1', 'host-a', 'cpu', 2.0, 3.0, 'done', NULL)",
+    "INSERT INTO workers VALUES ('w1', 'host-a', 11, 'cpu', 1.0, 3.0, NULL, 4.0)",
+]
+BLOB = b"\x93NUMPY\x01\x00fake npy bytes \x00\xff"
+
+
+def _build_schema_1(url: str, backend: str) -> None:
+    for statement in [s.format(**DIALECT[backend]) for s in SCHEMA_1] + ROWS:
+        sql(url, statement)
+    sql(url, "INSERT INTO arrays VALUES (1, 'w', 10, :data)", {"data": BLOB})
+
+
+def _schema(url: str) -> dict:
+    """Tables -> columns (name, type, nullable, default-less), primary key, indexes, uniques, foreign keys."""
+    target = sqlalchemy.engine.make_url(sqlalchemy_url(url))
+    if target.drivername == "postgresql":
+        target = target.set(drivername="postgresql+psycopg")
+    engine = sqlalchemy.create_engine(target, poolclass=sqlalchemy.pool.NullPool)
+    try:
+        inspector = sqlalchemy.inspect(engine)
+        schema = inspector.default_schema_name
+        return {table: {
+            "columns": [(c["name"], str(c["type"]), c["nullable"]) for c in inspector.get_columns(table, schema)],
+            "pk": inspector.get_pk_constraint(table, schema)["constrained_columns"],
+            "indexes": sorted((i["name"], tuple(i["column_names"])) for i in inspector.get_indexes(table, schema)),
+            "unique": sorted(tuple(u["column_names"]) for u in inspector.get_unique_constraints(table, schema)),
+            "fks": sorted((tuple(f["constrained_columns"]), f["referred_table"])
+                          for f in inspector.get_foreign_keys(table, schema)),
+        } for table in sorted(inspector.get_table_names(schema))}
+    finally:
+        engine.dispose()
+
+
+def test_runner_db_upgrade_migrates_a_schema_1_database(url, new_url, backend, run_cli):
+    assert SCHEMA_VERSION == 2  # a new version needs its own migration test beside this one
+    _build_schema_1(url, backend)
+    refused = run_cli("status", "--db", url)
+    assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1
+    assert "older runner (schema 1 < 2): run `runner db upgrade`" in refused.stderr
+
+    out = run_cli("db", "upgrade", "--db", url)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("upgraded ") and out.stdout.strip().endswith("from schema 1 to 2")
+    again = run_cli("db", "upgrade", "--db", url)
+    assert again.returncode == 0 and "at schema 2 already: nothing to do" in again.stdout
+
+    fresh = new_url()
+    Store(fresh, create=True).close()
+    assert _schema(url) == _schema(fresh)  # the migrated schema is the one a new database gets
+    assert dict(sql(url, "SELECT key, value FROM meta")) == {"app": "runner", "schema_version": "2"}
+
+    with Store(url) as store:  # every old row is there, and the queue works on
+        (done, pending) = store.result_rows("old")
+        assert (done["status"], done["summary"], done["config"]) == ("done", {"final_train_loss": 0.5}, {"lr": 0.1})
+        assert store.metric_rows("old") == [(1, 0, "train_loss", 1.0), (1, 10, "train_loss", 0.5)]
+        assert store.array_rows(1) == [("w", 10, BLOB)]
+        assert [a["outcome"] for a in store.attempt_rows(1)] == ["done"]
+        job = store.claim("w2", host="host-b", device="cpu")
+        assert job is not None and job.id == pending["job_id"] and job.token == 1
+        store.finish(job.id, job.token, JobOutcome(JobStatus.DONE, {"final_train_loss": 0.25}))
+        store.register_worker("w2", host="host-b", pid=12, device="cpu")
+        versions = {w["worker"]: w["version"] for w in store.worker_rows()}
+        assert versions["w1"] is None and versions["w2"] == __import__("runner").__version__
+        assert store.counts("old")["old"]["done"] == 2
+
+
+def test_runner_db_upgrade_refuses_what_it_cannot_upgrade(url, run_cli):
+    missing = run_cli("db", "upgrade", "--db", url)
+    assert missing.returncode == 2 and "no runner database" in missing.stderr
+    Store(url, create=True).close()
+    sql(url, "UPDATE meta SET value = :v WHERE key = 'schema_version'", {"v": str(SCHEMA_VERSION + 1)})
+    newer = run_cli("db", "upgrade", "--db", url)
+    assert newer.returncode == 2 and len(newer.stderr.strip().splitlines()) == 1
+    assert f"newer runner (schema {SCHEMA_VERSION + 1} > {SCHEMA_VERSION}): upgrade runner" in newer.stderr
+
+
+def test_every_older_schema_has_a_migration():
+    from runner.store import MIGRATIONS
+
+    assert sorted(MIGRATIONS) == list(range(1, SCHEMA_VERSION))
