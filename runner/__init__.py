@@ -2,6 +2,7 @@
 
     runner.submit("grid.yaml")                 # grid -> jobs in jobs.db
     df = runner.results("jobs.db", sweep="x")  # one row per job
+    g = runner.grid_array("jobs.db", sweep="x", axes=["lr", "seed"])  # masked array on the grid
     out = runner.train({...})                  # one job inline, no queue
 
 Importing runner does not import torch: spawned workers must set CUDA_VISIBLE_DEVICES first.
@@ -13,7 +14,7 @@ from typing import Any
 from .errors import RunnerError, UserError
 from .registry import batchfn, grab, model
 
-__all__ = ["submit", "results", "curves", "arrays", "train", "batchfn", "grab", "model",
+__all__ = ["submit", "results", "curves", "grid_array", "GridArray", "arrays", "train", "batchfn", "grab", "model",
            "RunnerError", "UserError"]
 __version__ = "0.1.0"
 
@@ -22,6 +23,8 @@ _LAZY = {
     "results": ("runner.reading", "results"),
     "curves": ("runner.reading", "curves"),
     "arrays": ("runner.reading", "arrays"),
+    "grid_array": ("runner.reading", "grid_array"),
+    "GridArray": ("runner.reading", "GridArray"),
     "train": ("runner.trainloop", "train"),
     "TrainResult": ("runner.trainloop", "TrainResult"),
 }

@@ -81,11 +81,16 @@ def submit(grid: str, overrides: tuple[str, ...], db: str, dry_run: bool) -> Non
 @click.option("--lease", "lease_s", default=60.0, show_default=True, type=float, help="seconds a claim lasts without a heartbeat")
 @click.option("--checkpoint-dir", default=None, envvar="RUNNER_CHECKPOINT_DIR", show_envvar=True,
               help="folder for job checkpoints [default: <db name>-checkpoints beside a SQLite file]")
+@click.option("--worker-mib", default=None, type=int,
+              help="GPU memory one worker needs, to refuse a --per-device that cannot fit [default: 1024]")
+@click.option("--host-id", default=None, envvar="RUNNER_HOST_ID", show_envvar=True,
+              help="name of this host in worker ids and job rows [default: the machine's host name]")
 @click.option("--quiet", is_flag=True, help="no progress display")
 @click.option("-v", "--verbose", is_flag=True, help="log every job")
 @_user_errors
 def workers(devices: str | None, per_device: int, db: str, sweep: str | None, max_jobs: int | None, wait: bool,
-            lease_s: float, checkpoint_dir: str | None, quiet: bool, verbose: bool) -> None:
+            lease_s: float, checkpoint_dir: str | None, worker_mib: int | None, host_id: str | None, quiet: bool,
+            verbose: bool) -> None:
     """Run workers pinned to devices until the queue is empty (or forever with --wait)."""
     from .devices import parse_devices
     from .supervisor import run_workers
@@ -93,33 +98,61 @@ def workers(devices: str | None, per_device: int, db: str, sweep: str | None, ma
     level = "INFO" if verbose else "WARNING"
     logging.basicConfig(level=level, format="%(asctime)s [supervisor] %(message)s", stream=sys.stderr)
     code = run_workers(db, parse_devices(devices), per_device=per_device, sweep=sweep, max_jobs=max_jobs, wait=wait,
-                       lease_s=lease_s, checkpoint_dir=checkpoint_dir, show_progress=not quiet, log_level=level)
+                       lease_s=lease_s, checkpoint_dir=checkpoint_dir, host_id=host_id, show_progress=not quiet,
+                       log_level=level, **({} if worker_mib is None else {"worker_mib": worker_mib}))
     sys.exit(code)
 
 
 @main.command()
 @_db_option
 @click.option("--sweep", default=None, help="only this sweep")
+@click.option("--watch", is_flag=True, help="redraw every --interval seconds until Ctrl-C")
+@click.option("--interval", default=2.0, show_default=True, type=click.FloatRange(min=0.1),
+              help="seconds between redraws with --watch")
 @_user_errors
-def status(db: str, sweep: str | None) -> None:
-    """Jobs per state, per sweep."""
-    from .store import JobStatus, Store, display_url
+def status(db: str, sweep: str | None, watch: bool, interval: float) -> None:
+    """Jobs per state per sweep, throughput and ETA, live workers, the latest failures."""
+    from .store import Store
+    from .views import status_lines
+    from .views import watch as watch_status
 
     store = Store(db)
     try:
-        counts = store.counts(sweep)
+        if watch:
+            watch_status(store, sweep, interval)
+        else:
+            click.echo("\n".join(status_lines(store, sweep)))
     finally:
         store.close()
-    if sweep is not None and sweep not in counts:
-        raise UserError(f"no sweep {sweep!r} in {display_url(db)}: run `runner status` without --sweep to list them")
-    states = [s.value for s in JobStatus]
-    width = max([len("sweep"), *map(len, counts)])
-    click.echo(f"{'sweep':<{width}}  " + "  ".join(f"{s:>9}" for s in states) + "      total")
-    for name, by_state in counts.items():
-        total = sum(by_state.values())
-        click.echo(f"{name:<{width}}  " + "  ".join(f"{by_state.get(s, 0):>9}" for s in states) + f"  {total:>9}")
-    if not counts:
-        click.echo(f"(no jobs in {display_url(db)})")
+
+
+@main.command()
+@_db_option
+@click.option("--sweep", default=None, help="only this sweep")
+@click.option("--state", "states", multiple=True, help="only jobs in this state (repeatable)",
+              type=click.Choice(["pending", "running", "done", "failed", "diverged", "cancelled"]))
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1), help="show at most this many jobs")
+@_user_errors
+def jobs(db: str, sweep: str | None, states: tuple[str, ...], limit: int) -> None:
+    """List jobs: id, sweep, status, attempts, device, wall time, the config keys that vary, error."""
+    from .store import Store
+    from .views import jobs_lines
+
+    with Store(db) as store:
+        click.echo("\n".join(jobs_lines(store, sweep, states, limit)))
+
+
+@main.command()
+@click.argument("job_id", type=int)
+@_db_option
+@_user_errors
+def show(job_id: int, db: str) -> None:
+    """One job in full: config, attempts and outcomes, summary, metrics, arrays, error traceback."""
+    from .store import Store
+    from .views import show_lines
+
+    with Store(db) as store:
+        click.echo("\n".join(show_lines(store, job_id)))
 
 
 @main.command()
@@ -144,12 +177,15 @@ def results(db: str, sweep: str | None, output: str | None) -> None:
         return
     hidden = {"sweep", "error", "host", "cuda_visible_devices"}
     constant = [c for c in df.columns[2:df.columns.get_loc("status")]
-                if df[c].map(repr).nunique() == 1]
+                if (df[c].map(repr) if df[c].dtype == object else df[c]).nunique(dropna=False) == 1]
     if constant:
         click.echo("same in every job: " + ", ".join(f"{c}={df[c].iloc[0]}" for c in constant))
     shown = df.drop(columns=[c for c in df.columns if c in hidden or c in constant])
-    with pd.option_context("display.max_rows", 200, "display.max_columns", 40, "display.width", 200):
-        click.echo(shown.to_string(index=False))
+    most = 200  # a terminal's worth: the first and last 100 rows
+    with pd.option_context("display.max_columns", 40, "display.width", 200):
+        click.echo(shown.to_string(index=False, max_rows=most))
+    if len(df) > most:
+        click.echo(f"({len(df):,} rows: the first and last {most // 2} shown; write them all with -o FILE.csv)")
 
 
 @main.command()
@@ -188,6 +224,31 @@ def retry(db: str, sweep: str | None, states: tuple[str, ...]) -> None:
         store.close()
     click.echo(f"{n} jobs back in the queue")
 
+
+@main.group(name="db")
+def db_group() -> None:
+    """The database itself: its schema version."""
+
+
+@db_group.command()
+@_db_option
+@_user_errors
+def upgrade(db: str) -> None:
+    """Migrate a database made by an older runner to this runner's schema (stop its workers first)."""
+    from .store import SCHEMA_VERSION, Store, display_url
+
+    store = Store(db, upgrade=True)
+    store.close()
+    if store.upgraded_from is None:
+        click.echo(f"{display_url(db)} is at schema {SCHEMA_VERSION} already: nothing to do")
+    else:
+        click.echo(f"upgraded {display_url(db)} from schema {store.upgraded_from} to {SCHEMA_VERSION}")
+
+
+from .cli_plots import plot, report  # noqa: E402  (its commands join the main group)
+
+main.add_command(plot)
+main.add_command(report)
 
 if __name__ == "__main__":
     main()

@@ -26,3 +26,12 @@ class StaleTokenError(StoreError):
 
 class TransitionError(StoreError):
     """A job was asked to move between two states that the state machine does not allow."""
+
+
+def error_line(text: str | None) -> str | None:
+    """The one line of a stored error that says what went wrong: a traceback's last line (the
+    exception), else the first line; None for no text. For tables and `error` columns."""
+    lines = [line.strip() for line in (text or "").strip().splitlines() if line.strip()]
+    if not lines:
+        return None
+    return lines[-1] if lines[0].startswith("Traceback (most recent call last)") else lines[0]

@@ -1,77 +1,219 @@
-"""Read a sweep back: one row per job as a pandas DataFrame, long-form curves, grab arrays."""
+"""Read a sweep back: one row per job as a pandas DataFrame, long-form curves with each job's config,
+a summary value laid out on grid axes (masked where missing), grab arrays. Read-only."""
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 
+from .errors import UserError, error_line
 from .npy import from_npy
-from .errors import UserError
 from .store import Store
 
 # Public column contract (DESIGN section 8): these follow the config columns, in this order.
 SUMMARY_COLUMNS = ("status", "attempts", "final_train_loss", "final_test_loss", "steps", "wall_s",
                    "device", "host", "precision")
+_JOB_COLUMNS = {"job_id", "sweep", "status", "attempts", "error"}  # never taken from a summary
+_CURVE_COLUMNS = ("job_id", "step", "metric", "value")
 
 
-def _frame(rows: list[dict]) -> pd.DataFrame:
-    config_keys: dict[str, None] = {}
-    summary_keys: dict[str, None] = {}
-    for row in rows:
-        config_keys.update(dict.fromkeys(row["config"]))
-        summary_keys.update(dict.fromkeys(row["summary"] or {}))
-    taken = set(SUMMARY_COLUMNS) | set(summary_keys) | {"job_id", "sweep", "error"}
-    rename = {k: f"{k}_config" for k in config_keys if k in taken}
-    records = []
-    for row in rows:
-        summary = row["summary"] or {}
-        rec = {"job_id": row["job_id"], "sweep": row["sweep"]}
-        rec.update({rename.get(k, k): v for k, v in row["config"].items()})
-        rec.update({"status": row["status"], "attempts": row["attempts"]})
-        rec.update(summary)
-        error = row.get("error")
-        rec["error"] = error.strip().splitlines()[-1] if error else None
-        records.append(rec)
-    extra = sorted(k for k in summary_keys if k not in SUMMARY_COLUMNS)
-    columns = ["job_id", "sweep", *[rename.get(k, k) for k in config_keys], *SUMMARY_COLUMNS, *extra, "error"]
-    return pd.DataFrame.from_records(records, columns=columns)
+@contextlib.contextmanager
+def _open(db: str, sweep: str | None = None) -> Iterator[Store]:
+    """A Store on db, closed afterwards; UserError when the named sweep is not there."""
+    store = Store(db)
+    try:
+        if sweep is not None:
+            known = store.sweeps()
+            if sweep not in known:
+                raise UserError(f"no sweep {sweep!r} in {store.shown}; known: {', '.join(known[:20]) or 'none'}")
+        yield store
+    finally:
+        store.close()
+
+
+def _json_objects(texts: Sequence[str | None]) -> list[dict]:
+    """Parse a column of JSON objects (None as {}) with one json.loads call: much faster than one per row."""
+    return json.loads("[" + ",".join(t or "{}" for t in texts) + "]")
+
+
+def _frame(table: dict[str, list]) -> pd.DataFrame:
+    """The results frame from Store.job_table columns, built column by column (no per-row pandas work)."""
+    n = len(table["job_id"])
+    configs = pd.DataFrame(_json_objects(table["config"]), index=pd.RangeIndex(n))
+    summaries = pd.DataFrame(_json_objects(table["summary"]), index=pd.RangeIndex(n))
+    summaries = summaries.drop(columns=[c for c in summaries.columns if c in _JOB_COLUMNS])
+    taken = set(SUMMARY_COLUMNS) | set(summaries.columns) | _JOB_COLUMNS
+    configs = configs.rename(columns={k: f"{k}_config" for k in configs.columns if k in taken})
+    columns: dict[str, Any] = {"job_id": table["job_id"], "sweep": table["sweep"], **configs}
+    columns.update(status=table["status"], attempts=table["attempts"])
+    for name in SUMMARY_COLUMNS[2:]:
+        columns[name] = summaries[name] if name in summaries.columns else [None] * n
+    for name in ("device", "host"):  # a job without a results row yet: where it runs (or ran) last
+        columns[name] = pd.Series(columns[name], dtype=object).where(pd.notna(columns[name]), table[name])
+    extra = sorted(k for k in summaries.columns if k not in SUMMARY_COLUMNS)
+    columns.update({k: summaries[k] for k in extra})
+    columns["error"] = [error_line(e) if e else None for e in table["error"]]
+    return pd.DataFrame(columns, index=pd.RangeIndex(n))
 
 
 def results(db: str = "jobs.db", sweep: str | None = None) -> pd.DataFrame:
     """One row per job: job_id, sweep, config columns, status, attempts, summary values, error.
 
     A config key that collides with a summary column (e.g. `steps`, which in the summary is the
-    number of steps run) is kept as `<key>_config`.
+    number of steps run) is kept as `<key>_config`. `device` and `host` of a job still running (or
+    back in the queue) are those of its latest claim. `error` is the one line that says what failed.
     """
-    store = Store(db)
-    try:
-        if sweep is not None and sweep not in store.sweeps():
-            raise UserError(f"no sweep {sweep!r} in {store.shown}; known: {', '.join(store.sweeps()) or 'none'}")
-        return _frame(store.result_rows(sweep))
-    finally:
-        store.close()
+    with _open(db, sweep) as store:
+        return _frame(store.job_table(sweep))
 
 
-def curves(db: str = "jobs.db", sweep: str | None = None, metrics: Sequence[str] | None = None) -> pd.DataFrame:
-    """Long-form metric series: job_id, step, metric, value."""
-    store = Store(db)
-    try:
-        rows = store.metric_rows(sweep, names=metrics)
-    finally:
-        store.close()
-    return pd.DataFrame.from_records(rows, columns=["job_id", "step", "metric", "value"])
+def _config_frame(table: dict[str, list], reserved: set[str]) -> pd.DataFrame:
+    configs = pd.DataFrame(_json_objects(table["config"]), index=pd.RangeIndex(len(table["job_id"])))
+    return configs.rename(columns={k: f"{k}_config" for k in configs.columns if k in reserved})
+
+
+def curves(db: str = "jobs.db", sweep: str | None = None, metrics: Sequence[str] | str | None = None,
+           job_ids: Sequence[int] | None = None) -> pd.DataFrame:
+    """Long-form metric series, one row per point: job_id, step, metric, value, then the job's sweep
+    and config columns (joined), so points group by any grid axis: `df.groupby(["lr", "step"])`.
+
+    metrics and job_ids narrow the selection (a name no job recorded gives no rows). A config key
+    named like a curve or summary column is kept as `<key>_config`, as in results().
+    """
+    names = [metrics] if isinstance(metrics, str) else None if metrics is None else list(metrics)
+    with _open(db, sweep) as store:
+        points = pd.DataFrame.from_records(store.metric_rows(sweep, job_ids=job_ids, names=names),
+                                           columns=list(_CURVE_COLUMNS))
+        table = store.config_table(sweep, job_ids=job_ids)
+    configs = _config_frame(table, {*_CURVE_COLUMNS, *SUMMARY_COLUMNS, *_JOB_COLUMNS})
+    rows = pd.Index(table["job_id"]).get_indexer(points["job_id"])
+    joined = configs.iloc[rows].reset_index(drop=True)
+    sweeps = pd.Series(np.asarray(table["sweep"], dtype=object)[rows], name="sweep")
+    points["value"] = points["value"].astype(float)
+    return pd.concat([points, sweeps, joined], axis=1)
 
 
 def arrays(db: str, job_id: int, name: str) -> dict[int, np.ndarray]:
-    """A grab's arrays for one job, by step."""
-    store = Store(db)
+    """A grab's arrays for one job, by step; name is the grab's name (a `module:function` path works too)."""
+    with _open(db) as store:
+        store.job_status(job_id)  # UserError for an unknown job
+        rows = store.array_rows(job_id, name)
+        if not rows:
+            known = [r["name"] for r in store.array_summary(job_id)]
+            short = name.rpartition(":")[2]
+            if short not in known:
+                there = ", ".join(known) if known else "none (the job has not finished, or grabbed nothing)"
+                raise UserError(f"job {job_id} has no array {name!r}; arrays there: {there}")
+            rows = store.array_rows(job_id, short)
+    return {step: from_npy(data) for _, step, data in rows}
+
+
+@dataclass(frozen=True)
+class GridArray:
+    """A summary value laid out on grid axes.
+
+    values[i, j, ...] is the value of the job whose axes[0] is coords[axes[0]][i], axes[1] is
+    coords[axes[1]][j], ...; masked where no job has those coordinates or the job has no such value
+    (failed, diverged, still pending). job_ids has the same shape and mask where there is no job.
+    coords lists each axis's values sorted (numbers first); list values appear as their JSON text.
+    """
+    values: np.ma.MaskedArray
+    job_ids: np.ma.MaskedArray
+    axes: tuple[str, ...]
+    coords: dict[str, list]
+    value: str
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.values.shape
+
+
+def _sort_key(value: Any) -> tuple:
+    number = isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
+    return (0, value, "") if number else (1, 0, str(value))
+
+
+def _config_column(df: pd.DataFrame, key: str, what: str) -> str:
+    config = ["sweep", *df.columns[2:df.columns.get_loc("status")]]
+    for column in (key, f"{key}_config"):
+        if column in config:
+            return column
+    raise UserError(f"{what} {key!r} is not a config key of these jobs; config keys: {', '.join(config[1:]) or 'none'}")
+
+
+def _hashable(df: pd.DataFrame, column: str) -> pd.Series:
+    """A column whose list or dict values (unhashable) are replaced by their JSON text."""
+    series = df[column]
+    if series.dtype != object:  # numbers or strings: nothing to replace
+        return series
+    return series.map(lambda v: json.dumps(v, sort_keys=True) if isinstance(v, (list, dict)) else v)
+
+
+def grid_array(db: str = "jobs.db", sweep: str | None = None, value: str = "final_test_loss",
+               axes: Sequence[str] = (), where: Mapping[str, Any] | None = None) -> GridArray:
+    """One summary value (default final_test_loss) as a masked array indexed by the sorted distinct
+    values of each axis (config keys, or `sweep`), for heatmaps and means over seeds.
+
+    where={"key": value or [values]} keeps only matching jobs first. Jobs that lack an axis key are
+    left out. Several jobs in one cell (a key not in axes varies) is a UserError naming those keys.
+    """
+    axes = (axes,) if isinstance(axes, str) else tuple(axes)
+    if not axes:
+        raise UserError("grid_array needs axes: config keys such as axes=['lr', 'seed']")
+    if len(set(axes)) != len(axes):
+        raise UserError(f"grid_array axes {list(axes)} name a key twice")
+    df = results(db, sweep)
+    columns = [_config_column(df, a, "axis") for a in axes]
+    summary = [c for c in df.columns[df.columns.get_loc("attempts"):]
+               if c not in ("device", "host", "precision", "error")]
+    if value not in summary:
+        raise UserError(f"no summary value {value!r} in these jobs; values: {', '.join(summary)}")
+    for key, wanted in (where or {}).items():
+        column = _config_column(df, key, "where key")
+        choices = list(wanted) if isinstance(wanted, (list, tuple, set)) else [wanted]
+        df = df[_hashable(df, column).isin([json.dumps(c, sort_keys=True) if isinstance(c, (list, dict)) else c
+                                            for c in choices])]
+    df = df.dropna(subset=columns).reset_index(drop=True)
+    keys = {c: _hashable(df, c) for c in columns}
+    coords = {a: sorted(set(keys[c].tolist()), key=_sort_key) for a, c in zip(axes, columns)}
+    shape = tuple(len(coords[a]) for a in axes)
+    codes = [pd.Index(coords[a], dtype=object).get_indexer(keys[c].astype(object)) for a, c in zip(axes, columns)]
+    flat = np.ravel_multi_index(codes, shape) if len(df) else np.zeros(0, dtype=np.intp)
+    crowded = np.bincount(flat, minlength=int(np.prod(shape)))
+    if len(df) and crowded.max() > 1:
+        _too_many_jobs(df, flat, crowded, axes, columns)
     try:
-        return {step: from_npy(data) for _, step, data in store.array_rows(job_id, name)}
-    finally:
-        store.close()
+        numbers = pd.to_numeric(df[value], errors="raise").astype(float).to_numpy()
+    except (TypeError, ValueError):
+        raise UserError(f"summary value {value!r} is not numeric (e.g. {df[value].dropna().iloc[0]!r})") from None
+    data = np.full(shape, np.nan)
+    data.flat[flat] = numbers
+    ids = np.full(shape, -1, dtype=np.int64)
+    ids.flat[flat] = df["job_id"].to_numpy()
+    return GridArray(values=np.ma.masked_invalid(data), job_ids=np.ma.masked_equal(ids, -1), axes=axes,
+                     coords=coords, value=value)
+
+
+def _too_many_jobs(df: pd.DataFrame, flat: np.ndarray, crowded: np.ndarray, axes: tuple[str, ...],
+                   columns: list[str]) -> None:
+    """Raise the UserError for cells holding several jobs, naming the keys that vary inside them."""
+    rows = crowded[flat] > 1
+    others = [c for c in ["sweep", *df.columns[2:df.columns.get_loc("status")]] if c not in columns]
+    inside = pd.DataFrame({c: _hashable(df[rows], c) for c in others})
+    spread = inside.groupby(flat[rows]).nunique(dropna=False).max() if others else pd.Series(dtype=int)
+    varying = list(spread[spread > 1].index)
+    cells = int((crowded > 1).sum())
+    keys = ", ".join(varying) if varying else "no config key (same config in several jobs)"
+    verb = "vary" if len(varying) > 1 else "varies"
+    example = varying[0] if varying else "key"
+    raise UserError(f"{cells} cells of axes {list(axes)} hold several jobs: {keys} also {verb} there; "
+                    f"add them to axes=[...] or keep one value with where={{{example!r}: ...}}")
 
 
 def export(df: pd.DataFrame, path: str) -> None:

@@ -1,0 +1,183 @@
+"""A sweep's results shaped for plots and reports: varying keys, checked axes, group statistics.
+
+Shared by runner.plots and runner.report so both pick axes, check user input and average the same way.
+"""
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .errors import UserError
+from .reading import curves, results
+from .store import Store
+
+SEED_KEYS = ("seed",)  # averaged over, never plotted as an axis when another key varies
+CURVE_COLUMNS = ["job_id", "step", "metric", "value"]
+
+
+def resolve_sweep(db: str, sweep: str | None) -> str:
+    """The sweep to read: the one named, or the database's only sweep (a user error when ambiguous)."""
+    with Store(db) as store:
+        known = store.sweeps()
+        shown = store.shown
+    if sweep is not None:
+        if sweep not in known:
+            raise UserError(f"no sweep {sweep!r} in {shown}: pick one with --sweep ({', '.join(known) or 'none yet'})")
+        return sweep
+    if len(known) != 1:
+        choices = ", ".join(known) if known else "none yet: run `runner submit` first"
+        raise UserError(f"{shown} holds {len(known)} sweeps: name one with --sweep ({choices})")
+    return known[0]
+
+
+def _hashable(value: Any) -> Any:
+    """Lists and dicts (e.g. monomials) become compact JSON text, so they can be grouped and shown."""
+    if isinstance(value, (list, tuple, dict)):
+        return json.dumps(value, separators=(",", ":"), sort_keys=True)
+    return value
+
+
+def load(db: str, sweep: str | None) -> tuple[str, pd.DataFrame]:
+    """(sweep name, results frame) with every config value hashable."""
+    name = resolve_sweep(db, sweep)
+    df = results(db, name)
+    for col in config_columns(df):
+        if df[col].map(lambda v: isinstance(v, (list, tuple, dict))).any():
+            df[col] = df[col].map(_hashable)
+    return name, df
+
+
+def config_columns(df: pd.DataFrame) -> list[str]:
+    """The config keys: the columns between `sweep` and `status` (DESIGN section 8)."""
+    cols = list(df.columns)
+    return cols[cols.index("sweep") + 1:cols.index("status")]
+
+
+def levels(series: pd.Series) -> list[Any]:
+    """Distinct values in a readable order: numbers ascending, then others as the grid lists them, None last."""
+    distinct = list(dict.fromkeys(series.tolist()))
+    numbers = sorted(v for v in distinct if is_number(v))
+    others = [v for v in distinct if not is_number(v) and not _missing(v)]
+    return numbers + others + ([None] if any(_missing(v) for v in distinct) else [])
+
+
+def is_number(v: Any) -> bool:
+    """A real number (not a bool, not NaN): such keys sort numerically and can take a log axis."""
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) and not _missing(v)
+
+
+def _missing(v: Any) -> bool:
+    """None or NaN: a key some jobs do not set."""
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def varying_keys(df: pd.DataFrame) -> list[str]:
+    """Config keys taking more than one value in the sweep, in grid order."""
+    return [c for c in config_columns(df) if len(levels(df[c])) > 1]
+
+
+def axis_keys(df: pd.DataFrame) -> list[str]:
+    """Varying keys worth an axis: all but the seed keys."""
+    return [k for k in varying_keys(df) if k not in SEED_KEYS]
+
+
+def check_axis(df: pd.DataFrame, key: str, sweep: str, *, numeric: bool = False) -> str:
+    """The column for a user-named axis; a user error when unknown, constant or (if asked) not numeric."""
+    cols, varying = config_columns(df), varying_keys(df)
+    choices = ", ".join(varying) or "none: the sweep varies no key"
+    if key not in cols and f"{key}_config" in cols:  # config keys that collide with summary columns
+        key = f"{key}_config"
+    if key not in cols:
+        raise UserError(f"no config key {key!r} in sweep {sweep!r}: pick one of its varying keys ({choices})")
+    values = levels(df[key])
+    if len(values) < 2:
+        raise UserError(f"{key!r} has one value ({fmt(values[0] if values else None)}) in sweep {sweep!r}: "
+                        f"pick a key that varies ({choices})")
+    if numeric and not all(is_number(v) for v in values):
+        raise UserError(f"{key!r} is not numeric in sweep {sweep!r}: pick a numeric varying key ({choices})")
+    return key
+
+
+def value_columns(df: pd.DataFrame) -> list[str]:
+    """Summary values worth averaging: final losses and accuracies, then step_at_<threshold>."""
+    finals = [c for c in df.columns if c.startswith("final_")]
+    steps = sorted((c for c in df.columns if c.startswith("step_at_")), key=_threshold, reverse=True)
+    return finals + steps
+
+
+def _threshold(col: str) -> float:
+    """The T of step_at_T, to order thresholds from loose to tight."""
+    try:
+        return float(col.removeprefix("step_at_"))
+    except ValueError:
+        return math.inf
+
+
+def check_value(df: pd.DataFrame, value: str, sweep: str) -> pd.Series:
+    """A summary column as floats (NaN where missing); a user error when unknown or never set."""
+    if value not in df.columns or value in config_columns(df):
+        raise UserError(f"no summary column {value!r} in sweep {sweep!r}: pick one of "
+                        f"({', '.join(value_columns(df)) or 'none yet: run `runner workers` first'})")
+    numbers = pd.to_numeric(df[value], errors="coerce").astype(float)
+    if not np.isfinite(numbers).any():
+        raise UserError(f"{value!r} has no finite value in sweep {sweep!r}: "
+                        "run `runner workers` until jobs finish, or pick another column")
+    return numbers
+
+
+def long_curves(db: str, sweep: str, metric: str, df: pd.DataFrame) -> pd.DataFrame:
+    """One metric's finite points (job_id, step, value) with the job's config columns joined on."""
+    points = curves(db, sweep, metrics=[metric])[CURVE_COLUMNS]
+    if not len(points):
+        known = sorted(set(curves(db, sweep).metric))
+        raise UserError(f"no metric {metric!r} in sweep {sweep!r}: pick one of "
+                        f"({', '.join(known) or 'none yet: run `runner workers` first'})")
+    points = points[np.isfinite(points.value.astype(float))]
+    return points.merge(df[["job_id", *config_columns(df)]], on="job_id", how="inner")
+
+
+def richer_metrics(db: str, sweep: str) -> list[str]:
+    """Metrics of a sweep recorded at more than one step, losses first: what a curve can show."""
+    points = curves(db, sweep)[CURVE_COLUMNS]
+    steps = points.groupby("metric").step.nunique()
+    names = [m for m, n in steps.items() if n > 1]
+    return sorted(names, key=lambda m: (not m.endswith("loss"), m))
+
+
+def stats(frame: pd.DataFrame, keys: Sequence[str], value: str) -> pd.DataFrame:
+    """Mean, std (0 for one job), min, max and count of the finite values per group of keys."""
+    finite = frame[np.isfinite(frame[value].astype(float))]
+    grouped = finite.groupby(list(keys), dropna=False, sort=False)[value]
+    out = grouped.agg(["mean", "std", "min", "max", "count"]).reset_index()
+    out["std"] = out["std"].fillna(0.0)
+    return out
+
+
+def averaged_note(df: pd.DataFrame, shown: Iterable[str]) -> str:
+    """Which varying keys a figure averages over, e.g. 'mean over seed (2 values), width (3 values)'."""
+    over = [k for k in varying_keys(df) if k not in set(shown)]
+    if not over:
+        return "one job per point"
+    return "mean over " + ", ".join(f"{k} ({len(levels(df[k]))} values)" for k in over)
+
+
+def fmt(value: Any) -> str:
+    """A config value as a short label: 0.003, 256, True, adam."""
+    if _missing(value):
+        return "none"
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, (float, np.floating)):
+        return f"{float(value):g}"
+    return str(value)
+
+
+def fmt_number(value: float, digits: int = 4) -> str:
+    """A summary value with a few significant digits ('' when missing)."""
+    if value is None or not np.isfinite(value):
+        return ""
+    return f"{value:.{digits}g}"

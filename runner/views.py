@@ -1,0 +1,232 @@
+"""Plain-text views of a database for the terminal: `runner jobs`, `runner show JOB`, `runner status`.
+
+Each view is a function from an open Store to a list of lines, so the CLI only prints them and tests
+can read them without a subprocess. Read-only.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import sys
+import time
+from typing import Any, Sequence, TextIO
+
+from .errors import UserError, error_line
+from .progress import format_duration
+from .store import JobStatus, Store
+
+WINDOW_S = 300.0      # throughput is measured over the last 5 minutes (or since the sweep started)
+FAILURES_SHOWN = 5
+WORKERS_SHOWN = 20
+STALE_S = 120.0       # a worker not seen for this long is marked stale (heartbeats come every lease/4)
+CONFIG_WIDTH = 60
+ERROR_WIDTH = 70
+
+
+def _cell(value: Any) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[Any]], right: Sequence[str] = ()) -> list[str]:
+    """Aligned columns: text left, the columns named in `right` (numbers) right; None shows as '-'."""
+    cells = [list(header), *[[_cell(c) for c in row] for row in rows]]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    return ["  ".join(c.rjust(w) if h in right else c.ljust(w) for h, c, w in zip(header, row, widths)).rstrip()
+            for row in cells]
+
+
+def _clip(text: str | None, width: int) -> str | None:
+    return text if text is None or len(text) <= width else text[:width - 3] + "..."
+
+
+def _value(value: Any) -> str:
+    """A config or summary value as written: exact numbers, lists and dicts as compact JSON."""
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, separators=(",", ":"))
+    return str(value)
+
+
+def _when(t: float | None) -> str:
+    return "-" if t is None else datetime.datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _ago(t: float | None, now: float) -> str:
+    return "-" if t is None else f"{format_duration(max(0.0, now - t))} ago"
+
+
+def _check_sweep(store: Store, sweep: str | None, counts: dict[str, dict[str, int]]) -> None:
+    if sweep is not None and sweep not in counts:
+        known = ", ".join(store.sweeps()[:10]) or "none"
+        raise UserError(f"no sweep {sweep!r} in {store.shown} (sweeps there: {known}): "
+                        "run `runner status` without --sweep to list them")
+
+
+def _varying_keys(store: Store, sweeps: Sequence[str]) -> dict[str, list[str]]:
+    """Per sweep, its config keys that take more than one value (in first-seen order): the grid
+    axes. One pass over the sweep's configs, and a key stops being compared once it varies."""
+    out = {}
+    for name in sweeps:
+        configs = json.loads("[" + ",".join(store.config_table(name)["config"]) + "]")
+        first, varying = configs[0], {}
+        steady = list(first)
+        for config in configs:
+            if config.keys() != first.keys():
+                odd = [k for k in first if k not in config] + [k for k in config if k not in first]
+                varying.update(dict.fromkeys(odd))
+                steady = [k for k in steady if k not in varying]
+            changed = [k for k in steady if config.get(k) != first[k]]
+            if changed:
+                varying.update(dict.fromkeys(changed))
+                steady = [k for k in steady if k not in varying]
+        out[name] = [k for k in first if k in varying] + [k for k in varying if k not in first]
+    return out
+
+
+def jobs_lines(store: Store, sweep: str | None = None, states: Sequence[str] = (), limit: int = 50) -> list[str]:
+    """`runner jobs`: id, sweep, status, attempts, device, wall_s, the config keys that vary, error line."""
+    counts = store.counts(sweep)
+    _check_sweep(store, sweep, counts)
+    statuses = [JobStatus(s) for s in states]
+    total = sum(n for by_state in counts.values() for s, n in by_state.items() if not states or s in states)
+    t = store.job_table(sweep, statuses=statuses or None, limit=limit)
+    what = "/".join(states) + " " if states else ""
+    if not t["job_id"]:
+        return [f"(no {what}jobs{f' in sweep {sweep!r}' if sweep else ''} in {store.shown})"]
+    varying = _varying_keys(store, list(dict.fromkeys(t["sweep"])))
+    rows = []
+    for i, job_id in enumerate(t["job_id"]):
+        config, summary = json.loads(t["config"][i]), json.loads(t["summary"][i] or "{}")
+        short = " ".join(f"{k}={_value(config[k])}" for k in varying[t["sweep"][i]] if k in config)
+        rows.append([job_id, t["sweep"][i], t["status"][i], f"{t['attempts'][i]}/{t['max_attempts'][i]}",
+                     summary.get("device") or t["device"][i], summary.get("wall_s"), _clip(short, CONFIG_WIDTH) or "-",
+                     _clip(error_line(t["error"][i]), ERROR_WIDTH)])
+    header = ["id", "sweep", "status", "attempts", "device", "wall_s", "config", "error"]
+    if not any(r[-1] for r in rows):
+        header, rows = header[:-1], [r[:-1] for r in rows]
+    lines = table(header, rows, right=("id", "attempts", "wall_s"))
+    if total > len(rows):
+        lines.append(f"({len(rows):,} of {total:,} {what}jobs shown: raise --limit, or narrow with --state, --sweep)")
+    return lines
+
+
+def show_lines(store: Store, job_id: int, now: float | None = None) -> list[str]:
+    """`runner show JOB`: config, attempts and outcomes, summary, metrics, arrays, the error in full."""
+    now = time.time() if now is None else now
+    t = store.job_table(job_ids=[job_id])
+    if not t["job_id"]:
+        raise UserError(f"no job {job_id} in {store.shown}: list the jobs with `runner jobs`")
+    job = {k: v[0] for k, v in t.items()}
+    config, summary = json.loads(job["config"]), json.loads(job["summary"] or "{}")
+    where = f" on {job['device']}@{job['host']}" if job["device"] else ""
+    lines = [f"job {job_id}  sweep {job['sweep']}  {job['status']}  attempt {job['attempts']} of {job['max_attempts']}"
+             f"  priority {job['priority']}",
+             f"created {_when(job['created_at'])}   started {_when(job['started_at'])}   "
+             f"finished {_when(job['finished_at'])}{where}", "", "config:"]
+    lines += [f"  {k}: {_value(v)}" for k, v in config.items()]
+    attempts = store.attempt_rows(job_id)
+    lines += ["", "attempts:" if attempts else "attempts: none yet"]
+    rows = []
+    for a in attempts:
+        took = format_duration((a["ended_at"] or now) - a["started_at"]) if a["started_at"] else "-"
+        outcome = a["outcome"] or ("running" if job["status"] == JobStatus.RUNNING.value else "-")
+        rows.append([a["attempt"], a["worker"], a["device"], _when(a["started_at"]), took, outcome,
+                     _clip(error_line(a["error"]), ERROR_WIDTH)])
+    if attempts:
+        lines += ["  " + line for line in table(["#", "worker", "device", "started", "took", "outcome", "error"],
+                                                rows, right=("#", "took"))]
+    lines += ["", "summary:" if summary else "summary: none (the job has not finished)"]
+    lines += [f"  {k}: {_value(v) if v is not None else '-'}" for k, v in summary.items()]
+    metrics = store.metric_summary(job_id)
+    lines += ["", "metrics:" if metrics else "metrics: none"]
+    if metrics:
+        rows = [[m["name"], m["points"], f"{m['first_step']}..{m['last_step']}", m["last_value"]] for m in metrics]
+        lines += ["  " + line for line in table(["name", "points", "steps", "last"], rows, right=("points", "last"))]
+    arrays = store.array_summary(job_id)
+    lines += ["", "arrays:" if arrays else "arrays: none"]
+    if arrays:
+        rows = [[a["name"], a["steps"], f"{a['first_step']}..{a['last_step']}", f"{(a['bytes'] or 0) / 1024:.1f} KiB"]
+                for a in arrays]
+        lines += ["  " + line for line in table(["name", "steps", "at", "size"], rows, right=("steps", "size"))]
+    error, label = job["error"], "error:"
+    if not error:
+        earlier = [a for a in attempts if a["error"]]
+        error, label = (earlier[-1]["error"], f"error of attempt {earlier[-1]['attempt']}:") if earlier else (None, "")
+    if error:
+        lines += ["", label, *["  " + line for line in error.rstrip().splitlines()]]
+    return lines
+
+
+def status_lines(store: Store, sweep: str | None = None, now: float | None = None) -> list[str]:
+    """`runner status`: jobs per state per sweep, throughput and ETA, live workers, latest failures."""
+    now = time.time() if now is None else now
+    counts = store.counts(sweep)
+    _check_sweep(store, sweep, counts)
+    states = [s.value for s in JobStatus]
+    width = max([len("sweep"), *map(len, counts)])
+    lines = [f"{'sweep':<{width}}  " + "  ".join(f"{s:>9}" for s in states) + "      total"]
+    for name, by_state in counts.items():
+        total = sum(by_state.values())
+        lines.append(f"{name:<{width}}  " + "  ".join(f"{by_state.get(s, 0):>9}" for s in states) + f"  {total:>9}")
+    if not counts:
+        return [*lines, f"(no jobs in {store.shown})"]
+
+    activity = store.activity(now - WINDOW_S, sweep)
+    rows = []
+    for name, by_state in counts.items():
+        act = activity.get(name, {"finished": 0, "first_started": None})
+        remaining = by_state["pending"] + by_state["running"]
+        span = min(WINDOW_S, now - act["first_started"]) if act["first_started"] is not None else 0.0
+        rate = act["finished"] / span if span > 0 else None
+        eta = "done" if not remaining else format_duration(remaining / rate) if rate else "-"
+        rows.append([name, act["finished"], None if rate is None else f"{rate * 60:.1f}", remaining, eta])
+    lines += ["", f"throughput over the last {format_duration(WINDOW_S)}:"]
+    lines += ["  " + line for line in table(["sweep", "finished", "jobs/min", "left", "ETA"], rows,
+                                            right=("finished", "jobs/min", "left"))]
+
+    workers = store.worker_rows()
+    live = sorted((w for w in workers if w["exited_at"] is None), key=lambda w: -(w["seen_at"] or 0))
+    current = {r["worker"]: r["job_id"] for r in store.running_jobs()}
+    exited = len(workers) - len(live)
+    lines += ["", f"workers: {len(live)} live" + (f", {exited} exited" if exited else "") + (":" if live else "")]
+    rows = []
+    for w in live[:WORKERS_SHOWN]:
+        age = now - w["seen_at"] if w["seen_at"] is not None else None
+        beat = "-" if age is None else format_duration(max(0.0, age)) + " ago" + (" (stale?)" if age > STALE_S else "")
+        rows.append([w["host"], w["device"], w["pid"], current.get(w["worker"], w["job_id"]), beat])
+    if rows:
+        header = ["host", "device", "pid", "job", "heartbeat"]
+        lines += ["  " + line for line in table(header, rows, right=("pid", "job"))]
+    if len(live) > WORKERS_SHOWN:
+        lines.append(f"  (+{len(live) - WORKERS_SHOWN} more)")
+
+    failures = store.recent_failures(sweep, FAILURES_SHOWN)
+    lines += ["", "last failures:" if failures else "last failures: none"]
+    for f in failures:
+        where = f" on {f['device']}@{f['host']}" if f["device"] else ""
+        lines.append(_clip(f"  job {f['job_id']} ({f['sweep']}) attempt {f['attempt']} {f['outcome']} "
+                           f"{_ago(f['ended_at'], now)}{where}: {error_line(f['error']) or '-'}", 160))
+    return lines
+
+
+def watch(store: Store, sweep: str | None, interval: float, stream: TextIO | None = None) -> None:
+    """Redraw the status every `interval` seconds until Ctrl-C (which ends it quietly). On a terminal
+    the frame is drawn in place; into a file or pipe, frames follow one another."""
+    stream = stream or sys.stdout
+    tty = stream.isatty()
+    try:
+        while True:
+            frame = [f"runner status  {store.shown}  {datetime.datetime.now():%H:%M:%S}  "
+                     f"(every {interval:g} s; Ctrl-C to stop)", "", *status_lines(store, sweep)]
+            if tty:  # home, then each line over the old one, then clear what is left below
+                stream.write("\x1b[H" + "".join(line + "\x1b[K\n" for line in frame) + "\x1b[J")
+            else:
+                stream.write("\n".join(frame) + "\n\n")
+            stream.flush()
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        stream.write("\n")
+        stream.flush()
