@@ -68,8 +68,12 @@ def to_reference(obj: Any, kind: str) -> str:
     if isinstance(obj, str):
         return obj
     name = getattr(obj, "__runner_name__", None)
-    if name is not None and _REGISTRY[kind].get(name) is obj and obj.__module__ != "__main__":
-        return name
+    package, module = _BUILTIN_PACKAGES[kind], getattr(obj, "__module__", None) or ""
+    builtin = module == package or module.startswith(package + ".")
+    if name is not None and _REGISTRY[kind].get(name) is obj and builtin:
+        return name  # a built-in: every worker registers it by importing the package
+    # A user's registered function is stored by import path: a spawned worker has never imported
+    # the user's module, so the short name would mean nothing there.
     module = getattr(obj, "__module__", None)
     qualname = getattr(obj, "__qualname__", None)
     if module is None or qualname is None:

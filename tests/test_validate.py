@@ -106,6 +106,22 @@ def test_module_functions_become_import_paths():
     assert to_reference(gaussian_teacher, "batchfn") == "gaussian_teacher"
 
 
+def test_a_registered_user_function_is_stored_by_import_path():
+    """A worker never imported the user's module, so a registered short name would not resolve there."""
+    import types
+
+    from runner.registry import batchfn
+
+    module = types.ModuleType("users_module")
+
+    def sine(d: int, batch_size: int, *, gen, device):
+        raise NotImplementedError
+
+    sine.__module__, sine.__qualname__ = "users_module", "sine"
+    module.sine = batchfn("users_sine")(sine)
+    assert to_reference(module.sine, "batchfn") == "users_module:sine"
+
+
 def test_a_batch_function_must_take_the_injected_arguments():
     message = _error(dict(OK, batchfn="plugins_for_tests:no_batch_size"))
     assert "missing: batch_size" in message
