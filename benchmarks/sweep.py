@@ -10,7 +10,7 @@ Per-worker GPU memory is the largest amount nvidia-smi saw used by one worker pr
 
     python benchmarks/sweep.py                       # widths 1024,256; K 1,2,4,8; eager and captured
     python benchmarks/sweep.py --widths 256 --per-device 1,8 --capture on   # eager only for the baseline
-    python benchmarks/sweep.py --quick               # CPU smoke run: 4 tiny jobs, K 1,2
+    python benchmarks/sweep.py --quick               # CPU smoke run: 4 tiny jobs, K 2 against the K 1 baseline
 """
 from __future__ import annotations
 
@@ -184,10 +184,10 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=64)
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--devices", default="0")
-    parser.add_argument("--quick", action="store_true", help="CPU smoke run: 4 jobs x 30 steps, width 16, K 1,2")
+    parser.add_argument("--quick", action="store_true", help="CPU smoke run: 4 jobs x 30 steps, width 16, K 2")
     args = parser.parse_args()
     if args.quick:
-        args.widths, args.per_device, args.jobs, args.steps, args.devices = "16", "1,2", 4, 30, "cpu"
+        args.widths, args.per_device, args.jobs, args.steps, args.devices = "16", "2", 4, 30, "cpu"
     try:
         import torch
 

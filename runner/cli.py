@@ -1,36 +1,14 @@
 """The `runner` command line. Every user mistake ends in one line on stderr and exit code 2."""
 from __future__ import annotations
 
-import functools
 import logging
-import re
 import sys
 from typing import Any, Callable
 
 import click
 
+from .cli_common import db_option, user_errors
 from .errors import UserError
-
-DB_HELP = "database: a file path or a SQLAlchemy URL (env RUNNER_DB)"
-
-
-def _db_option(fn: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option("--db", envvar="RUNNER_DB", default="jobs.db", show_default=True, help=DB_HELP)(fn)
-
-
-def _user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn a UserError into `error: <message>` and exit 2, never a traceback."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except UserError as exc:
-            click.echo("error: " + re.sub(r"\s*\n\s*", " ", str(exc).strip()), err=True)  # always one line
-            sys.exit(exc.exit_code)
-
-    return wrapper
-
 
 class _OneLineGroup(click.Group):
     """click's own usage errors (a bad option value, an unknown command) end in one line and exit 2 too."""
@@ -60,9 +38,9 @@ def main() -> None:
 @main.command()
 @click.argument("grid", type=click.Path(dir_okay=False))
 @click.argument("overrides", nargs=-1)
-@_db_option
+@db_option
 @click.option("--dry-run", is_flag=True, help="validate and count the jobs, write nothing")
-@_user_errors
+@user_errors
 def submit(grid: str, overrides: tuple[str, ...], db: str, dry_run: bool) -> None:
     """Expand GRID (a YAML file) into jobs; OVERRIDES like lr=0.01,0.1 base.steps=2000."""
     from .submission import submit as do_submit
@@ -74,7 +52,7 @@ def submit(grid: str, overrides: tuple[str, ...], db: str, dry_run: bool) -> Non
 @main.command()
 @click.option("--devices", default=None, help="'cpu' or GPU indices like 0,1 [default: every GPU, else cpu]")
 @click.option("--per-device", default=1, show_default=True, type=int, help="worker processes per device")
-@_db_option
+@db_option
 @click.option("--sweep", default=None, help="only run jobs of this sweep")
 @click.option("--max-jobs", default=None, type=int, help="each worker exits after this many jobs")
 @click.option("--wait", is_flag=True, help="keep polling for new jobs instead of exiting when the queue is empty")
@@ -87,7 +65,7 @@ def submit(grid: str, overrides: tuple[str, ...], db: str, dry_run: bool) -> Non
               help="name of this host in worker ids and job rows [default: the machine's host name]")
 @click.option("--quiet", is_flag=True, help="no progress display")
 @click.option("-v", "--verbose", is_flag=True, help="log every job")
-@_user_errors
+@user_errors
 def workers(devices: str | None, per_device: int, db: str, sweep: str | None, max_jobs: int | None, wait: bool,
             lease_s: float, checkpoint_dir: str | None, worker_mib: int | None, host_id: str | None, quiet: bool,
             verbose: bool) -> None:
@@ -104,12 +82,12 @@ def workers(devices: str | None, per_device: int, db: str, sweep: str | None, ma
 
 
 @main.command()
-@_db_option
+@db_option
 @click.option("--sweep", default=None, help="only this sweep")
 @click.option("--watch", is_flag=True, help="redraw every --interval seconds until Ctrl-C")
 @click.option("--interval", default=2.0, show_default=True, type=click.FloatRange(min=0.1),
               help="seconds between redraws with --watch")
-@_user_errors
+@user_errors
 def status(db: str, sweep: str | None, watch: bool, interval: float) -> None:
     """Jobs per state per sweep, throughput and ETA, live workers, the latest failures."""
     from .store import Store
@@ -127,12 +105,12 @@ def status(db: str, sweep: str | None, watch: bool, interval: float) -> None:
 
 
 @main.command()
-@_db_option
+@db_option
 @click.option("--sweep", default=None, help="only this sweep")
 @click.option("--state", "states", multiple=True, help="only jobs in this state (repeatable)",
               type=click.Choice(["pending", "running", "done", "failed", "diverged", "cancelled"]))
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1), help="show at most this many jobs")
-@_user_errors
+@user_errors
 def jobs(db: str, sweep: str | None, states: tuple[str, ...], limit: int) -> None:
     """List jobs: id, sweep, status, attempts, device, wall time, the config keys that vary, error."""
     from .store import Store
@@ -144,8 +122,8 @@ def jobs(db: str, sweep: str | None, states: tuple[str, ...], limit: int) -> Non
 
 @main.command()
 @click.argument("job_id", type=int)
-@_db_option
-@_user_errors
+@db_option
+@user_errors
 def show(job_id: int, db: str) -> None:
     """One job in full: config, attempts and outcomes, summary, metrics, arrays, error traceback."""
     from .store import Store
@@ -156,10 +134,10 @@ def show(job_id: int, db: str) -> None:
 
 
 @main.command()
-@_db_option
+@db_option
 @click.option("--sweep", default=None, help="only this sweep")
 @click.option("-o", "--output", default=None, help="write to FILE.csv, .parquet or .json instead of printing")
-@_user_errors
+@user_errors
 def results(db: str, sweep: str | None, output: str | None) -> None:
     """One row per job: config, status, attempts, final losses, steps, wall time, device."""
     from .reading import export
@@ -190,9 +168,9 @@ def results(db: str, sweep: str | None, output: str | None) -> None:
 
 @main.command()
 @click.argument("job_ids", nargs=-1, type=int)
-@_db_option
+@db_option
 @click.option("--sweep", default=None, help="cancel every pending or running job of this sweep")
-@_user_errors
+@user_errors
 def cancel(job_ids: tuple[int, ...], db: str, sweep: str | None) -> None:
     """Cancel jobs by id, or a whole sweep; running ones stop at their next heartbeat."""
     from .store import Store
@@ -208,11 +186,11 @@ def cancel(job_ids: tuple[int, ...], db: str, sweep: str | None) -> None:
 
 
 @main.command()
-@_db_option
+@db_option
 @click.option("--sweep", default=None, help="only this sweep")
 @click.option("--state", "states", multiple=True, default=("failed",), show_default=True,
               type=click.Choice(["failed", "diverged", "cancelled"]), help="which jobs to put back")
-@_user_errors
+@user_errors
 def retry(db: str, sweep: str | None, states: tuple[str, ...]) -> None:
     """Put failed (or diverged, cancelled) jobs back in the queue with fresh attempts."""
     from .store import JobStatus, Store
@@ -231,8 +209,8 @@ def db_group() -> None:
 
 
 @db_group.command()
-@_db_option
-@_user_errors
+@db_option
+@user_errors
 def upgrade(db: str) -> None:
     """Migrate a database made by an older runner to this runner's schema (stop its workers first)."""
     from .store import SCHEMA_VERSION, Store, display_url

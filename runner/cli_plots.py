@@ -1,45 +1,22 @@
 """`runner plot curves|heatmap|scaling` and `runner report`: figures and a markdown report of a sweep.
 
-Registered on the main group with `main.add_command(plot)` and `main.add_command(report)`. This
-module does not import runner.cli (which imports it), so it carries its own two small helpers.
+Registered on the main group with `main.add_command(plot)` and `main.add_command(report)`; the
+--db option and the one-line error handling come from runner.cli_common, as runner.cli's do.
 """
 from __future__ import annotations
 
-import functools
-import re
-import sys
 from typing import Any, Callable
 
 import click
 
-from .errors import UserError
+from .cli_common import db_option, user_errors
 
-DB_HELP = "database: a file path or a SQLAlchemy URL (env RUNNER_DB)"
 SWEEP_HELP = "the sweep to draw [default: the database's only sweep]"
-
-
-def _db_option(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """--db, default jobs.db, env RUNNER_DB: the same option as every other command."""
-    return click.option("--db", envvar="RUNNER_DB", default="jobs.db", show_default=True, help=DB_HELP)(fn)
 
 
 def _sweep_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     """--sweep, optional when the database holds one sweep."""
     return click.option("--sweep", default=None, help=SWEEP_HELP)(fn)
-
-
-def _user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn a UserError into `error: <message>` and exit 2, never a traceback (as runner.cli does)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except UserError as exc:
-            click.echo("error: " + re.sub(r"\s*\n\s*", " ", str(exc).strip()), err=True)
-            sys.exit(exc.exit_code)
-
-    return wrapper
 
 
 def _band_option(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -61,13 +38,13 @@ def plot() -> None:
 
 
 @plot.command()
-@_db_option
+@db_option
 @_sweep_option
 @click.option("--metric", default="train_loss", show_default=True, help="the series to draw (see runner.curves)")
 @click.option("--by", default="lr", show_default=True, help="one line per value of this config key")
 @_band_option
 @click.option("-o", "--output", default=None, help="FILE.png (or .svg, .pdf) [default: curves_<metric>_by_<by>.png]")
-@_user_errors
+@user_errors
 def curves(db: str, sweep: str | None, metric: str, by: str, band: str, output: str | None) -> None:
     """Mean metric against step, by one key. One line per value of --by, averaged over the other keys."""
     from .plots import plot_curves
@@ -79,13 +56,13 @@ def curves(db: str, sweep: str | None, metric: str, by: str, band: str, output: 
 
 
 @plot.command()
-@_db_option
+@db_option
 @_sweep_option
 @click.option("--value", default="final_test_loss", show_default=True, help="a summary column (see runner results)")
 @click.option("--x", "x", default="lr", show_default=True, help="config key along the horizontal axis")
 @click.option("--y", "y", default="width", show_default=True, help="config key along the vertical axis")
 @click.option("-o", "--output", default=None, help="FILE.png (or .svg, .pdf) [default: heatmap_<value>_<x>_<y>.png]")
-@_user_errors
+@user_errors
 def heatmap(db: str, sweep: str | None, value: str, x: str, y: str, output: str | None) -> None:
     """Mean summary value over two keys. Averaged over the other keys; cells without a value grey."""
     from .plots import plot_heatmap
@@ -97,14 +74,14 @@ def heatmap(db: str, sweep: str | None, value: str, x: str, y: str, output: str 
 
 
 @plot.command()
-@_db_option
+@db_option
 @_sweep_option
 @click.option("--value", default="final_test_loss", show_default=True, help="a summary column (see runner results)")
 @click.option("--x", "x", default="n_train", show_default=True, help="numeric config key along the horizontal axis")
 @click.option("--by", default="width", show_default=True, help="one line per value of this key ('none': one line)")
 @_band_option
 @click.option("-o", "--output", default=None, help="FILE.png (or .svg, .pdf) [default: scaling_<value>_<x>.png]")
-@_user_errors
+@user_errors
 def scaling(db: str, sweep: str | None, value: str, x: str, by: str, band: str, output: str | None) -> None:
     """Summary value against a size, log-log. Learning curves: one line per value of --by, mean over seeds."""
     from .plots import plot_scaling
@@ -116,11 +93,11 @@ def scaling(db: str, sweep: str | None, value: str, x: str, by: str, band: str, 
 
 
 @click.command()
-@_db_option
+@db_option
 @_sweep_option
 @click.option("-o", "--output", default=None,
               help="folder for summary.md, results.csv and figures [default: <sweep>-report]")
-@_user_errors
+@user_errors
 def report(db: str, sweep: str | None, output: str | None) -> None:
     """Markdown report with tables and figures. Writes summary.md, results.csv and the figures that fit the grid."""
     from .report import write_report

@@ -69,6 +69,7 @@ def _html_rows(cell) -> int:
     return body.count("<tr")
 
 
+@pytest.mark.slow  # about 40 s: CI (scripts/test.sh) runs it, plain pytest skips it
 @pytest.mark.timeout(600)
 def test_walkthrough_notebook_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, show) -> None:
     _need_nbclient()
