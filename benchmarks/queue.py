@@ -48,6 +48,7 @@ import socket
 import sqlite3
 import subprocess
 import tempfile
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -82,11 +83,12 @@ def make_jobs(n: int, offset: int = 0) -> list[tuple[str, dict]]:
 
 
 # --- a drain worker (runs in a spawned process) ------------------------------------------------------
-def drain_worker(url: str, name: str, go, results, profile_path: str | None) -> None:
+def drain_worker(url: str, name: str, go, results, profile_path: str | None, autocheckpoint: bool = False) -> None:
     """Open a Store, say ready, wait for go, then claim -> finish until the queue is empty; send back
-    (name, claimed ids, claim durations, finish durations, end time)."""
+    (name, claimed ids, claim durations, finish durations, end time). Like runner's workers, it
+    leaves WAL checkpoints to the parent unless autocheckpoint (SQLite's own, in some commit)."""
     try:
-        store = Store(url)
+        store = Store(url, autocheckpoint=autocheckpoint)
         store.sweeps()  # opens the pooled connection (and its pragmas) before the clock starts
         host, outcome = socket.gethostname(), JobOutcome(JobStatus.DONE, {"final_train_loss": 0.5, "worker": name})
         ids: list[int] = []
@@ -156,15 +158,19 @@ def bench_add(url: str, n: int) -> Row:
     return row
 
 
-def bench_drain(url: str, n: int, workers: int, profile_path: str | None) -> Row:
+def bench_drain(url: str, n: int, workers: int, profile_path: str | None, wal_auto: bool = False) -> Row:
+    """Drain n no-op jobs with `workers` processes; the parent checkpoints the WAL every 0.5 s as
+    runner's supervisor does (wal_auto: the workers' commits do it instead, SQLite's default)."""
     with Store(url, create=True) as store:
         t0 = time.perf_counter()
         store.add_jobs("bench-drain", make_jobs(n))
         fill = time.perf_counter() - t0
+    checkpointer = Store(url)
+    stop = threading.Event()
     ctx = multiprocessing.get_context("spawn")
     go, results = ctx.Event(), ctx.Queue()
     names = [f"bench-w{i}" for i in range(workers)]
-    procs = [ctx.Process(target=drain_worker, args=(url, name, go, results, profile_path if i == 0 else None),
+    procs = [ctx.Process(target=drain_worker, args=(url, name, go, results, profile_path if i == 0 else None, wal_auto),
                          name=name) for i, name in enumerate(names)]
     spawned = time.perf_counter()
     for p in procs:
@@ -178,6 +184,8 @@ def bench_drain(url: str, n: int, workers: int, profile_path: str | None) -> Row
             ready += 1
         start = time.perf_counter()
         startup = start - spawned
+        if not wal_auto:
+            threading.Thread(target=_checkpoint_every, args=(checkpointer, stop, 0.5), daemon=True).start()
         go.set()
         done = []
         while len(done) < workers:
@@ -187,22 +195,30 @@ def bench_drain(url: str, n: int, workers: int, profile_path: str | None) -> Row
             done.append(msg)
     finally:
         go.set()
+        stop.set()
         for p in procs:
             p.join(timeout=60)
             if p.is_alive():
                 p.kill()
                 p.join()
+        checkpointer.close()
     wall = max(m[5] for m in done) - start
     ids = np.concatenate([m[2] for m in done])
     claim_ms = np.concatenate([m[3] for m in done]) * 1e3
     finish_ms = np.concatenate([m[4] for m in done]) * 1e3
-    row = Row(f"drain W={workers}", n, wall, workers, claim_ms)
+    row = Row(f"drain W={workers}" + (" WAL auto" if wal_auto else ""), n, wall, workers, claim_ms)
     per_worker = ", ".join(f"{len(m[2]):,}" for m in sorted(done, key=lambda m: m[1]))
     row.notes.append(f"start-up of {workers} process(es) until all ready: {startup:.2f} s (not in the row); "
                      f"filling the queue: {fill:.2f} s; jobs per worker: {per_worker}; "
                      f"finish p50 {np.percentile(finish_ms, 50):.2f} ms, p99 {np.percentile(finish_ms, 99):.2f} ms")
     row.notes.append(check_exactly_once(url, ids, n, {m[1]: set(m[2].tolist()) for m in done}))
     return row
+
+
+def _checkpoint_every(store: Store, stop: threading.Event, seconds: float) -> None:
+    """What runner's supervisor does for its workers: a passive WAL checkpoint every so often."""
+    while not stop.wait(seconds):
+        store.checkpoint_wal()
 
 
 def _get(results, procs):
@@ -369,14 +385,17 @@ def _row_url(base: str, tag: str | None, pg: PgSchemas | None = None) -> str:
 
 
 def run_rows(base: str, n_add: int, n_drain: int, workers: list[int], profile: str | None,
-             pg: PgSchemas | None = None) -> list[Row]:
-    """The submit row, then one drain row per worker count, each on a fresh database."""
+             pg: PgSchemas | None = None, compare_wal: bool = False) -> list[Row]:
+    """The submit row, then one drain row per worker count, each on a fresh database (with
+    compare_wal, SQLite: each also with SQLite's automatic WAL checkpoints, runner's old way)."""
     rows = [bench_add(_row_url(base, None, pg), n_add)]
     print(f"  {rows[-1].label}: {rows[-1].seconds:.2f} s", flush=True)
     for w in workers:
-        rows.append(bench_drain(_row_url(base, f"drain-w{w}", pg), n_drain, w, profile if w == 1 else None))
-        print(f"  {rows[-1].label}: {rows[-1].jobs:,} jobs in {rows[-1].seconds:.2f} s"
-              + (" (profiled: slower than unprofiled)" if profile and w == 1 else ""), flush=True)
+        for wal_auto in ((False, True) if compare_wal and pg is None else (False,)):
+            name = f"drain-w{w}" + ("-walauto" if wal_auto else "")
+            rows.append(bench_drain(_row_url(base, name, pg), n_drain, w, profile if w == 1 else None, wal_auto))
+            print(f"  {rows[-1].label}: {rows[-1].jobs:,} jobs in {rows[-1].seconds:.2f} s"
+                  + (" (profiled: slower than unprofiled)" if profile and w == 1 else ""), flush=True)
     return rows
 
 
@@ -400,6 +419,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true",
                         help=f"tiny sizes for a smoke test: {QUICK['jobs']:,} added, {QUICK['drain_jobs']} "
                              f"drained by {QUICK['workers']} workers")
+    parser.add_argument("--compare-wal", action="store_true",
+                        help="SQLite: run each drain row also with SQLite's automatic WAL checkpoints in the workers")
     parser.add_argument("--profile", metavar="FILE",
                         help="run the W=1 drain's worker under cProfile, write its stats to FILE and print the top")
     args = parser.parse_args(argv)
@@ -423,7 +444,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not postgres:
             print(header(display_url(base)), flush=True)
-            rows = run_rows(base, n_add, n_drain, workers, args.profile)
+            rows = run_rows(base, n_add, n_drain, workers, args.profile, compare_wal=args.compare_wal)
             print()
             print(table(rows))
             print()

@@ -527,11 +527,14 @@ class Store:
     Never pickled: a child process opens its own Store from the URL string.
 
     upgrade=True migrates a database of an older schema (`runner db upgrade`) instead of refusing it;
-    `upgraded_from` then holds the version it had."""
+    `upgraded_from` then holds the version it had. autocheckpoint=False (SQLite): this process's
+    commits never copy the write-ahead log back into the file; another process calls
+    `checkpoint_wal()` (the supervisor does, for its workers), so no claim pays for it."""
 
-    def __init__(self, db: str, *, create: bool = False, lease_s: float = 60.0, upgrade: bool = False) -> None:
+    def __init__(self, db: str, *, create: bool = False, lease_s: float = 60.0, upgrade: bool = False,
+                 autocheckpoint: bool = True) -> None:
         self.url, self.shown, self.lease_s = sqlalchemy_url(db), display_url(db), float(lease_s)
-        self.upgrade, self.upgraded_from, self._opened = upgrade, None, False
+        self.upgrade, self.upgraded_from, self._opened, self.autocheckpoint = upgrade, None, False, autocheckpoint
         self._reap_after, self._shortest_lease = 0.0, self.lease_s  # PostgreSQL's reap cadence (see claim)
         try:
             url = make_url(self.url)
@@ -568,6 +571,8 @@ class Store:
         self._engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_S},
                                      pool_size=4, max_overflow=8)
         event.listen(self._engine, "connect", _on_connect)
+        if not self.autocheckpoint:
+            event.listen(self._engine, "connect", lambda dbapi_con, _record: dbapi_con.execute("PRAGMA wal_autocheckpoint = 0"))
         self._tx, self._begin = _Tx, ("BEGIN", "BEGIN IMMEDIATE")
         self._errors: tuple[type[BaseException], ...] = (sqlite3.Error, sa_exc.DBAPIError)
         return needs_schema
@@ -599,6 +604,17 @@ class Store:
         except BaseException:
             self.close()
             raise
+
+    def checkpoint_wal(self) -> None:
+        """SQLite: copy what the write-ahead log holds back into the database file without waiting
+        for anyone (PASSIVE), as SQLite's automatic checkpoint would inside some unlucky commit."""
+        if not self.sqlite:
+            return
+        try:
+            with self._engine.connect() as con:
+                con.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+        except self._errors:  # busy, or a transient error: best effort, the next call catches up
+            pass
 
     def _tables(self, tx: _Tx) -> list[str]:
         """Names of the tables in the database (SQLite) or in the current schema (PostgreSQL)."""

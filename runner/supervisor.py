@@ -150,6 +150,7 @@ class WorkerPool:
                     if slot.process.sentinel in ready:
                         self._reap(slot, store)
                 progress.update()
+                store.checkpoint_wal()  # the workers' commits leave it to us (see Store's autocheckpoint)
             progress.update(final=True)
         finally:
             for s, handler in previous.items():

@@ -67,7 +67,7 @@ class Worker:
         torch.set_num_threads(max(1, opts.threads))
         self.device = "cuda:0" if opts.visible else "cpu"
         self.host = opts.host
-        self.store = Store(opts.db, lease_s=opts.lease_s)
+        self.store = Store(opts.db, lease_s=opts.lease_s, autocheckpoint=False)  # the supervisor checkpoints
         self.current: tuple[int, int] | None = None  # (job id, token) being trained
         self.lease_lost = threading.Event()
         self.parent = os.getppid()
