@@ -57,16 +57,14 @@ def _one_line(exc: BaseException) -> str:
 class StepGraph:
     """Runs the training step of one job: eagerly while warming up, then by replaying a graph.
 
-    `eager_step(step)` is the loop's own eager step (it sets the loop's batch); the graph records
-    the same operations on static tensors, so a replayed step computes what the eager one would.
+    `eager_step(step, batch)` is the loop's own step (drawing the batch when given None); the graph
+    records that very function on static tensors, so a replayed step computes what an eager one would.
     """
 
     def __init__(self, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                 loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], autocast: Callable[[], Any],
                  eager_step: Callable[..., tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]],
                  device: torch.device, restart_stream: Callable[[torch.Tensor], None]):
-        self.model, self.optimizer, self.loss_fn, self.autocast = model, optimizer, loss_fn, autocast
-        self.eager_step, self.device = eager_step, device
+        self.model, self.optimizer, self.eager_step, self.device = model, optimizer, eager_step, device
         # A generator registered with a capture that failed cannot be used again: this rebuilds the
         # batch function on a fresh generator set to the given state (it calls use_data).
         self.restart_stream = restart_stream
@@ -99,19 +97,17 @@ class StepGraph:
 
     def step(self, step: int) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         """One training step; returns (detached loss, the batch it trained on)."""
-        if self.graph is not None:
-            if not self.data_in_graph:
-                X, y = self.next_batch(step)
-                self.static[0].copy_(X, non_blocking=True)
-                self.static[1].copy_(y, non_blocking=True)
-            self.graph.replay()
-            return self.loss.clone(), self.static
-        if self.warmup > 0 or self.failure is not None:
-            self.warmup = max(0, self.warmup - 1)
-            return self._eager(step, None)
-        batch = None if self.data_in_graph else self.next_batch(step)
-        if not self._capture(step, batch):
-            return self._eager(step, batch)
+        if self.graph is None:
+            if self.warmup > 0 or self.failure is not None:
+                self.warmup = max(0, self.warmup - 1)
+                return self._eager(step, None)
+            batch = None if self.data_in_graph else self.next_batch(step)
+            if not self._capture(step, batch):  # the static inputs already hold this step's batch
+                return self._eager(step, batch)
+        elif not self.data_in_graph:
+            X, y = self.next_batch(step)
+            self.static[0].copy_(X, non_blocking=True)
+            self.static[1].copy_(y, non_blocking=True)
         self.graph.replay()
         return self.loss.clone(), self.static
 
@@ -128,7 +124,7 @@ class StepGraph:
     def _capture(self, step: int, batch: tuple[torch.Tensor, torch.Tensor] | None) -> bool:
         """Record the step (on `batch`, or drawing it inside the graph); on failure note why and
         stay eager for the rest of the job (nothing of the step has run)."""
-        model, opt = self.model, self.optimizer
+        opt = self.optimizer
         gen_state = self.data_gen.get_state() if self.data_in_graph and self.data_gen is not None else None
         graph = torch.cuda.CUDAGraph()
         try:
@@ -136,13 +132,9 @@ class StepGraph:
                 graph.register_generator_state(self.data_gen)
             else:
                 batch = (batch[0].clone(), batch[1].clone())  # the static inputs later steps copy into
-            opt.zero_grad(set_to_none=True)  # the graph owns the gradients it writes
+            # The step drops the gradients first (set_to_none), so the graph owns the ones it writes.
             with torch.cuda.graph(graph, stream=self.side, capture_error_mode="thread_local"):
-                X, y = batch if batch is not None else self.next_batch(step)
-                with self.autocast():
-                    loss = self.loss_fn(model(X), y)
-                loss.backward()
-                opt.step()
+                loss, static = self.eager_step(step, batch)
         except Exception as exc:  # a batch function or model that reads values back, an op graphs refuse
             opt.zero_grad(set_to_none=True)
             if batch is None:  # try again with the batch drawn eagerly, outside the graph
@@ -156,8 +148,8 @@ class StepGraph:
             # the first error says why; a second capture after a failed one often only reports "previous error"
             self.failure = self.data_failure or _one_line(exc)
             return False
-        self.graph, self.static, self.loss = graph, (X, y), loss.detach()
-        self.grads = [p.grad for p in model.parameters()]
+        self.graph, self.static, self.loss = graph, static, loss
+        self.grads = [p.grad for p in self.model.parameters()]
         self.captures += 1
         return True
 

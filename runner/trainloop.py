@@ -305,8 +305,8 @@ class _Loop:
                 self._restore(saved)
             self.resumed_from = start if saved else None  # step 0 counts: a stop before the first step
             if blocker is None:
-                self.stepper = StepGraph(model=self.model, optimizer=self.optimizer, loss_fn=LOSSES[o["loss"]],
-                                         autocast=autocast, eager_step=self._eager_step, device=self.device,
+                self.stepper = StepGraph(model=self.model, optimizer=self.optimizer, eager_step=self._eager_step,
+                                         device=self.device,
                                          restart_stream=lambda state: self._set_batch_size(self.online_batch_size, state))
                 self.stepper.use_data(self.next_batch, self.data_gen)
             self.capture_note = f"off: {blocker}" if blocker else ""
