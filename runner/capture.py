@@ -128,10 +128,11 @@ class StepGraph:
         gen_state = self.data_gen.get_state() if self.data_in_graph and self.data_gen is not None else None
         graph = torch.cuda.CUDAGraph()
         try:
-            if batch is None and self.data_gen is not None:
-                graph.register_generator_state(self.data_gen)
-            else:
+            if batch is not None:
                 batch = (batch[0].clone(), batch[1].clone())  # the static inputs later steps copy into
+            elif self.data_gen is not None:
+                graph.register_generator_state(self.data_gen)
+            # else: a batch function without randomness (the full training set) runs in the graph as is
             # The step drops the gradients first (set_to_none), so the graph owns the ones it writes.
             with torch.cuda.graph(graph, stream=self.side, capture_error_mode="thread_local"):
                 loss, static = self.eager_step(step, batch)
