@@ -15,6 +15,7 @@ Per-worker GPU memory is the largest amount nvidia-smi saw used by one worker pr
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import shutil
@@ -26,6 +27,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -65,7 +67,7 @@ def grid_text(width: int, jobs: int, steps: int, capture: bool, quick: bool) -> 
             f"grid:\n  seed: {{range: [0, {jobs}]}}\n")
 
 
-def _gpu_memory_sampler(pids_of: callable, stop: threading.Event, peak: list[float]) -> None:
+def _gpu_memory_sampler(pids_of: Callable[[], set[int]], stop: threading.Event, peak: list[float]) -> None:
     """Poll nvidia-smi for the memory each worker process uses; keep the largest."""
     while not stop.wait(0.5):
         try:
@@ -124,8 +126,6 @@ def run_sweep(folder: Path, *, width: int, jobs: int, steps: int, per_device: in
 
 def _read_back(db: Path, width: int, per_device: int, capture: bool, wall: float, jobs: int,
                worker_mib: float | None) -> Row:
-    import json
-
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
         rows = con.execute("SELECT j.config, j.status, r.summary FROM jobs j LEFT JOIN results r ON r.job_id = j.id").fetchall()

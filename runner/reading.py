@@ -45,11 +45,9 @@ def _json_objects(texts: Sequence[str | None]) -> list[dict]:
 def _frame(table: dict[str, list]) -> pd.DataFrame:
     """The results frame from Store.job_table columns, built column by column (no per-row pandas work)."""
     n = len(table["job_id"])
-    configs = pd.DataFrame(_json_objects(table["config"]), index=pd.RangeIndex(n))
     summaries = pd.DataFrame(_json_objects(table["summary"]), index=pd.RangeIndex(n))
     summaries = summaries.drop(columns=[c for c in summaries.columns if c in _JOB_COLUMNS])
-    taken = set(SUMMARY_COLUMNS) | set(summaries.columns) | _JOB_COLUMNS
-    configs = configs.rename(columns={k: f"{k}_config" for k in configs.columns if k in taken})
+    configs = _config_frame(table, set(SUMMARY_COLUMNS) | set(summaries.columns) | _JOB_COLUMNS)
     columns: dict[str, Any] = {"job_id": table["job_id"], "sweep": table["sweep"], **configs}
     columns.update(status=table["status"], attempts=table["attempts"])
     for name in SUMMARY_COLUMNS[2:]:
@@ -74,6 +72,7 @@ def results(db: str = "jobs.db", sweep: str | None = None) -> pd.DataFrame:
 
 
 def _config_frame(table: dict[str, list], reserved: set[str]) -> pd.DataFrame:
+    """The configs as columns, a key named like a reserved column kept as `<key>_config`."""
     configs = pd.DataFrame(_json_objects(table["config"]), index=pd.RangeIndex(len(table["job_id"])))
     return configs.rename(columns={k: f"{k}_config" for k in configs.columns if k in reserved})
 
