@@ -319,10 +319,13 @@ class _Tx:
         return self.dbapi.execute(sql.text, sql.args(params or {}))
 
     def many(self, stmt: Any, keys: tuple[str, ...], rows: Iterable[tuple]) -> int:
-        """executemany of an INSERT of these columns, rows given as tuples in the same order."""
+        """executemany of an INSERT of these columns, rows given as tuples in the same order (on a
+        cursor: psycopg's connection has no executemany of its own)."""
         sql = _compile(stmt, self.dialect, keys)
         assert sql.names == keys and not sql.fixed, sql.text
-        return self.dbapi.executemany(sql.text, rows).rowcount
+        cursor = self.dbapi.cursor()
+        cursor.executemany(sql.text, rows)
+        return cursor.rowcount
 
     def one(self, stmt: Any, params: dict[str, Any] | None = None) -> tuple | None:
         rows = self.run(stmt, params).fetchall()  # fetch all: no statement stays in progress
@@ -338,17 +341,6 @@ class _Tx:
 
     def ddl(self, text: str) -> None:
         self.dbapi.execute(text)
-
-
-class _PgTx(_Tx):
-    """The same on a psycopg connection, whose executemany lives on a cursor."""
-
-    def many(self, stmt: Any, keys: tuple[str, ...], rows: Iterable[tuple]) -> int:
-        sql = _compile(stmt, self.dialect, keys)
-        assert sql.names == keys and not sql.fixed, sql.text
-        cursor = self.dbapi.cursor()
-        cursor.executemany(sql.text, rows)
-        return cursor.rowcount
 
 
 # --- URLs and opening ----------------------------------------------------------------------------
@@ -573,7 +565,7 @@ class Store:
         event.listen(self._engine, "connect", _on_connect)
         if not self.autocheckpoint:
             event.listen(self._engine, "connect", lambda dbapi_con, _record: dbapi_con.execute("PRAGMA wal_autocheckpoint = 0"))
-        self._tx, self._begin = _Tx, ("BEGIN", "BEGIN IMMEDIATE")
+        self._begin = ("BEGIN", "BEGIN IMMEDIATE")
         self._errors: tuple[type[BaseException], ...] = (sqlite3.Error, sa_exc.DBAPIError)
         return needs_schema
 
@@ -595,7 +587,7 @@ class Store:
         self._engine = create_engine(url, paramstyle="format", pool_size=4, max_overflow=8, connect_args=connect_args)
         durable = "synchronous_commit" in str(url.query.get("options", ""))
         event.listen(self._engine, "connect", lambda dbapi_con, _record: _on_connect_pg(dbapi_con, durable))
-        self._tx, self._begin = _PgTx, (None, None)  # psycopg begins a transaction at the first statement
+        self._begin = (None, None)  # psycopg begins a transaction at the first statement
         self._errors = (psycopg.Error, sa_exc.DBAPIError)
         try:
             return self._read(lambda tx: _needs_schema(
@@ -677,7 +669,7 @@ class Store:
                     if begin is not None:
                         dbapi.execute(begin)
                     try:
-                        result = body(self._tx(dbapi, self._engine.dialect))
+                        result = body(_Tx(dbapi, self._engine.dialect))
                         dbapi.commit()
                         return result
                     except BaseException:
