@@ -13,8 +13,6 @@ import socket
 from pathlib import Path
 from typing import Any
 
-import torch
-
 log = logging.getLogger("runner.checkpoint")
 
 FORMAT = 1  # bumped when the layout of the state dict changes; other formats are ignored
@@ -41,6 +39,8 @@ def job_path(directory: str | os.PathLike[str], job_id: int, config_hash: str) -
 
 def save(path: Path, state: dict[str, Any]) -> None:
     """Write `state` to `path` atomically: temp file in the same folder, fsync, rename."""
+    import torch  # here, not at the top: the supervisor uses this module and never imports torch
+
     path.parent.mkdir(parents=True, exist_ok=True)
     # host and pid: workers on several hosts may share the folder (and their pids may coincide)
     tmp = path.with_name(f".{path.name}.{socket.gethostname()}.{os.getpid()}.tmp")
@@ -60,6 +60,8 @@ def load(path: Path, config_hash: str) -> dict[str, Any] | None:
     An unreadable or foreign file is logged and ignored: the job then starts from step 0."""
     if not path.exists():
         return None
+    import torch
+
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt, truncated by a full disk, or a pickle with code in it

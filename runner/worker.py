@@ -17,6 +17,8 @@ from typing import Any
 
 log = logging.getLogger("runner.worker")
 
+DRAIN_POLL_S = 0.2  # how often an idle worker checks whether the other workers' last jobs are done
+
 
 @dataclass(frozen=True)
 class WorkerOptions:
@@ -53,6 +55,12 @@ def worker_main(opts: WorkerOptions) -> None:
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the supervisor, which tells us
     Worker(opts, stop).run()
+    # Everything is written and the store is closed: leave without tearing down torch's modules,
+    # which takes the better part of a second per worker and delays the end of every pool.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 class Worker:
@@ -74,7 +82,10 @@ class Worker:
         # Where every job of this process runs: fixed for the worker's life, so read once.
         self.where = {"device": opts.device_label, "host": self.host, "cuda_visible_devices": opts.visible}
         if self.device != "cpu":
-            self.where["gpu"] = torch.cuda.get_device_name(0)
+            props = torch.cuda.get_device_properties(0)
+            self.where["gpu"] = props.name
+            if getattr(props, "uuid", None) is not None:  # which physical GPU, whatever the numbering
+                self.where["gpu_uuid"] = f"GPU-{props.uuid}"
 
     def run(self) -> None:
         self.store.register_worker(self.opts.worker_id, host=self.host, pid=os.getpid(), device=self.opts.device_label)
@@ -86,11 +97,15 @@ class Worker:
                 job = self.store.claim(self.opts.worker_id, host=self.host, device=self.opts.device_label,
                                        sweep=self.opts.sweep, lease_s=self.opts.lease_s)
                 if job is None:
-                    if not self.opts.wait and not self._others_running():
+                    if self.opts.wait:
+                        self.stop.wait(self.opts.poll_s)
+                        continue
+                    if not self._others_running():
                         break
                     # Jobs still running elsewhere may come back (their worker dies, their lease
-                    # expires), so the queue is only empty once nothing is pending or running.
-                    self.stop.wait(self.opts.poll_s)
+                    # expires), so the queue is only empty once nothing is pending or running. Look
+                    # often: the pool ends when the last of us has seen the last job finish.
+                    self.stop.wait(min(self.opts.poll_s, DRAIN_POLL_S))
                     continue
                 self._run_job(job)
                 done += 1

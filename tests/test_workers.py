@@ -173,3 +173,17 @@ def test_a_new_pool_takes_over_the_jobs_of_a_pool_killed_without_cleanup(tmp_pat
     outcomes = [a["outcome"] for j in df.job_id[df.attempts == 2] for a in store.attempt_rows(int(j))]
     store.close()
     assert outcomes.count("expired") == 2
+
+
+def test_the_supervisor_never_imports_torch(tmp_path):
+    """Importing torch costs the supervisor seconds at start and exit, and it never trains."""
+    db = str(tmp_path / "jobs.db")
+    runner.submit(dict(sweep="light", base=dict(SLOW, steps=5)), db=db)
+    script = tmp_path / "pool.py"
+    script.write_text("import sys\nif __name__ == '__main__':\n    from runner.supervisor import run_workers\n"
+                      "    from runner.devices import parse_devices\n"
+                      f"    code = run_workers({db!r}, parse_devices('cpu'), show_progress=False)\n"
+                      "    print(code, 'torch' in sys.modules)\n")
+    proc = subprocess.run([sys.executable, str(script)], env=cli_env(), capture_output=True, text=True, timeout=120)
+    assert proc.stdout.split() == ["0", "False"], proc.stderr
+    assert runner.results(db, sweep="light").status.tolist() == ["done"]
