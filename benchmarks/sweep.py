@@ -51,6 +51,9 @@ class Row:
     captured_jobs: int
     job_s: float = 0.0    # mean wall_s of a job (set-up, training, evaluations), from its summary
     setup_s: float = 0.0  # mean setup_s of a job (data, model, optimizer)
+    mps: bool = False     # the workers ran under runner's private CUDA MPS daemon
+    start_s: float = 0.0  # from the command's start to the first job's start (spawn, imports, CUDA init, MPS)
+    tail_s: float = 0.0   # from the last job's end to the command's exit (workers leaving, MPS quitting)
 
     @property
     def jobs_per_h(self) -> float:
@@ -97,7 +100,7 @@ def _descendants(pid: int) -> set[int]:
 
 
 def run_sweep(folder: Path, *, width: int, jobs: int, steps: int, per_device: int, capture: bool,
-              devices: str, quick: bool = False) -> Row:
+              devices: str, quick: bool = False, mps: str = "auto") -> Row:
     """Submit the sweep to a fresh database in `folder`, run workers until it is drained, read it back."""
     folder.mkdir(parents=True, exist_ok=True)
     db = folder / "jobs.db"
@@ -109,19 +112,29 @@ def run_sweep(folder: Path, *, width: int, jobs: int, steps: int, per_device: in
     if sub.returncode != 0:
         raise SystemExit(f"runner submit exited {sub.returncode}:\n{sub.stderr[-3000:]}")
     peak, stop = [0.0], threading.Event()
-    t0 = time.perf_counter()
+    t0, t0_wall = time.perf_counter(), time.time()
+    # Not --quiet: the pool's first line says whether it runs under MPS (progress lines every 30 s cost nothing).
     proc = subprocess.Popen([*cli, "workers", "--devices", devices, "--per-device", str(per_device), "--db", str(db),
-                             "--quiet"], env=env, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                             "--mps", mps], env=env, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     sampler = None
     if shutil.which("nvidia-smi") and devices != "cpu":
         sampler = threading.Thread(target=_gpu_memory_sampler, args=(lambda: _descendants(proc.pid), stop, peak), daemon=True)
         sampler.start()
     _, err = proc.communicate()
     wall = time.perf_counter() - t0
+    end_wall = time.time()
     stop.set()
     if proc.returncode != 0:
         raise SystemExit(f"runner workers exited {proc.returncode}:\n{err[-3000:]}")
-    return _read_back(db, width, per_device, capture, wall, jobs, peak[0] or None)
+    row = _read_back(db, width, per_device, capture, wall, jobs, peak[0] or None)
+    row.mps = "MPS: private daemon" in err or "MPS: workers join" in err
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        first, last = con.execute("SELECT MIN(started_at), MAX(finished_at) FROM jobs").fetchone()
+    finally:
+        con.close()
+    row.start_s, row.tail_s = (first or t0_wall) - t0_wall, end_wall - (last or end_wall)
+    return row
 
 
 def _read_back(db: Path, width: int, per_device: int, capture: bool, wall: float, jobs: int,
@@ -168,19 +181,20 @@ def print_table(rows: list[Row], title: str) -> None:
     base = next(r for r in rows if r.per_device == 1 and not r.capture)
     print(title)
     header = (f"{'width':>6} {'K':>3} {'capture':>8} {'wall s':>8} {'jobs/h':>9} {'vs base':>8} {'done':>5} "
-              f"{'graph':>6} {'MiB/wkr':>8} {'job s':>7} {'setup s':>8} {'max rel diff vs base':>21} {'jobs differing':>15}")
+              f"{'graph':>6} {'mps':>4} {'MiB/wkr':>8} {'job s':>7} {'setup s':>8} {'start s':>8} {'tail s':>7} {'max rel diff vs base':>21} {'jobs differing':>15}")
     print(header)
     print("-" * len(header))
     for r in rows:
         mib = f"{r.worker_mib:.0f}" if r.worker_mib else "-"
         print(f"{r.width:>6} {r.per_device:>3} {'on' if r.capture else 'off':>8} {r.wall_s:>8.1f} {r.jobs_per_h:>9.0f} "
-              f"{r.jobs_per_h / base.jobs_per_h:>7.2f}x {r.done:>5} {r.captured_jobs:>6} {mib:>8} {r.job_s:>7.3f} {r.setup_s:>8.3f} "
+              f"{r.jobs_per_h / base.jobs_per_h:>7.2f}x {r.done:>5} {r.captured_jobs:>6} {'yes' if r.mps else 'no':>4} {mib:>8} {r.job_s:>7.3f} {r.setup_s:>8.3f} {r.start_s:>8.1f} {r.tail_s:>7.1f} "
               f"{_max_rel_diff(base.losses, r.losses):>21.2e} {_n_differing(base.losses, r.losses):>15}")
     best = max(rows, key=lambda r: r.jobs_per_h)
     print(f"best: K={best.per_device} capture {'on' if best.capture else 'off'}, "
           f"{best.jobs_per_h / base.jobs_per_h:.2f}x the baseline (target >= 6x)")
     print("job s: a job's own wall time (set-up, steps, evaluations); wall s - jobs x job s / K is what the\n"
-          "rows spend outside jobs (process start, CUDA init, claims, write-back, exit)\n")
+          "rows spend outside jobs (process start, CUDA init, claims, write-back, exit); start s: command start\n"
+          "to the first job's start; tail s: the last job's end to the command's exit\n")
 
 
 def main() -> None:
@@ -191,6 +205,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=64)
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--devices", default="0")
+    parser.add_argument("--mps", default="auto", choices=["auto", "on", "off"], help="passed to runner workers")
     parser.add_argument("--quick", action="store_true", help="CPU smoke run: 4 jobs x 30 steps, width 16, K 2")
     args = parser.parse_args()
     if args.quick:
@@ -217,7 +232,7 @@ def main() -> None:
                 for k in (map(int, args.per_device.split(",")) if capture else eager_ks):
                     folder = Path(tmp) / f"w{width}-k{k}-{'on' if capture else 'off'}"
                     rows.append(run_sweep(folder, width=width, jobs=args.jobs, steps=args.steps, per_device=k,
-                                          capture=capture, devices=args.devices, quick=args.quick))
+                                          capture=capture, devices=args.devices, quick=args.quick, mps=args.mps))
                     print(f"  ran width {width} K={k} capture {'on' if capture else 'off'}: {rows[-1].wall_s:.1f} s",
                           file=sys.stderr, flush=True)
             if not any(r.per_device == 1 and not r.capture for r in rows):  # --per-device without 1

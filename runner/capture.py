@@ -10,6 +10,7 @@ grabs and threshold reads stay outside the graph at their own cadence.
 """
 from __future__ import annotations
 
+import threading
 from typing import Any, Callable
 
 import torch
@@ -34,15 +35,16 @@ def batch_is_capturable(batch: Callable[[int], Any]) -> bool:
     return bool(getattr(batch, "capturable", False))
 
 
-_SIDE_STREAMS: dict[torch.device, torch.cuda.Stream] = {}
+_SIDE_STREAMS: dict[tuple[torch.device, int], torch.cuda.Stream] = {}
 
 
 def _side_stream(device: torch.device) -> torch.cuda.Stream:
-    """One stream per process and device for warm-up steps and captures (the pattern PyTorch's
+    """One stream per thread and device for warm-up steps and captures (the pattern PyTorch's
     CUDA-graph notes prescribe); creating one per job would cycle through PyTorch's stream pool."""
-    if device not in _SIDE_STREAMS:
-        _SIDE_STREAMS[device] = torch.cuda.Stream(device)
-    return _SIDE_STREAMS[device]
+    key = (device, threading.get_ident())
+    if key not in _SIDE_STREAMS:
+        _SIDE_STREAMS[key] = torch.cuda.Stream(device)
+    return _SIDE_STREAMS[key]
 
 
 def _one_line(exc: BaseException) -> str:

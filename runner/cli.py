@@ -63,12 +63,15 @@ def submit(grid: str, overrides: tuple[str, ...], db: str, dry_run: bool) -> Non
               help="GPU memory one worker needs, to refuse a --per-device that cannot fit [default: 1024]")
 @click.option("--host-id", default=None, envvar="RUNNER_HOST_ID", show_envvar=True,
               help="name of this host in worker ids and job rows [default: the machine's host name]")
+@click.option("--mps", default="auto", show_default=True, envvar="RUNNER_MPS", show_envvar=True,
+              type=click.Choice(["auto", "on", "off"]),
+              help="CUDA MPS so workers sharing a GPU run at once; auto: with --per-device above 1, where it works")
 @click.option("--quiet", is_flag=True, help="no progress display")
 @click.option("-v", "--verbose", is_flag=True, help="log every job")
 @user_errors
 def workers(devices: str | None, per_device: int, db: str, sweep: str | None, max_jobs: int | None, wait: bool,
-            lease_s: float, checkpoint_dir: str | None, worker_mib: int | None, host_id: str | None, quiet: bool,
-            verbose: bool) -> None:
+            lease_s: float, checkpoint_dir: str | None, worker_mib: int | None, host_id: str | None, mps: str,
+            quiet: bool, verbose: bool) -> None:
     """Run workers pinned to devices until the queue is empty (or forever with --wait)."""
     from .devices import parse_devices
     from .supervisor import run_workers
@@ -76,7 +79,7 @@ def workers(devices: str | None, per_device: int, db: str, sweep: str | None, ma
     level = "INFO" if verbose else "WARNING"
     logging.basicConfig(level=level, format="%(asctime)s [supervisor] %(message)s", stream=sys.stderr)
     code = run_workers(db, parse_devices(devices), per_device=per_device, sweep=sweep, max_jobs=max_jobs, wait=wait,
-                       lease_s=lease_s, checkpoint_dir=checkpoint_dir, host_id=host_id, show_progress=not quiet,
+                       lease_s=lease_s, checkpoint_dir=checkpoint_dir, host_id=host_id, mps=mps, show_progress=not quiet,
                        log_level=level, **({} if worker_mib is None else {"worker_mib": worker_mib}))
     sys.exit(code)
 

@@ -10,11 +10,13 @@ import multiprocessing as mp
 import os
 import signal
 import socket
+import sys
 import time
 from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 from typing import Any
 
+from . import mps
 from .devices import DEFAULT_WORKER_MIB, Device, check_fits
 from .errors import UserError
 from .progress import Progress
@@ -52,6 +54,7 @@ class WorkerPool:
     lease_s: float = 60.0
     checkpoint_dir: str | None = None  # None: beside the database (runner.checkpoint.default_dir)
     host_id: str | None = None         # the host in worker ids, jobs and attempts; None: this machine's name
+    mps: str = "auto"                  # CUDA MPS for several workers per GPU: auto, on or off (runner.mps)
     show_progress: bool = True
     log_level: str = "WARNING"
     slots: list[Slot] = field(default_factory=list)
@@ -61,6 +64,7 @@ class WorkerPool:
             raise UserError(f"--per-device must be at least 1, got {self.per_device}")
         if self.max_jobs is not None and self.max_jobs < 1:
             raise UserError(f"--max-jobs must be at least 1, got {self.max_jobs}")
+        mps.check_mode(self.mps, self.devices)
         if not self.lease_s > 0:
             raise UserError(f"--lease must be a positive number of seconds, got {self.lease_s}")
         self.ctx = mp.get_context("spawn")
@@ -136,6 +140,14 @@ class WorkerPool:
             from .checkpoint import default_dir
 
             self.checkpoint_dir = str(default_dir(self.db))
+        try:
+            daemon, note = mps.start(self.mps, self.devices, self.per_device)
+        except BaseException:
+            store.close()
+            raise
+        if self.show_progress and any(not d.is_cpu for d in self.devices):
+            print(f"  {note}", file=sys.stderr, flush=True)
+        log.info("%s", note)
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         progress = Progress(store, self.sweep, [d.label for d in self.devices], enabled=self.show_progress)
         try:
@@ -156,6 +168,11 @@ class WorkerPool:
             for s, handler in previous.items():
                 signal.signal(s, handler)
             store.close()
+            if daemon is not None:
+                for slot in self.slots:  # its clients first: quitting waits for them
+                    if slot.process is not None:
+                        slot.process.join(timeout=30)
+                daemon.stop()
         crashed = [s for s in self.slots if s.quick_deaths >= MAX_QUICK_DEATHS]
         return 1 if crashed and not self.stopping else 0
 

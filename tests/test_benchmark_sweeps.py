@@ -33,3 +33,22 @@ def test_scaling_benchmark_quick(show):
     show(out)
     rows = [line.split() for line in out.splitlines() if line.strip()[:1].isdigit()]
     assert len(rows) == 2 and all(r[5] == "4" for r in rows), rows
+
+
+def test_concurrency_benchmark_quick(show):
+    out = _run("concurrency.py", "--quick")
+    show(out)
+    rows = [line.split() for line in out.splitlines() if line.strip().startswith("16 ")]
+    # the eager baseline, then captured (eager on the CPU) jobs: one process, two processes, two threads
+    assert [(r[1], r[2], r[3]) for r in rows] == [("process", "off", "1"), ("process", "on", "1"),
+                                                   ("process", "on", "2"), ("thread", "on", "2")], rows
+    assert all(r[-1] == "True" for r in rows[:3]), rows  # processes train exactly what one job alone does
+
+
+def test_startup_benchmark_quick(show):
+    out = _run("startup.py", "--quick")
+    show(out)
+    labels = [line[:40].strip() for line in out.splitlines()[4:] if line.strip()]
+    assert labels == ["python interpreter", "+ import torch", "+ CUDA context", "+ first cuBLAS matmul",
+                      "+ import runner's trainloop", "runner --help", "runner workers, one 1-step job: to start",
+                      "runner workers, one 1-step job: whole"], out

@@ -1,0 +1,190 @@
+"""CUDA MPS for several workers per GPU: when the supervisor starts its private daemon, when it
+joins one, when it runs without, and that the daemon is always quit and cleaned away.
+
+This machine has no GPU: the daemon is a stand-in `nvidia-cuda-mps-control` on PATH that makes
+and removes the control pipe as the real one does, and the client check is replaced. The GPU
+test at the end runs the real daemon with real workers.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import runner
+from conftest import cli_env
+from runner import mps
+from runner.devices import Device
+from runner.errors import UserError
+
+FAKE_CONTROL = """#!/bin/sh
+# stand-in for nvidia-cuda-mps-control: -f makes the control pipe and runs until "quit" on stdin removes it
+echo "args $* pipe $CUDA_MPS_PIPE_DIRECTORY" >> "$MPS_CALLS"
+if [ "$1" = "-f" ]; then
+  [ -n "$MPS_FAIL_START" ] && { echo "An instance of this daemon is already running" >&2; exit 1; }
+  touch "$CUDA_MPS_PIPE_DIRECTORY/control"
+  while [ -e "$CUDA_MPS_PIPE_DIRECTORY/control" ]; do sleep 0.02; done
+  exit 0
+fi
+read cmd; echo "stdin $cmd" >> "$MPS_CALLS"
+[ "$cmd" = quit ] && rm -f "$CUDA_MPS_PIPE_DIRECTORY/control"
+exit 0
+"""
+
+GPU0, GPU1, CPU = Device("cuda:0", "0"), Device("cuda:1", "1"), Device("cpu", "")
+
+
+@pytest.fixture
+def control(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The stand-in daemon on PATH; returns the file its calls are logged to."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    exe = bin_dir / mps.CONTROL
+    exe.write_text(FAKE_CONTROL)
+    exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
+    calls = tmp_path / "calls.log"
+    calls.touch()
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("MPS_CALLS", str(calls))
+    return calls
+
+
+@pytest.fixture(autouse=True)
+def no_daemon_around(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No MPS settings from the environment, no system daemon, and whatever a test sets is undone."""
+    for key in ("CUDA_MPS_PIPE_DIRECTORY", "CUDA_MPS_LOG_DIRECTORY"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setattr(mps, "SYSTEM_PIPE_DIR", tmp_path / "no-system-daemon")
+
+
+def test_no_daemon_where_none_is_wanted(control):
+    assert mps.start("off", [GPU0], 8) == (None, "MPS off (--mps off)")
+    assert mps.start("auto", [GPU0, GPU1], 1) == (None, "MPS not used: one worker per GPU")
+    assert mps.start("auto", [CPU], 4) == (None, "MPS not used: no GPU workers")
+    with pytest.raises(UserError, match=r"^--mps on needs GPU workers; drop --mps or pick GPUs with --devices$"):
+        mps.start("on", [CPU], 2)
+    assert control.read_text() == ""  # the daemon was never asked anything
+
+
+def test_without_the_control_program(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))  # nothing there
+    daemon, note = mps.start("auto", [GPU0], 4)
+    assert daemon is None
+    assert note == "MPS not used: nvidia-cuda-mps-control is not on the PATH (the 4 workers per GPU take turns)"
+    with pytest.raises(UserError, match="^--mps on: nvidia-cuda-mps-control is not on the PATH .*use --mps off$"):
+        mps.start("on", [GPU0], 4)
+
+
+def test_workers_join_a_daemon_that_is_already_running(control, monkeypatch, tmp_path):
+    monkeypatch.setenv("CUDA_MPS_PIPE_DIRECTORY", "/srv/mps-pipe")
+    assert mps.start("auto", [GPU0], 2) == (None, "MPS: workers join the daemon already listening at /srv/mps-pipe")
+    monkeypatch.delenv("CUDA_MPS_PIPE_DIRECTORY")
+    system = tmp_path / "system-mps"
+    system.mkdir()
+    (system / "control").touch()
+    monkeypatch.setattr(mps, "SYSTEM_PIPE_DIR", system)
+    assert mps.start("on", [GPU0], 1) == (None, f"MPS: workers join the daemon already listening at {system}")
+    assert control.read_text() == ""
+
+
+def test_a_private_daemon_is_started_for_the_workers_and_quit_after(control, monkeypatch):
+    monkeypatch.setattr(mps, "_PROBE", "")  # the client check passes
+    daemon, note = mps.start("auto", [GPU0, GPU1], 2)
+    assert daemon is not None and note == f"MPS: private daemon in {daemon.folder} for 2 workers per GPU"
+    pipe = Path(os.environ["CUDA_MPS_PIPE_DIRECTORY"])  # what spawned workers inherit
+    assert pipe.parent == daemon.folder and daemon.folder.name.startswith("runner-mps-")
+    assert Path(os.environ["CUDA_MPS_LOG_DIRECTORY"]).is_dir()
+    assert (pipe / "control").exists()
+    daemon.stop()
+    assert control.read_text().splitlines() == [f"args -f pipe {pipe}", f"args  pipe {pipe}", "stdin quit"]
+    assert daemon.process.returncode == 0  # it had quit before the folder went
+    assert not daemon.folder.exists()
+    assert "CUDA_MPS_PIPE_DIRECTORY" not in os.environ and "CUDA_MPS_LOG_DIRECTORY" not in os.environ
+
+
+def test_a_daemon_no_client_can_reach_is_quit_and_the_pool_runs_without(control, monkeypatch):
+    monkeypatch.setattr(mps, "_PROBE", "import sys; sys.exit('CUDA driver error 805')")
+    daemon, note = mps.start("auto", [GPU1], 4)
+    assert daemon is None
+    assert note == "MPS not used: the daemon did not work (a test client on cuda:1 failed: CUDA driver error 805)"
+    calls = control.read_text().splitlines()
+    assert calls[0].startswith("args -f pipe /tmp/runner-mps-") and calls[-1] == "stdin quit"
+    assert not Path(calls[0].split(" pipe ")[1]).parent.exists()  # its folder is gone
+    assert "CUDA_MPS_PIPE_DIRECTORY" not in os.environ
+    with pytest.raises(UserError, match=r"^--mps on: the MPS daemon did not work \(a test client on cuda:0 failed: "
+                                        r"CUDA driver error 805\); use --mps off$"):
+        mps.start("on", [GPU0], 1)
+
+
+def test_a_daemon_that_does_not_start_is_reported(control, monkeypatch):
+    monkeypatch.setenv("MPS_FAIL_START", "1")
+    assert mps.start("auto", [GPU0], 2) == (
+        None, "MPS not used: the daemon did not work (An instance of this daemon is already running)")
+    with pytest.raises(UserError, match=r"already running\); use --mps off$"):
+        mps.start("on", [GPU0], 2)
+
+
+def test_cli_refuses_mps_on_for_cpu_workers(run_cli, tmp_path):
+    proc = run_cli("workers", "--devices", "cpu", "--mps", "on", "--db", str(tmp_path / "jobs.db"))
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == ["error: --mps on needs GPU workers; drop --mps or pick GPUs with --devices"]
+    bad = run_cli("workers", "--devices", "cpu", "--mps", "sometimes", "--db", str(tmp_path / "jobs.db"))
+    assert bad.returncode == 2 and "'sometimes' is not one of 'auto', 'on', 'off'" in bad.stderr
+
+
+@pytest.mark.gpu
+def test_workers_sharing_a_gpu_under_mps_give_the_results_of_workers_without(tmp_path):
+    """The real daemon: 2 captured workers on GPU 0 under MPS and without; same losses, no daemon left."""
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    if not shutil.which(mps.CONTROL) or mps.existing_daemon():
+        pytest.skip(f"needs {mps.CONTROL} on PATH and no MPS daemon already running")
+    grid = dict(sweep="mps", batchfn="gaussian_teacher", model="mlp",
+                base=dict(d=64, batch_size=256, steps=1500, width=256, eval_every=100), grid=dict(seed=list(range(8))))
+    losses = {}
+    for mode in ("on", "off"):
+        db = str(tmp_path / f"{mode}.db")
+        runner.submit(grid, db=db)
+        before = set(Path("/tmp").glob("runner-mps-*"))
+        proc = subprocess.run([sys.executable, "-m", "runner.cli", "workers", "--devices", "0", "--per-device", "2",
+                               "--mps", mode, "--db", db], env=cli_env(), capture_output=True, text=True, timeout=600)
+        print(proc.stderr)
+        assert proc.returncode == 0
+        assert ("MPS: private daemon in /tmp/runner-mps-" in proc.stderr) == (mode == "on")
+        assert set(Path("/tmp").glob("runner-mps-*")) == before  # quit and removed
+        df = runner.results(db, sweep="mps")
+        assert (df.status == "done").all() and (df.step_capture == "on").all()
+        losses[mode] = df.sort_values("seed").final_test_loss.tolist()
+    assert losses["on"] == losses["off"]
+    left = subprocess.run(["pgrep", "-f", "nvidia-cuda-mps-control"], capture_output=True, text=True).stdout
+    assert not left.strip(), f"an MPS daemon is still running: pids {left.split()}"
+
+
+@pytest.mark.gpu
+def test_workers_under_mps_stay_on_their_own_gpu(tmp_path):
+    """Two GPUs, two workers each under runner's daemon: every job ran on the physical GPU of its label."""
+    torch = pytest.importorskip("torch")
+    if torch.cuda.device_count() < 2:
+        pytest.skip("needs 2 CUDA GPUs")
+    if not shutil.which(mps.CONTROL) or mps.existing_daemon():
+        pytest.skip(f"needs {mps.CONTROL} on PATH and no MPS daemon already running")
+    db = str(tmp_path / "jobs.db")
+    runner.submit(dict(sweep="pin", batchfn="gaussian_teacher", model="mlp",
+                       base=dict(d=64, batch_size=256, steps=2000, width=512), grid=dict(seed=list(range(12)))), db=db)
+    proc = subprocess.run([sys.executable, "-m", "runner.cli", "workers", "--devices", "0,1", "--per-device", "2",
+                           "--mps", "on", "--db", db], env=cli_env(), capture_output=True, text=True, timeout=600)
+    print(proc.stderr)
+    assert proc.returncode == 0 and "MPS: private daemon" in proc.stderr
+    smi = subprocess.run(["nvidia-smi", "--query-gpu=index,uuid", "--format=csv,noheader"], capture_output=True,
+                         text=True, check=True).stdout
+    uuid_of = {f"cuda:{i.strip()}": u.strip() for i, u in (line.split(",") for line in smi.strip().splitlines())}
+    df = runner.results(db, sweep="pin")
+    print(df[["job_id", "device", "gpu_uuid"]].to_string())
+    assert (df.status == "done").all() and set(df.device) == {"cuda:0", "cuda:1"}
+    assert all(uuid_of[d] == u for d, u in zip(df.device, df.gpu_uuid))
