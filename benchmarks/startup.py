@@ -1,7 +1,9 @@
 """Where `runner workers` spends the seconds before its first job starts.
 
 Each row is a fresh process doing one more piece of what a worker does before training: the
-interpreter, importing torch, creating the CUDA context, the first cuBLAS call, importing runner;
+interpreter, importing torch, creating the CUDA context, the first cuBLAS call, the first
+optimizer (torch.optim imports torch._dynamo then; workers do this before their first claim),
+importing runner;
 then the supervisor's own steps (nvidia-smi queries) and the whole command on a one-job sweep,
 with the time from the command's start to that job's start read from the database. Median of
 --repeat runs; the 'added' column is each row minus the row above it where the rows nest.
@@ -31,8 +33,10 @@ NESTED = [  # (label, code): each row does what the one above it did, and one th
     ("+ import torch", "import torch"),
     ("+ CUDA context", "import torch; torch.zeros(1, device='cuda'); torch.cuda.synchronize()"),
     ("+ first cuBLAS matmul", "import torch; a = torch.ones(64, 64, device='cuda'); (a @ a).sum().item()"),
+    ("+ first optimizer (imports torch._dynamo)", "import torch; a = torch.ones(64, 64, device='cuda'); "
+                                                  "(a @ a).sum().item(); torch.optim.SGD([a.requires_grad_()], lr=0.1)"),
     ("+ import runner's trainloop", "import torch; a = torch.ones(64, 64, device='cuda'); (a @ a).sum().item(); "
-                                    "import runner.trainloop, runner.store"),
+                                    "torch.optim.SGD([a.requires_grad_()], lr=0.1); import runner.trainloop, runner.store"),
 ]
 
 
@@ -74,24 +78,24 @@ def main() -> None:
     cuda = not args.quick and shutil.which("nvidia-smi") is not None
     repeat = 1 if args.quick else args.repeat
     print(f"# startup benchmark  {time.strftime('%Y-%m-%d')}  {'GPU' if cuda else 'CPU'}  median of {repeat}\n")
-    print(f"{'step':<40} {'seconds':>8} {'added':>7}")
-    print("-" * 57)
+    print(f"{'step':<44} {'seconds':>8} {'added':>7}")
+    print("-" * 61)
     previous = None
     for label, code in NESTED:
         if not cuda and "cuda" in code:
             code = code.replace(", device='cuda'", "").replace("; torch.cuda.synchronize()", "")
         s = timed([sys.executable, "-c", code], repeat, cwd=ROOT)
-        print(f"{label:<40} {s:>8.2f} {s - previous if previous is not None else s:>7.2f}")
+        print(f"{label:<44} {s:>8.2f} {s - previous if previous is not None else s:>7.2f}")
         previous = s
     if cuda:
         for label, cmd in (("nvidia-smi -L", ["nvidia-smi", "-L"]),
                            ("nvidia-smi memory query", ["nvidia-smi", "--query-gpu=index,memory.free",
                                                         "--format=csv,noheader,nounits"])):
-            print(f"{label:<40} {timed(cmd, repeat):>8.2f}")
-    print(f"{'runner --help':<40} {timed([sys.executable, '-m', 'runner.cli', '--help'], repeat):>8.2f}")
+            print(f"{label:<44} {timed(cmd, repeat):>8.2f}")
+    print(f"{'runner --help':<44} {timed([sys.executable, '-m', 'runner.cli', '--help'], repeat):>8.2f}")
     wall, start = one_job_sweep(repeat, "0" if cuda else "cpu")
-    print(f"{'runner workers, one 1-step job: to start':<40} {start:>8.2f}")
-    print(f"{'runner workers, one 1-step job: whole':<40} {wall:>8.2f}")
+    print(f"{'runner workers, one 1-step job: to start':<44} {start:>8.2f}")
+    print(f"{'runner workers, one 1-step job: whole':<44} {wall:>8.2f}")
 
 
 if __name__ == "__main__":

@@ -86,6 +86,8 @@ class Worker:
             self.where["gpu"] = props.name
             if getattr(props, "uuid", None) is not None:  # which physical GPU, whatever the numbering
                 self.where["gpu_uuid"] = f"GPU-{props.uuid}"
+        _warm_up(torch, self.device)
+
 
     def run(self) -> None:
         self.store.register_worker(self.opts.worker_id, host=self.host, pid=os.getpid(), device=self.opts.device_label)
@@ -210,6 +212,17 @@ class Worker:
         status = JobStatus.DIVERGED if result.status == "diverged" else JobStatus.DONE
         arrays = [(name, step, to_npy(a)) for name, step, a in result.arrays]
         return JobOutcome(status, summary, result.metrics, arrays, error=result.reason)
+
+
+def _warm_up(torch: Any, device: str) -> None:
+    """Pay once, before the first claim, what the first job would otherwise carry in its own
+    wall_s: runner's trainloop imports, torch.optim's first use (it imports torch._dynamo: about a
+    second) and, on a GPU, the cuBLAS handle."""
+    from . import trainloop  # noqa: F401
+
+    param = torch.zeros(4, 4, device=device, requires_grad=True)
+    torch.optim.SGD([param], lr=0.0)
+    (param @ param).sum().item()
 
 
 class _LeaseLost(Exception):

@@ -48,7 +48,7 @@ def test_concurrency_benchmark_quick(show):
 def test_startup_benchmark_quick(show):
     out = _run("startup.py", "--quick")
     show(out)
-    labels = [line[:40].strip() for line in out.splitlines()[4:] if line.strip()]
+    labels = [line[:44].strip() for line in out.splitlines()[4:] if line.strip()]
     assert labels == ["python interpreter", "+ import torch", "+ CUDA context", "+ first cuBLAS matmul",
-                      "+ import runner's trainloop", "runner --help", "runner workers, one 1-step job: to start",
+                      "+ first optimizer (imports torch._dynamo)", "+ import runner's trainloop", "runner --help", "runner workers, one 1-step job: to start",
                       "runner workers, one 1-step job: whole"], out
