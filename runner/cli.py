@@ -60,7 +60,7 @@ def submit(grid: str, overrides: tuple[str, ...], db: str, dry_run: bool) -> Non
 @click.option("--checkpoint-dir", default=None, envvar="RUNNER_CHECKPOINT_DIR", show_envvar=True,
               help="folder for job checkpoints [default: <db name>-checkpoints beside a SQLite file]")
 @click.option("--worker-mib", default=None, type=int,
-              help="GPU memory one worker needs, to refuse a --per-device that cannot fit [default: 1024]")
+              help="GPU memory one worker needs, to refuse a --per-device that cannot fit [default: 2048]")
 @click.option("--host-id", default=None, envvar="RUNNER_HOST_ID", show_envvar=True,
               help="name of this host in worker ids and job rows [default: the machine's host name]")
 @click.option("--mps", default="auto", show_default=True, envvar="RUNNER_MPS", show_envvar=True,

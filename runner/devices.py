@@ -73,10 +73,11 @@ def parse_devices(spec: str | None) -> list[Device]:
     return devices
 
 
-# What one worker process holds on its GPU before its jobs' own tensors: the CUDA context, cuBLAS
-# workspaces and, with step capture, a graph's memory pool. Measured with benchmarks/sweep.py on an
-# H200 (torch 2.11): 836 MiB per eager worker on the standard workload, up to 1.8 GiB captured.
-DEFAULT_WORKER_MIB = 1024
+# What one worker process holds on its GPU for a small network's job: the CUDA context, cuBLAS
+# workspaces and, with step capture (the default), a graph's memory pool. Measured by nvidia-smi with
+# benchmarks/sweep.py on an H200 (torch 2.11), standard workload: 836-854 MiB per eager worker,
+# 1.3-1.8 GiB captured, 1.1-1.3 GiB captured under MPS.
+DEFAULT_WORKER_MIB = 2048
 
 
 def gpu_free_mib() -> dict[str, int]:

@@ -65,5 +65,5 @@ def test_workers_refuse_k_that_cannot_fit(fake_gpus, tmp_path):
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert lines == ["error: --per-device 8 does not fit on GPU cuda:0: 8,000 MiB free and each worker needs about "
-                     "1,024 MiB (--worker-mib); at most 7 fit: use --per-device 7"], proc.stderr
+                     "2,048 MiB (--worker-mib); at most 3 fit: use --per-device 3"], proc.stderr
     assert db.read_bytes() == before  # nothing claimed, nothing registered
