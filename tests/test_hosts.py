@@ -58,11 +58,16 @@ def run_two_hosts(db: str, tmp_path: Path, show, jobs: int, seed: int) -> dict:
         while time.monotonic() < deadline and a.poll() is None:  # mid-sweep, node-a in a job it checkpointed
             held = sql(db, "SELECT id FROM jobs WHERE status = 'running' AND host = 'node-a'")
             if any(_checkpointed(checkpoints, job) for job, in held) and _states(db).get("done", 0) >= jobs // 4:
+                # Freeze node-a, then look again: the job seen may have finished since the first look.
+                os.killpg(a.pid, signal.SIGSTOP)
+                held = sql(db, "SELECT id FROM jobs WHERE status = 'running' AND host = 'node-a'")
+                if not any(_checkpointed(checkpoints, job) for job, in held):
+                    os.killpg(a.pid, signal.SIGCONT)
+                    continue
                 os.killpg(a.pid, signal.SIGKILL)
                 killed_at = time.time()
                 a.wait(timeout=30)
-                # what node-a held when it died (a job it finished between the look and the kill is not)
-                orphaned = [r[0] for r in sql(db, "SELECT id FROM jobs WHERE status = 'running' AND host = 'node-a'")]
+                orphaned = [job for job, in held]  # what node-a held when it died
                 checkpointed = [job for job in orphaned if _checkpointed(checkpoints, job)]
                 break
             time.sleep(0.05)
