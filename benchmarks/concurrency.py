@@ -15,20 +15,22 @@ trains the same seed, so every row's final test loss must equal the baseline's.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing as mp
-import os
 import shutil
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Iterator
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]  # queue.py here shadows the stdlib's
 sys.path.insert(0, str(ROOT))
+
+from runner import mps  # noqa: E402  (no torch: spawned children import torch themselves)
+from runner.devices import parse_devices  # noqa: E402
 
 
 def job_config(width: int, steps: int, capture: bool, quick: bool) -> dict:
@@ -73,26 +75,16 @@ def _process_main(config: dict, device: str, threads: int, barrier, out) -> None
         out.put(r)
 
 
-class Mps:
-    """A private CUDA MPS control daemon (its own pipe and log folders), for the rows that use it."""
-
-    def __init__(self) -> None:
-        self.folder = Path(tempfile.mkdtemp(prefix="runner-mps-"))
-        self.env = {"CUDA_MPS_PIPE_DIRECTORY": str(self.folder / "pipe"), "CUDA_MPS_LOG_DIRECTORY": str(self.folder / "log")}
-
-    def __enter__(self) -> "Mps":
-        for p in self.env.values():
-            Path(p).mkdir(parents=True)
-        subprocess.run(["nvidia-cuda-mps-control", "-d"], env={**os.environ, **self.env}, check=True)
-        os.environ.update(self.env)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        subprocess.run(["nvidia-cuda-mps-control"], input="quit\n", text=True, env={**os.environ, **self.env})
-        for k in self.env:
-            os.environ.pop(k, None)
-        time.sleep(1)
-        shutil.rmtree(self.folder, ignore_errors=True)
+@contextlib.contextmanager
+def under_mps(k: int) -> Iterator[None]:
+    """The daemon `runner workers` would start for K workers on GPU 0 (runner.mps); children
+    spawned inside inherit its settings. A daemon that is already running is joined instead."""
+    daemon, _ = mps.start("on", parse_devices("0"), k)
+    try:
+        yield
+    finally:
+        if daemon is not None:
+            daemon.stop()
 
 
 def run_row(config: dict, device: str, k: int, mode: str) -> dict:
@@ -125,8 +117,8 @@ def main() -> None:
     if args.quick:
         args.widths, args.ks, args.modes, args.steps, args.capture = "16", "1,2", "process,thread", 200, "on"
     modes = args.modes.split(",")
-    if "mps" in modes and (device == "cpu" or not shutil.which("nvidia-cuda-mps-control")):
-        print("# mps rows skipped: no GPU or no nvidia-cuda-mps-control on the PATH")
+    if "mps" in modes and (device == "cpu" or not shutil.which(mps.CONTROL)):
+        print(f"# mps rows skipped: no GPU or no {mps.CONTROL} on the PATH")
         modes.remove("mps")
     where = torch.cuda.get_device_name(0) if device != "cpu" else "CPU"
     print(f"# concurrency benchmark  {time.strftime('%Y-%m-%d')}  {where}  torch {torch.__version__}")
@@ -143,10 +135,7 @@ def main() -> None:
                 for k in map(int, args.ks.split(",")):
                     if (mode, capture, k) == ("process", False, 1) or (mode != "process" and k == 1):
                         continue
-                    if mode == "mps":
-                        with Mps():
-                            rows.append((mode, capture, k, run_row(config, device, k, mode)))
-                    else:
+                    with under_mps(k) if mode == "mps" else contextlib.nullcontext():
                         rows.append((mode, capture, k, run_row(config, device, k, mode)))
                     print(f"  ran width {width} {mode} capture {capture} K={k}", file=sys.stderr, flush=True)
         ref = base["losses"][0]

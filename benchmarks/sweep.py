@@ -126,26 +126,25 @@ def run_sweep(folder: Path, *, width: int, jobs: int, steps: int, per_device: in
     stop.set()
     if proc.returncode != 0:
         raise SystemExit(f"runner workers exited {proc.returncode}:\n{err[-3000:]}")
-    row = _read_back(db, width, per_device, capture, wall, jobs, peak[0] or None)
-    row.mps = "MPS: private daemon" in err or "MPS: workers join" in err
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    try:
-        first, last = con.execute("SELECT MIN(started_at), MAX(finished_at) FROM jobs").fetchone()
-    finally:
-        con.close()
-    row.start_s, row.tail_s = (first or t0_wall) - t0_wall, end_wall - (last or end_wall)
-    return row
+    mps = "MPS: private daemon" in err or "MPS: workers join" in err
+    return _read_back(db, width, per_device, capture, wall, jobs, peak[0] or None, mps, (t0_wall, end_wall))
 
 
 def _read_back(db: Path, width: int, per_device: int, capture: bool, wall: float, jobs: int,
-               worker_mib: float | None) -> Row:
+               worker_mib: float | None, mps: bool, span: tuple[float, float]) -> Row:
+    """The row's figures from its database; `span`: the command's start and end (wall clock)."""
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
-        rows = con.execute("SELECT j.config, j.status, r.summary FROM jobs j LEFT JOIN results r ON r.job_id = j.id").fetchall()
+        rows = con.execute("SELECT j.config, j.status, r.summary, j.started_at, j.finished_at "
+                           "FROM jobs j LEFT JOIN results r ON r.job_id = j.id").fetchall()
     finally:
         con.close()
+    started = [r[3] for r in rows if r[3] is not None]
+    finished = [r[4] for r in rows if r[4] is not None]
+    start_s = (min(started) if started else span[0]) - span[0]
+    tail_s = span[1] - (max(finished) if finished else span[1])
     losses, done, captured, job_s, setup_s = {}, 0, 0, 0.0, 0.0
-    for config, status, summary in rows:
+    for config, status, summary, _, _ in rows:
         if status != "done" or summary is None:
             continue
         done += 1
@@ -155,7 +154,7 @@ def _read_back(db: Path, width: int, per_device: int, capture: bool, wall: float
         job_s += s.get("wall_s") or 0.0
         setup_s += s.get("setup_s") or 0.0
     return Row(width, per_device, capture, wall, jobs, done, losses, worker_mib, captured,
-               job_s / max(done, 1), setup_s / max(done, 1))
+               job_s / max(done, 1), setup_s / max(done, 1), mps, start_s, tail_s)
 
 
 def _n_differing(a: dict[int, float], b: dict[int, float], rtol: float = 1e-6) -> int:

@@ -88,7 +88,6 @@ class Worker:
                 self.where["gpu_uuid"] = f"GPU-{props.uuid}"
         _warm_up(torch, self.device)
 
-
     def run(self) -> None:
         self.store.register_worker(self.opts.worker_id, host=self.host, pid=os.getpid(), device=self.opts.device_label)
         beat = threading.Thread(target=self._heartbeat, name="heartbeat", daemon=True)
