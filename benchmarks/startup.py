@@ -1,12 +1,11 @@
 """Where `runner workers` spends the seconds before its first job starts.
 
-Each row is a fresh process doing one more piece of what a worker does before training: the
-interpreter, importing torch, creating the CUDA context, the first cuBLAS call, the first
-optimizer (torch.optim imports torch._dynamo then; workers do this before their first claim),
-importing runner;
-then the supervisor's own steps (nvidia-smi queries) and the whole command on a one-job sweep,
-with the time from the command's start to that job's start read from the database. Median of
---repeat runs; the 'added' column is each row minus the row above it where the rows nest.
+One fresh process does, in order, what a worker does before its first claim and times each step:
+the interpreter's start, importing torch, creating the CUDA context, the first cuBLAS call, the
+first optimizer (torch.optim imports torch._dynamo then), importing runner. Then the supervisor's
+own steps (nvidia-smi queries), the whole command on a one-job sweep (with the time from the
+command's start to that job's start, read from the database), and the slowest imports. Medians of
+--repeat runs.
 
     python benchmarks/startup.py              # on a GPU machine
     python benchmarks/startup.py --quick      # CPU smoke run (one repeat, no CUDA rows)
@@ -26,28 +25,57 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+from runner.bytecode import torch_bytecode  # noqa: E402
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
 
-NESTED = [  # (label, code): each row does what the one above it did, and one thing more
+# One process does, in order, what a worker does before its first claim, and prints the wall clock
+# after each step; the parent notes the clock just before starting it, so the first row is the
+# interpreter's own start.
+STAGES = [
     ("python interpreter", "pass"),
-    ("+ import torch", "import torch"),
-    ("+ CUDA context", "import torch; torch.zeros(1, device='cuda'); torch.cuda.synchronize()"),
-    ("+ first cuBLAS matmul", "import torch; a = torch.ones(64, 64, device='cuda'); (a @ a).sum().item()"),
-    ("+ first optimizer (imports torch._dynamo)", "import torch; a = torch.ones(64, 64, device='cuda'); "
-                                                  "(a @ a).sum().item(); torch.optim.SGD([a.requires_grad_()], lr=0.1)"),
-    ("+ import runner's trainloop", "import torch; a = torch.ones(64, 64, device='cuda'); (a @ a).sum().item(); "
-                                    "torch.optim.SGD([a.requires_grad_()], lr=0.1); import runner.trainloop, runner.store"),
+    ("import torch", "import torch"),
+    ("CUDA context", "torch.zeros(1, device=DEVICE); torch.cuda.synchronize() if DEVICE == 'cuda' else None"),
+    ("first cuBLAS matmul", "a = torch.ones(64, 64, device=DEVICE); (a @ a).sum().item()"),
+    ("first optimizer (imports torch._dynamo)", "torch.optim.SGD([a.requires_grad_()], lr=0.1)"),
+    ("import runner's trainloop and store", "import runner.trainloop, runner.store"),
 ]
+STAGE_SCRIPT = "import sys, time\nDEVICE = sys.argv[1]\n" + "".join(
+    f"{code}\nprint(time.time(), flush=True)\n" for _, code in STAGES)
 
 
-def timed(cmd: list[str], repeat: int, **kwargs) -> float:
+def timed(cmd: list[str], repeat: int) -> float:
     """Median wall seconds of running `cmd` to completion."""
     times = []
     for _ in range(repeat):
         t0 = time.perf_counter()
-        subprocess.run(cmd, env=ENV, capture_output=True, check=True, **kwargs)
+        subprocess.run(cmd, env=ENV, cwd=ROOT, capture_output=True, check=True)
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
+
+
+def stage_times(repeat: int, device: str) -> list[float]:
+    """Median seconds of each stage of STAGES, each in a fresh process."""
+    runs = []
+    for _ in range(repeat):
+        t0 = time.time()
+        out = subprocess.run([sys.executable, "-c", STAGE_SCRIPT, device], env=ENV, cwd=ROOT, capture_output=True,
+                             text=True, check=True).stdout.split()
+        ends = [float(t) for t in out]
+        runs.append([end - start for start, end in zip([t0, *ends], ends)])
+    return [statistics.median(column) for column in zip(*runs)]
+
+
+def slowest_imports(device: str, top: int) -> list[tuple[float, str]]:
+    """The slowest top-level imports (cumulative seconds) of one worker-like process, by -X importtime."""
+    done = subprocess.run([sys.executable, "-X", "importtime", "-c", STAGE_SCRIPT, device], env=ENV, cwd=ROOT,
+                          capture_output=True, text=True, check=True)
+    rows = []
+    for line in done.stderr.splitlines():
+        parts = line.split("|")
+        if len(parts) == 3 and parts[1].strip().isdigit() and not parts[2].startswith("  "):
+            rows.append((int(parts[1]) / 1e6, parts[2].strip()))
+    return sorted(rows, reverse=True)[:top]
 
 
 def one_job_sweep(repeat: int, devices: str) -> tuple[float, float]:
@@ -74,19 +102,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="CPU smoke run")
+    parser.add_argument("--top", type=int, default=8, help="how many of the slowest imports to list")
     args = parser.parse_args()
     cuda = not args.quick and shutil.which("nvidia-smi") is not None
     repeat = 1 if args.quick else args.repeat
     print(f"# startup benchmark  {time.strftime('%Y-%m-%d')}  {'GPU' if cuda else 'CPU'}  median of {repeat}\n")
-    print(f"{'step':<44} {'seconds':>8} {'added':>7}")
-    print("-" * 61)
-    previous = None
-    for label, code in NESTED:
-        if not cuda and "cuda" in code:
-            code = code.replace(", device='cuda'", "").replace("; torch.cuda.synchronize()", "")
-        s = timed([sys.executable, "-c", code], repeat, cwd=ROOT)
-        print(f"{label:<44} {s:>8.2f} {s - previous if previous is not None else s:>7.2f}")
-        previous = s
+    print(f"torch bytecode: {torch_bytecode()}\n")
+    print(f"{'step (one process, in order)':<44} {'seconds':>8}")
+    print("-" * 53)
+    device = "cuda" if cuda else "cpu"
+    for (label, _), seconds in zip(STAGES, stage_times(repeat, device)):
+        print(f"{label:<44} {seconds:>8.2f}")
     if cuda:
         for label, cmd in (("nvidia-smi -L", ["nvidia-smi", "-L"]),
                            ("nvidia-smi memory query", ["nvidia-smi", "--query-gpu=index,memory.free",
@@ -96,6 +122,9 @@ def main() -> None:
     wall, start = one_job_sweep(repeat, "0" if cuda else "cpu")
     print(f"{'runner workers, one 1-step job: to start':<44} {start:>8.2f}")
     print(f"{'runner workers, one 1-step job: whole':<44} {wall:>8.2f}")
+    print("\nslowest top-level imports of the steps above (-X importtime, cumulative):")
+    for seconds, name in slowest_imports(device, args.top):
+        print(f"  {name:<42} {seconds:>8.2f}")
 
 
 if __name__ == "__main__":

@@ -34,6 +34,8 @@ ROOT = HERE.parent
 # This folder holds queue.py, which would shadow the standard library's queue module (torch imports
 # it): take the folder off the path.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
+sys.path.insert(0, str(ROOT))
+from runner.bytecode import torch_bytecode  # noqa: E402
 
 
 @dataclass
@@ -219,7 +221,8 @@ def main() -> None:
     where = gpu or f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
     print(f"# sweep benchmark  {time.strftime('%Y-%m-%d')}  {where}  torch {version}  commit {_commit()}")
     print(f"# {args.jobs} jobs x {args.steps} steps per row, devices {args.devices}; "
-          "wall = the whole `runner workers` command\n")
+          "wall = the whole `runner workers` command")
+    print(f"# torch bytecode: {torch_bytecode()}\n")
     captures = [c == "on" for c in args.capture.split(",")]
     eager_ks = [int(k) for k in args.per_device.split(",")] if False in captures else [1]  # the baseline is eager
     if False not in captures:

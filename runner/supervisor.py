@@ -17,6 +17,7 @@ from multiprocessing.connection import wait
 from typing import Any
 
 from . import mps
+from .bytecode import missing_bytecode_hint
 from .devices import DEFAULT_WORKER_MIB, Device, check_fits
 from .errors import UserError
 from .progress import Progress
@@ -148,6 +149,9 @@ class WorkerPool:
         if self.show_progress and any(not d.is_cpu for d in self.devices):
             print(f"  {note}", file=sys.stderr, flush=True)
         log.info("%s", note)
+        hint = missing_bytecode_hint("torch")
+        if hint:
+            log.warning("%s", hint)
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         progress = Progress(store, self.sweep, [d.label for d in self.devices], enabled=self.show_progress)
         try:
