@@ -10,7 +10,11 @@ Per-worker GPU memory is the largest amount nvidia-smi saw used by one worker pr
 
     python benchmarks/sweep.py                       # widths 1024,256; K 1,2,4,8; eager and captured
     python benchmarks/sweep.py --widths 256 --per-device 1,8 --capture on   # eager only for the baseline
+    python benchmarks/sweep.py --widths 1024 --per-device 8 --capture on --precision tf32   # vs the fp32 baseline
     python benchmarks/sweep.py --quick               # CPU smoke run: 4 tiny jobs, K 2 against the K 1 baseline
+
+The baseline row is always fp32; --precision sets the other rows' (tf32 and bf16 change the numbers,
+so those rows show how far their losses move rather than matching the baseline's).
 """
 from __future__ import annotations
 
@@ -45,6 +49,7 @@ class Row:
     width: int
     per_device: int
     capture: bool
+    precision: str
     wall_s: float
     jobs: int
     done: int
@@ -62,13 +67,13 @@ class Row:
         return self.done / self.wall_s * 3600 if self.wall_s else 0.0
 
 
-def grid_text(width: int, jobs: int, steps: int, capture: bool, quick: bool) -> str:
+def grid_text(width: int, jobs: int, steps: int, capture: bool, quick: bool, precision: str = "fp32") -> str:
     """The sweep's grid file: the standard workload, one job per seed."""
     d, batch = (8, 64) if quick else (200, 1024)
-    return (f"sweep: bench-w{width}-{'graph' if capture else 'eager'}\n"
+    return (f"sweep: bench-w{width}-{'graph' if capture else 'eager'}-{precision}\n"
             "batchfn: gaussian_teacher\nmodel: mlp\n"
             f"base: {{d: {d}, batch_size: {batch}, width: {width}, depth: 2, lr: 0.01, steps: {steps}, "
-            f"eval_every: 100, n_test: 1000, capture: {str(capture).lower()}}}\n"
+            f"eval_every: 100, n_test: 1000, capture: {str(capture).lower()}, precision: {precision}}}\n"
             f"grid:\n  seed: {{range: [0, {jobs}]}}\n")
 
 
@@ -102,12 +107,12 @@ def _descendants(pid: int) -> set[int]:
 
 
 def run_sweep(folder: Path, *, width: int, jobs: int, steps: int, per_device: int, capture: bool,
-              devices: str, quick: bool = False, mps: str = "auto") -> Row:
+              devices: str, quick: bool = False, mps: str = "auto", precision: str = "fp32") -> Row:
     """Submit the sweep to a fresh database in `folder`, run workers until it is drained, read it back."""
     folder.mkdir(parents=True, exist_ok=True)
     db = folder / "jobs.db"
     grid = folder / "grid.yaml"
-    grid.write_text(grid_text(width, jobs, steps, capture, quick))
+    grid.write_text(grid_text(width, jobs, steps, capture, quick, precision))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     cli = [sys.executable, "-m", "runner.cli"]
     sub = subprocess.run([*cli, "submit", str(grid), "--db", str(db)], env=env, capture_output=True, text=True, cwd=folder)
@@ -129,10 +134,10 @@ def run_sweep(folder: Path, *, width: int, jobs: int, steps: int, per_device: in
     if proc.returncode != 0:
         raise SystemExit(f"runner workers exited {proc.returncode}:\n{err[-3000:]}")
     mps = "MPS: private daemon" in err or "MPS: workers join" in err
-    return _read_back(db, width, per_device, capture, wall, jobs, peak[0] or None, mps, (t0_wall, end_wall))
+    return _read_back(db, width, per_device, capture, precision, wall, jobs, peak[0] or None, mps, (t0_wall, end_wall))
 
 
-def _read_back(db: Path, width: int, per_device: int, capture: bool, wall: float, jobs: int,
+def _read_back(db: Path, width: int, per_device: int, capture: bool, precision: str, wall: float, jobs: int,
                worker_mib: float | None, mps: bool, span: tuple[float, float]) -> Row:
     """The row's figures from its database; `span`: the command's start and end (wall clock)."""
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
@@ -155,7 +160,7 @@ def _read_back(db: Path, width: int, per_device: int, capture: bool, wall: float
         captured += s.get("step_capture") == "on"
         job_s += s.get("wall_s") or 0.0
         setup_s += s.get("setup_s") or 0.0
-    return Row(width, per_device, capture, wall, jobs, done, losses, worker_mib, captured,
+    return Row(width, per_device, capture, precision, wall, jobs, done, losses, worker_mib, captured,
                job_s / max(done, 1), setup_s / max(done, 1), mps, start_s, tail_s)
 
 
@@ -177,22 +182,26 @@ def _commit() -> str:
     return out.stdout.strip() or "?"
 
 
+def _is_baseline(row: Row) -> bool:
+    return row.per_device == 1 and not row.capture and row.precision == "fp32"
+
+
 def print_table(rows: list[Row], title: str) -> None:
-    """Rows of one width, with ratios against its baseline row (K = 1, eager)."""
-    base = next(r for r in rows if r.per_device == 1 and not r.capture)
+    """Rows of one width, with ratios against its baseline row (K = 1, eager, fp32)."""
+    base = next(r for r in rows if _is_baseline(r))
     print(title)
-    header = (f"{'width':>6} {'K':>3} {'capture':>8} {'wall s':>8} {'jobs/h':>9} {'vs base':>8} {'done':>5} "
+    header = (f"{'width':>6} {'K':>3} {'capture':>8} {'prec':>5} {'wall s':>8} {'jobs/h':>9} {'vs base':>8} {'done':>5} "
               f"{'graph':>6} {'mps':>4} {'MiB/wkr':>8} {'job s':>7} {'setup s':>8} {'start s':>8} {'tail s':>7} {'max rel diff vs base':>21} {'jobs differing':>15}")
     print(header)
     print("-" * len(header))
     for r in rows:
         mib = f"{r.worker_mib:.0f}" if r.worker_mib else "-"
-        print(f"{r.width:>6} {r.per_device:>3} {'on' if r.capture else 'off':>8} {r.wall_s:>8.1f} {r.jobs_per_h:>9.0f} "
+        print(f"{r.width:>6} {r.per_device:>3} {'on' if r.capture else 'off':>8} {r.precision:>5} {r.wall_s:>8.1f} {r.jobs_per_h:>9.0f} "
               f"{r.jobs_per_h / base.jobs_per_h:>7.2f}x {r.done:>5} {r.captured_jobs:>6} {'yes' if r.mps else 'no':>4} {mib:>8} {r.job_s:>7.3f} {r.setup_s:>8.3f} {r.start_s:>8.1f} {r.tail_s:>7.1f} "
               f"{_max_rel_diff(base.losses, r.losses):>21.2e} {_n_differing(base.losses, r.losses):>15}")
     best = max(rows, key=lambda r: r.jobs_per_h)
-    print(f"best: K={best.per_device} capture {'on' if best.capture else 'off'}, "
-          f"{best.jobs_per_h / base.jobs_per_h:.2f}x the baseline (target >= 6x)")
+    print(f"best: K={best.per_device} capture {'on' if best.capture else 'off'} {best.precision}, "
+          f"{best.jobs_per_h / base.jobs_per_h:.2f}x the baseline (target >= 6x with the same losses)")
     print("job s: a job's own wall time (set-up, steps, evaluations); wall s - jobs x job s / K is what the\n"
           "rows spend outside jobs (process start, CUDA init, claims, write-back, exit); start s: command start\n"
           "to the first job's start; tail s: the last job's end to the command's exit\n")
@@ -207,6 +216,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--devices", default="0")
     parser.add_argument("--mps", default="auto", choices=["auto", "on", "off"], help="passed to runner workers")
+    parser.add_argument("--precision", default="fp32",
+                        help="the rows' precisions, of fp32, tf32, bf16 (the baseline row is fp32 whatever this says)")
     parser.add_argument("--quick", action="store_true", help="CPU smoke run: 4 jobs x 30 steps, width 16, K 2")
     args = parser.parse_args()
     if args.quick:
@@ -225,19 +236,24 @@ def main() -> None:
     print(f"# torch bytecode: {torch_bytecode()}\n")
     captures = [c == "on" for c in args.capture.split(",")]
     eager_ks = [int(k) for k in args.per_device.split(",")] if False in captures else [1]  # the baseline is eager
-    if False not in captures:
+    precisions = args.precision.split(",")
+    if set(precisions) - {"fp32", "tf32", "bf16"}:
+        parser.error(f"--precision {args.precision}: give fp32, tf32 or bf16, or several joined by commas")
+    if False not in captures and "fp32" in precisions:  # the baseline row is one of the eager rows
         captures.insert(0, False)
     with tempfile.TemporaryDirectory(prefix="runner-sweep-bench-") as tmp:
         for width in map(int, args.widths.split(",")):
             rows = []
-            for capture in captures:
-                for k in (map(int, args.per_device.split(",")) if capture else eager_ks):
-                    folder = Path(tmp) / f"w{width}-k{k}-{'on' if capture else 'off'}"
-                    rows.append(run_sweep(folder, width=width, jobs=args.jobs, steps=args.steps, per_device=k,
-                                          capture=capture, devices=args.devices, quick=args.quick, mps=args.mps))
-                    print(f"  ran width {width} K={k} capture {'on' if capture else 'off'}: {rows[-1].wall_s:.1f} s",
-                          file=sys.stderr, flush=True)
-            if not any(r.per_device == 1 and not r.capture for r in rows):  # --per-device without 1
+            for precision in precisions:
+                for capture in captures:
+                    for k in (map(int, args.per_device.split(",")) if capture else eager_ks):
+                        folder = Path(tmp) / f"w{width}-k{k}-{'on' if capture else 'off'}-{precision}"
+                        rows.append(run_sweep(folder, width=width, jobs=args.jobs, steps=args.steps, per_device=k,
+                                              capture=capture, devices=args.devices, quick=args.quick, mps=args.mps,
+                                              precision=precision))
+                        print(f"  ran width {width} K={k} capture {'on' if capture else 'off'} {precision}: "
+                              f"{rows[-1].wall_s:.1f} s", file=sys.stderr, flush=True)
+            if not any(_is_baseline(r) for r in rows):  # --per-device without 1, or --precision
                 rows.insert(0, run_sweep(Path(tmp) / f"w{width}-base", width=width, jobs=args.jobs, steps=args.steps,
                                          per_device=1, capture=False, devices=args.devices, quick=args.quick))
             print_table(rows, f"## width {width}")

@@ -23,7 +23,7 @@ def test_sweep_benchmark_quick(show):
     assert "## width 16" in out and "best: K=" in out
     rows = [line.split() for line in out.splitlines() if line.strip().startswith("16 ")]
     assert len(rows) == 2  # the eager baseline (K=1), then K=2 with capture (off on the CPU: eager)
-    assert all(r[6] == "4" for r in rows), rows  # every job done
+    assert all(r[3] == "fp32" and r[7] == "4" for r in rows), rows  # every job done
     assert all(r[-1] == "0" for r in rows), rows  # the same final loss per job as the baseline
 
 
