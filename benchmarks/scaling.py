@@ -65,7 +65,10 @@ def main() -> None:
     for n, label, r in rows:
         print(f"{n:>5} {label:>8} {r.wall_s:>8.1f} {r.jobs_per_h:>9.0f} {r.wall_s / base.wall_s:>9.3f}x {r.done:>5} "
               f"{sweep._max_rel_diff(base.losses, r.losses):>13.2e}")
-    print(f"target: {len(devices)}-GPU wall <= 0.55x the 1-GPU wall")
+    if len(devices) > 1:
+        print(f"target: {len(devices)}-GPU wall <= 0.55x the 1-GPU wall")
+    else:
+        print("one device in both rows (--quick or --devices N): no scaling target to check")
 
 
 if __name__ == "__main__":
