@@ -40,6 +40,10 @@ ROOT = HERE.parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 sys.path.insert(0, str(ROOT))
 from runner.bytecode import torch_bytecode  # noqa: E402
+from runner.mps import MODES as MPS_MODES  # noqa: E402
+from runner.options import OPTIONS  # noqa: E402
+
+PRECISIONS = OPTIONS["precision"].choices
 
 
 @dataclass
@@ -133,8 +137,9 @@ def run_sweep(folder: Path, *, width: int, jobs: int, steps: int, per_device: in
     stop.set()
     if proc.returncode != 0:
         raise SystemExit(f"runner workers exited {proc.returncode}:\n{err[-3000:]}")
-    mps = "MPS: private daemon" in err or "MPS: workers join" in err
-    return _read_back(db, width, per_device, capture, precision, wall, jobs, peak[0] or None, mps, (t0_wall, end_wall))
+    under_mps = "  MPS: " in err  # the pool's first line: "MPS: private daemon ..." or "MPS: workers join ..."
+    return _read_back(db, width, per_device, capture, precision, wall, jobs, peak[0] or None, under_mps,
+                      (t0_wall, end_wall))
 
 
 def _read_back(db: Path, width: int, per_device: int, capture: bool, precision: str, wall: float, jobs: int,
@@ -215,9 +220,9 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=64)
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--devices", default="0")
-    parser.add_argument("--mps", default="auto", choices=["auto", "on", "off"], help="passed to runner workers")
+    parser.add_argument("--mps", default="auto", choices=MPS_MODES, help="passed to runner workers")
     parser.add_argument("--precision", default="fp32",
-                        help="the rows' precisions, of fp32, tf32, bf16 (the baseline row is fp32 whatever this says)")
+                        help=f"the rows' precisions, of {', '.join(PRECISIONS)} (the baseline row is fp32 whatever this says)")
     parser.add_argument("--quick", action="store_true", help="CPU smoke run: 4 jobs x 30 steps, width 16, K 2")
     args = parser.parse_args()
     if args.quick:
@@ -237,8 +242,8 @@ def main() -> None:
     captures = [c == "on" for c in args.capture.split(",")]
     eager_ks = [int(k) for k in args.per_device.split(",")] if False in captures else [1]  # the baseline is eager
     precisions = args.precision.split(",")
-    if set(precisions) - {"fp32", "tf32", "bf16"}:
-        parser.error(f"--precision {args.precision}: give fp32, tf32 or bf16, or several joined by commas")
+    if set(precisions) - set(PRECISIONS):
+        parser.error(f"--precision {args.precision}: give one of {', '.join(PRECISIONS)}, or several joined by commas")
     if False not in captures and "fp32" in precisions:  # the baseline row is one of the eager rows
         captures.insert(0, False)
     with tempfile.TemporaryDirectory(prefix="runner-sweep-bench-") as tmp:

@@ -1,8 +1,8 @@
 """Whether torch's compiled bytecode is on disk for the workers to load.
 
 Without it every worker compiles torch (and torch._dynamo, which torch.optim imports) from source
-when it starts: measured on an H200 host whose image set PYTHONDONTWRITEBYTECODE, about 7 s per
-worker instead of about 1.5 s. The supervisor checks once, without importing torch, and says how
+when it starts: measured on an H200 host whose image set PYTHONDONTWRITEBYTECODE, importing the
+two took about 7 s per worker instead of about 4.5 s (benchmarks/startup.py). The supervisor checks once, without importing torch, and says how
 to fix it; it never compiles anything itself.
 """
 from __future__ import annotations
@@ -31,10 +31,11 @@ def missing_bytecode_hint(package: str = "torch") -> str | None:
     if spec is None or not spec.origin or not spec.origin.endswith(".py"):
         return None
     cached = Path(importlib.util.cache_from_source(spec.origin))  # follows PYTHONPYCACHEPREFIX
-    if cached.exists() or (not sys.dont_write_bytecode and _writable(cached)):
+    writable = _writable(cached)
+    if cached.exists() or (writable and not sys.dont_write_bytecode):
         return None
     folder = Path(spec.origin).parent
-    if sys.dont_write_bytecode and _writable(cached):
+    if writable:  # so PYTHONDONTWRITEBYTECODE is what stops it
         why, fix = "PYTHONDONTWRITEBYTECODE is set", f"compile it once with: python -m compileall -q -j 0 {folder}"
     else:
         why = f"{cached.parent} is read-only" + (" and PYTHONDONTWRITEBYTECODE is set" if sys.dont_write_bytecode else "")

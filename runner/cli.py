@@ -9,6 +9,7 @@ import click
 
 from .cli_common import db_option, user_errors
 from .errors import UserError
+from .mps import MODES as MPS_MODES
 
 class _OneLineGroup(click.Group):
     """click's own usage errors (a bad option value, an unknown command) end in one line and exit 2 too."""
@@ -64,7 +65,7 @@ def submit(grid: str, overrides: tuple[str, ...], db: str, dry_run: bool) -> Non
 @click.option("--host-id", default=None, envvar="RUNNER_HOST_ID", show_envvar=True,
               help="name of this host in worker ids and job rows [default: the machine's host name]")
 @click.option("--mps", default="auto", show_default=True, envvar="RUNNER_MPS", show_envvar=True,
-              type=click.Choice(["auto", "on", "off"]),
+              type=click.Choice(MPS_MODES),
               help="CUDA MPS so workers sharing a GPU run at once; auto: with --per-device above 1, where it works")
 @click.option("--quiet", is_flag=True, help="no progress display")
 @click.option("-v", "--verbose", is_flag=True, help="log every job")

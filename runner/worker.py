@@ -215,8 +215,8 @@ class Worker:
 
 def _warm_up(torch: Any, device: str) -> None:
     """Pay once, before the first claim, what the first job would otherwise carry in its own
-    wall_s: runner's trainloop imports, torch.optim's first use (it imports torch._dynamo: about a
-    second) and, on a GPU, the cuBLAS handle."""
+    wall_s: runner's trainloop imports, torch.optim's first use (it imports torch._dynamo: 1-3 s
+    measured) and, on a GPU, the cuBLAS handle."""
     from . import trainloop  # noqa: F401
 
     param = torch.zeros(4, 4, device=device, requires_grad=True)
