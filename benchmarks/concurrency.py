@@ -29,8 +29,8 @@ ROOT = HERE.parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]  # queue.py here shadows the stdlib's
 sys.path.insert(0, str(ROOT))
 
-from runner import mps  # noqa: E402  (no torch: spawned children import torch themselves)
-from runner.devices import parse_devices  # noqa: E402
+from runner.pool import mps  # noqa: E402  (no torch: spawned children import torch themselves)
+from runner.pool.devices import parse_devices  # noqa: E402
 
 
 def job_config(width: int, steps: int, capture: bool, quick: bool) -> dict:
@@ -43,7 +43,7 @@ def _timed_job(config: dict, device: str, stream_per_thread: bool) -> tuple[floa
     """Run one job; (start, end, steps, final test loss)."""
     import torch
 
-    from runner.trainloop import train
+    from runner.train.loop import train
 
     if stream_per_thread and device != "cpu":
         with torch.cuda.stream(torch.cuda.Stream()):
@@ -77,7 +77,7 @@ def _process_main(config: dict, device: str, threads: int, barrier, out) -> None
 
 @contextlib.contextmanager
 def under_mps(k: int) -> Iterator[None]:
-    """The daemon `runner workers` would start for K workers on GPU 0 (runner.mps); children
+    """The daemon `runner workers` would start for K workers on GPU 0 (runner.pool.mps); children
     spawned inside inherit its settings. A daemon that is already running is joined instead."""
     daemon, _ = mps.start("on", parse_devices("0"), k)
     try:

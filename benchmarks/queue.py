@@ -20,7 +20,7 @@ With a PostgreSQL URL every row gets a fresh schema of that database (runner_ben
 through the URL's search_path; dropped afterwards), the drain rows default to 1, 4 and 8
 workers, and the same rows are run on a temporary SQLite file too (unless --no-sqlite), so the
 two backends are printed side by side from one run. The queue is measured through the public API
-of runner.store.Store only; the schemas are made and dropped with SQLAlchemy.
+of runner.queue.store.Store only; the schemas are made and dropped with SQLAlchemy.
 """
 from __future__ import annotations
 
@@ -59,8 +59,8 @@ import sqlalchemy
 from sqlalchemy.engine import make_url
 
 from runner.errors import RunnerError
-from runner.grid import config_hash
-from runner.store import JobOutcome, JobStatus, Store, display_url, sqlalchemy_url
+from runner.hashing import config_hash
+from runner.queue.store import JobOutcome, JobStatus, Store, display_url, sqlalchemy_url
 
 ADD_TARGET_S, ADD_TARGET_JOBS = 5.0, 100_000  # submitting 100,000 jobs (no target for other sizes)
 DRAIN_TARGET_JOBS_S = 1000  # no-op jobs/s with 4 worker processes on a 2-core machine

@@ -46,8 +46,8 @@ import pandas as pd
 
 import runner
 from runner.errors import RunnerError
-from runner.grid import config_hash
-from runner.store import JobOutcome, JobStatus, Store, display_url
+from runner.hashing import config_hash
+from runner.queue.store import JobOutcome, JobStatus, Store, display_url
 
 SWEEP = "bench"
 TARGET_S, TARGET_JOBS = 3.0, 100_000  # results() on 100,000 jobs

@@ -26,7 +26,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
-from runner.bytecode import torch_bytecode  # noqa: E402
+from runner.pool.bytecode import torch_bytecode  # noqa: E402
+
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
 
 # One process does, in order, what a worker does before its first claim, and prints the wall clock
@@ -38,7 +39,7 @@ STAGES = [
     ("CUDA context", "torch.zeros(1, device=DEVICE); torch.cuda.synchronize() if DEVICE == 'cuda' else None"),
     ("first cuBLAS matmul", "a = torch.ones(64, 64, device=DEVICE); (a @ a).sum().item()"),
     ("first optimizer (imports torch._dynamo)", "torch.optim.SGD([a.requires_grad_()], lr=0.1)"),
-    ("import runner's trainloop and store", "import runner.trainloop, runner.store"),
+    ("import runner's trainloop and store", "import runner.train.loop, runner.queue.store"),
 ]
 STAGE_SCRIPT = "import sys, time\nDEVICE = sys.argv[1]\n" + "".join(
     f"{code}\nprint(time.time(), flush=True)\n" for _, code in STAGES)

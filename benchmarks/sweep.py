@@ -39,9 +39,9 @@ ROOT = HERE.parent
 # it): take the folder off the path.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 sys.path.insert(0, str(ROOT))
-from runner.bytecode import torch_bytecode  # noqa: E402
-from runner.mps import MODES as MPS_MODES  # noqa: E402
-from runner.options import OPTIONS  # noqa: E402
+from runner.pool.bytecode import torch_bytecode  # noqa: E402
+from runner.pool.mps import MODES as MPS_MODES  # noqa: E402
+from runner.train.options import OPTIONS  # noqa: E402
 
 PRECISIONS = OPTIONS["precision"].choices
 

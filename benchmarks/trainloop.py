@@ -28,8 +28,8 @@ sys.path.insert(0, str(HERE.parent))
 import torch  # noqa: E402
 
 from batchfns import gaussian_teacher  # noqa: E402
-from runner.models import MLP  # noqa: E402
-from runner.trainloop import derive_seeds, train  # noqa: E402
+from runner.train.loop import derive_seeds, train  # noqa: E402
+from runner.train.models import MLP  # noqa: E402
 
 D, BATCH, LR = 200, 1024, 0.01
 SETUP: list[float] = []  # runner's set-up seconds per run (data, model init on the CPU, optimizer)
@@ -154,7 +154,8 @@ def main() -> None:
 
 def profile(width: int, steps: int, device: torch.device) -> None:
     """Where runner's time goes: torch.profiler over a whole job, the top operators by self CPU time."""
-    from torch.profiler import ProfilerActivity, profile as torch_profile
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
 
     runner_loop(width, 200, device, True)  # warm-up
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])

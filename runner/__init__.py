@@ -6,6 +6,18 @@
     out = runner.train({...})                  # one job inline, no queue
 
 Importing runner does not import torch: spawned workers must set CUDA_VISIBLE_DEVICES first.
+
+Layout (imports point one way, checked by tests/unit/test_layout.py):
+
+    runner.cli      the click commands                      -> results, pool, queue, train, base
+    runner.results  reading, tables, views, plots, reports  -> queue, base
+    runner.pool     supervisor, worker entry, devices, MPS  -> queue, train, base
+    runner.queue    grid files, submission, the store (SQL) -> train, base
+    runner.train    the loop and its parts                  -> base
+    base            errors, registry, hashing, npy, text (modules directly in runner/): import no subpackage
+
+`runner.train` and `runner.results` are packages that can be called like the functions they are named
+after (runner/_callable.py).
 """
 from __future__ import annotations
 
@@ -18,15 +30,15 @@ __all__ = ["submit", "results", "curves", "grid_array", "GridArray", "arrays", "
            "RunnerError", "UserError"]
 __version__ = "0.1.0"
 
-_LAZY = {
-    "submit": ("runner.submission", "submit"),
-    "results": ("runner.reading", "results"),
-    "curves": ("runner.reading", "curves"),
-    "arrays": ("runner.reading", "arrays"),
-    "grid_array": ("runner.reading", "grid_array"),
-    "GridArray": ("runner.reading", "GridArray"),
-    "train": ("runner.trainloop", "train"),
-    "TrainResult": ("runner.trainloop", "TrainResult"),
+_LAZY = {  # name -> (module, attribute); attribute None: the module itself (a callable package)
+    "submit": ("runner.queue.submission", "submit"),
+    "results": ("runner.results", None),
+    "curves": ("runner.results.reading", "curves"),
+    "arrays": ("runner.results.reading", "arrays"),
+    "grid_array": ("runner.results.reading", "grid_array"),
+    "GridArray": ("runner.results.reading", "GridArray"),
+    "train": ("runner.train", None),
+    "TrainResult": ("runner.train.loop", "TrainResult"),
 }
 
 
@@ -35,7 +47,8 @@ def __getattr__(name: str) -> Any:
         import importlib
 
         module, attr = _LAZY[name]
-        value = getattr(importlib.import_module(module), attr)
+        value = importlib.import_module(module)
+        value = value if attr is None else getattr(value, attr)
         globals()[name] = value
         return value
     raise AttributeError(f"module 'runner' has no attribute {name!r}")

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from .errors import UserError
+from .text import closest, did_you_mean
 
 KINDS = ("batchfn", "model", "grab")
-_BUILTIN_PACKAGES = {"batchfn": "batchfns", "model": "runner.models", "grab": "grabs"}
+_BUILTIN_PACKAGES = {"batchfn": "batchfns", "model": "runner.train.models", "grab": "grabs"}
 _REGISTRY: dict[str, dict[str, Callable[..., Any]]] = {kind: {} for kind in KINDS}
 
 MAIN_MODULE_FIX = (
@@ -109,10 +110,8 @@ def resolve(ref: Any, kind: str) -> Plugin:
         table = registered(kind)
         if ref in table:
             return Plugin(kind, ref, table[ref])
-        import difflib
-
-        close = difflib.get_close_matches(ref, list(table), n=1)
-        hint = f"did you mean {close[0]!r}? " if close else ""
+        near = did_you_mean(ref, table)
+        hint = f"{near} " if near else ""
         raise UserError(
             f"unknown {kind} {ref!r}: {hint}known: {', '.join(sorted(table))}; "
             f"for your own function write 'module:function'"
@@ -138,10 +137,8 @@ def resolve(ref: Any, kind: str) -> Plugin:
     parts = attr.split(".")
     for i, part in enumerate(parts):
         if not hasattr(obj, part):
-            import difflib
-
-            close = difflib.get_close_matches(part, [n for n in dir(obj) if not n.startswith("_")], n=1)
-            fix = f"did you mean '{module_name}:{'.'.join([*parts[:i], close[0]])}'?" if close else "check the name"
+            near = closest(part, [n for n in dir(obj) if not n.startswith("_")])
+            fix = f"did you mean '{module_name}:{'.'.join([*parts[:i], near])}'?" if near else "check the name"
             raise UserError(f"module {module_name!r} has no attribute {attr!r} (from {kind} {ref!r}): {fix}")
         obj = getattr(obj, part)
     if not callable(obj):

@@ -195,7 +195,7 @@ def sql(url: str, statement: str, params: dict | None = None) -> list[tuple]:
     """Run one SQL statement on a runner database (a file path or a URL) and commit; its rows."""
     import sqlalchemy
 
-    from runner.store import sqlalchemy_url
+    from runner.queue.store import sqlalchemy_url
 
     target = sqlalchemy.engine.make_url(sqlalchemy_url(url))
     if target.drivername == "postgresql":

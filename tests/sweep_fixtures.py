@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from runner.store import JobOutcome, JobStatus, Store
+from runner.queue.store import JobOutcome, JobStatus, Store
 
 SWEEP = "toy"
 OTHER = "other"

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-
 from conftest import cli_env, write_sqlite
-from runner.store import SCHEMA_VERSION
+
+from runner.queue.store import SCHEMA_VERSION
 
 OK = "sweep: ok\nbatchfn: gaussian_teacher\nmodel: mlp\nbase: {d: 4, batch_size: 8, steps: 5}\n"
 SIDE_FILES = ("-wal", "-journal", "-shm")

@@ -12,8 +12,8 @@ from numpy.polynomial import hermite_e
 
 import batchfns
 from runner.registry import registered
-from runner.trainloop import derive_seeds, train
-from runner.validate import check_config
+from runner.train.loop import derive_seeds, train
+from runner.train.plan import check_config
 
 CPU = torch.device("cpu")
 

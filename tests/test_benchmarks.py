@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import PG_SERVER, ROOT, cli_env, need_postgres, pg_connection
 
 

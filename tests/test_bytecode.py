@@ -10,7 +10,7 @@ from pathlib import Path
 
 from conftest import cli_env
 
-PROBE = "from runner.bytecode import missing_bytecode_hint as h; print(h('fakepkg'))"
+PROBE = "from runner.pool.bytecode import missing_bytecode_hint as h; print(h('fakepkg'))"
 
 
 def _env(**env: str) -> dict[str, str]:
@@ -68,7 +68,7 @@ def test_no_hint_for_a_package_that_is_not_installed(tmp_path):
 
 def test_workers_print_the_hint_once_at_start(tmp_path):
     """Through the real command: an empty queue, torch read from an empty bytecode prefix."""
-    from runner.store import Store
+    from runner.queue.store import Store
 
     db = str(tmp_path / "jobs.db")
     Store(db, create=True).close()

@@ -12,12 +12,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import ROOT  # noqa: F401  (puts the tests folder on the path for plugins_for_tests)
 
 import runner
-from conftest import ROOT  # noqa: F401  (puts the tests folder on the path for plugins_for_tests)
-from runner.capture import StepGraph, capture_blocker
 from runner.errors import UserError
-from runner.validate import plan_job
+from runner.train.capture import StepGraph, capture_blocker
+from runner.train.plan import plan_job
 
 BASE = dict(batchfn="gaussian_teacher", model="mlp", d=16, width=64, depth=2, batch_size=128, n_test=256,
             steps=300, eval_every=25, lr=0.05, seed=3)

@@ -15,10 +15,10 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import cli_env, worker_pids
 
 import runner
-from conftest import cli_env, worker_pids
-from runner.store import Store
+from runner.queue.store import Store
 
 
 def _busy_workers(db: str) -> list[int]:

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from runner import checkpoint
-from runner.grid import config_hash
-from runner.trainloop import train
+from runner.hashing import config_hash
+from runner.pool.checkpoint_dir import default_dir, job_path
+from runner.train import checkpoints as checkpoint
+from runner.train.loop import train
 
 ONLINE = dict(batchfn="gaussian_teacher", model="mlp", d=10, k=4, width=24, depth=2, batch_size=32, n_test=128,
               steps=700, lr=0.02, optimizer="adam", seed=5, eval_every=50, thresholds=[0.5, 0.2, 0.1], ema=0.9,
@@ -131,9 +132,9 @@ def test_saving_is_atomic_a_failed_write_leaves_the_previous_checkpoint(tmp_path
 
 
 def test_default_dir_sits_beside_a_sqlite_database(tmp_path):
-    assert checkpoint.default_dir(str(tmp_path / "jobs.db")) == tmp_path / "jobs-checkpoints"
-    assert checkpoint.default_dir(f"sqlite:///{tmp_path}/q.sqlite") == tmp_path / "q-checkpoints"
-    assert checkpoint.job_path(tmp_path, 7, "ab" * 16).name == "job-7-abababababab.pt"
+    assert default_dir(str(tmp_path / "jobs.db")) == tmp_path / "jobs-checkpoints"
+    assert default_dir(f"sqlite:///{tmp_path}/q.sqlite") == tmp_path / "q-checkpoints"
+    assert job_path(tmp_path, 7, "ab" * 16).name == "job-7-abababababab.pt"
 
 
 @pytest.mark.gpu

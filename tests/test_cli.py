@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from conftest import EXAMPLES
 
 FAST = ["base.steps=150", "base.n_test=256", "base.eval_every=50"]
@@ -62,7 +61,7 @@ def test_quickstart_end_to_end(run_cli, tmp_path):
 
 def test_both_workers_take_jobs_and_results_come_back_in_python(run_cli, tmp_path):
     import runner
-    from runner.store import Store
+    from runner.queue.store import Store
 
     db = str(tmp_path / "jobs.db")
     grid = dict(sweep="py", batchfn="gaussian_teacher", model="mlp", grabs=["plugins_for_tests:first_layer"],

@@ -24,9 +24,9 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import cli_env, worker_pids
-from runner.store import Store
+
+from runner.queue.store import Store
 
 WORKERS = 4
 LOCKED = ("database is locked", "stayed locked")  # SQLite's own text, and the store's message when it gives up

@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import pytest
-import torch
-
 from conftest import EXAMPLES
-from runner.submission import load_spec, plan_jobs
-from runner.trainloop import train
+
+from runner.queue.submission import load_spec, plan_jobs
+from runner.train.loop import train
 
 STUDIES = {  # file: (jobs in the grid, metric names its first cell must record)
     "mlp_learning_curves.yaml": (96, {"test_loss", "train_loss"}),

@@ -8,11 +8,11 @@ import sys
 import time
 
 import pytest
+from conftest import cli_env, worker_pids
+from test_workers import SLOW, _start_workers, _wait_for
 
 import runner
-from conftest import cli_env, worker_pids
-from runner.store import Store
-from test_workers import SLOW, _running, _start_workers, _wait_for
+from runner.queue.store import Store
 
 TINY = dict(model="mlp", d=4, batch_size=8, width=8, n_test=16, steps=30)
 

@@ -12,10 +12,10 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import cli_env
-from runner.devices import Device, check_fits
+
 from runner.errors import UserError
+from runner.pool.devices import Device, check_fits
 
 FAKE_SMI = """#!/bin/sh
 # two GPUs: 0 with 8000 MiB free, 1 with 2500 MiB free

@@ -1,4 +1,4 @@
-"""Unit tests for runner.grid: parsing, generators, zip/exclude, overrides, hashing, errors, speed."""
+"""Unit tests for runner.queue.grid: parsing, generators, zip/exclude, overrides, hashing, errors, speed."""
 from __future__ import annotations
 
 import hashlib
@@ -14,14 +14,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import runner.grid as grid_module
+import runner.hashing as hashing_module
 from runner.errors import UserError
-from runner.grid import (
+from runner.hashing import canonical_json, config_hash
+from runner.queue.grid import (
     GridSpec,
     apply_overrides,
     axis_names,
-    canonical_json,
-    config_hash,
     expand,
     load_grid,
     parse_grid,
@@ -393,14 +392,14 @@ def test_hash_invariant_under_key_reordering(config, rnd):
 
 def test_canonical_json_without_the_prebuilt_c_encoder(monkeypatch):
     expected = canonical_json(PINNED)
-    monkeypatch.setattr(grid_module, "_C_ENCODE", None)
+    monkeypatch.setattr(hashing_module, "_C_ENCODE", None)
     assert canonical_json(PINNED) == expected and config_hash(PINNED) == "66bbcc6dedcb3e509d5d2da7b6f5a697"
     with pytest.raises(ValueError):
         canonical_json({"x": float("inf")})
 
 
 def test_hash_same_across_processes_and_hash_seeds():
-    code = ("from runner.grid import config_hash; keys = {'alpha', 'beta', 'gamma', 'delta', 'eps'};"
+    code = ("from runner.hashing import config_hash; keys = {'alpha', 'beta', 'gamma', 'delta', 'eps'};"
             "print(config_hash({k: [k, len(k)] for k in keys}), config_hash({'x': {k: 1 for k in keys}}))")
     outputs = set()
     for seed in ("0", "1", "12345"):

@@ -17,10 +17,10 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import cli_env, sql
 
 import runner
-from conftest import cli_env, sql
-from runner.store import Store
+from runner.queue.store import Store
 
 LEASE_S = 4.0  # how long an orphaned job waits before another host may take it
 

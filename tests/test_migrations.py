@@ -7,9 +7,9 @@ generated from the current code), with rows in every table."""
 from __future__ import annotations
 
 import sqlalchemy
-
 from conftest import sql
-from runner.store import SCHEMA_VERSION, JobOutcome, JobStatus, Store, sqlalchemy_url
+
+from runner.queue.store import SCHEMA_VERSION, JobOutcome, JobStatus, Store, sqlalchemy_url
 
 # What runner's first schema (version 1) was; {id}, {blob}, {no_rowid} and {key} differ by dialect.
 SCHEMA_1 = [
@@ -120,6 +120,6 @@ def test_runner_db_upgrade_refuses_what_it_cannot_upgrade(url, run_cli):
 
 
 def test_every_older_schema_has_a_migration():
-    from runner.store import MIGRATIONS
+    from runner.queue.store import MIGRATIONS
 
     assert sorted(MIGRATIONS) == list(range(1, SCHEMA_VERSION))

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from runner.errors import UserError
-from runner.models import MLP, DeepLinear
-from runner.trainloop import _make_optimizer, train
-from runner.validate import check_config
+from runner.train.loop import _make_optimizer, train
+from runner.train.models import MLP, DeepLinear
+from runner.train.plan import check_config
 
 DEFAULTS = dict(lr=0.1, optimizer="sgd", momentum=0.0, nesterov=False, weight_decay=0.0, betas=[0.9, 0.999], eps=1e-8)
 

@@ -15,12 +15,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import cli_env
 
 import runner
-from conftest import cli_env
-from runner import mps
-from runner.devices import Device
 from runner.errors import UserError
+from runner.pool import mps
+from runner.pool.devices import Device
 
 FAKE_CONTROL = """#!/bin/sh
 # stand-in for nvidia-cuda-mps-control: -f makes the control pipe and runs until "quit" on stdin removes it

@@ -10,14 +10,26 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from matplotlib.colors import LogNorm
-
-from runner.cli_plots import plot, report
-from runner.errors import UserError
-from runner.plots import plot_curves, plot_heatmap, plot_scaling
 from sweep_fixtures import (
-    LRS, OTHER, SEEDS, SWEEP, TEST_STEPS, TRAIN_STEPS, WIDTHS, final_test, finished, make_db, mean, status_of,
-    heldout_loss, train_loss,
+    LRS,
+    OTHER,
+    SEEDS,
+    SWEEP,
+    TEST_STEPS,
+    TRAIN_STEPS,
+    WIDTHS,
+    final_test,
+    finished,
+    heldout_loss,
+    make_db,
+    mean,
+    status_of,
+    train_loss,
 )
+
+from runner.cli.plots import plot, report
+from runner.errors import UserError
+from runner.results.plots import plot_curves, plot_heatmap, plot_scaling
 
 
 @pytest.fixture(scope="module")

@@ -11,12 +11,12 @@ import click
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from sweep_fixtures import LRS, OTHER, SEEDS, SWEEP, WIDTHS, final_test, finished, make_db, step_at
 
 import runner
-from runner.cli_plots import report as report_command
+from runner.cli.plots import report as report_command
 from runner.errors import UserError
-from runner.report import write_report
-from sweep_fixtures import LRS, OTHER, SEEDS, SWEEP, WIDTHS, final_test, finished, make_db, step_at
+from runner.results.report import write_report
 
 FIGURES = ["curves_train_loss_by_lr.png", "curves_train_loss_by_width.png", "curves_test_loss_by_lr.png",
            "curves_test_loss_by_width.png", "heatmap_final_test_loss_lr_width.png", "scaling_final_test_loss_width.png"]

@@ -18,16 +18,16 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from conftest import ROOT, cli_env
 
 import runner
-from conftest import ROOT, cli_env
 from runner.cli import main
 from runner.errors import UserError
-from runner.grid import config_hash
+from runner.hashing import config_hash
 from runner.npy import to_npy
-from runner.reading import SUMMARY_COLUMNS
-from runner.store import JobOutcome, JobStatus, Store
-from runner.views import jobs_lines, show_lines, status_lines
+from runner.queue.store import JobOutcome, JobStatus, Store
+from runner.results.reading import SUMMARY_COLUMNS
+from runner.results.views import jobs_lines, show_lines, status_lines
 
 SWEEP = "grid"
 STEPS = (0, 10, 20)

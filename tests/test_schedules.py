@@ -4,11 +4,11 @@ from __future__ import annotations
 import math
 
 import pytest
+from test_checkpoint import StopAfter, _same_results
 
 from runner.errors import UserError
-from runner.trainloop import train
-from runner.validate import check_config
-from test_checkpoint import StopAfter, _same_results
+from runner.train.loop import train
+from runner.train.plan import check_config
 
 BASE = dict(batchfn="gaussian_teacher", model="mlp", d=8, k=4, width=16, depth=1, batch_size=32, n_test=64,
             steps=400, lr=0.1, eval_every=50, seed=3)

@@ -10,9 +10,9 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-
 from conftest import need_postgres, pg_connection, pg_schema_url
-from runner.store import display_url
+
+from runner.queue.store import display_url
 
 PASSWORD = "S3cretPassw0rd"
 URL = f"postgresql+psycopg://runner:{PASSWORD}@127.0.0.1:5432/test"

@@ -1,4 +1,4 @@
-"""Contract tests of runner.store: state machine, claims, fencing, retries, cancel, concurrency
+"""Contract tests of runner.queue.store: state machine, claims, fencing, retries, cancel, concurrency
 across processes, opening errors, reading back.
 
 The store contract runs on both backends: tests that take the `store`, `url` or `new_url` fixture
@@ -18,13 +18,13 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import pg_connection, sql, write_sqlite
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import runner.store as store_mod
-from conftest import pg_connection, sql, write_sqlite
+import runner.queue.store as store_mod
 from runner.errors import StaleTokenError, TransitionError, UserError
-from runner.store import (
+from runner.queue.store import (
     SCHEMA_VERSION,
     TRANSITIONS,
     ClaimedJob,

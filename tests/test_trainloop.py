@@ -4,14 +4,14 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import plugins_for_tests
 import pytest
 import torch
 
-import plugins_for_tests
 from batchfns import gaussian_teacher
-from runner.models import MLP
-from runner.thresholds import LossTracker
-from runner.trainloop import CHUNK, derive_seeds, train
+from runner.train.loop import CHUNK, derive_seeds, train
+from runner.train.models import MLP
+from runner.train.thresholds import LossTracker
 
 BASE = dict(batchfn="gaussian_teacher", model="mlp", d=12, k=4, width=32, depth=1, batch_size=64, n_test=256)
 

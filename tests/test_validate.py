@@ -5,7 +5,7 @@ import pytest
 
 from runner.errors import UserError
 from runner.registry import resolve, to_reference
-from runner.validate import check_config, plan_job
+from runner.train.plan import check_config, plan_job
 
 OK = dict(batchfn="gaussian_teacher", model="mlp", d=8, batch_size=16, lr=0.1, width=32)
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import sqlite3
 
-from runner.grid import config_hash
-from runner.store import Store
+from runner.hashing import config_hash
+from runner.queue.store import Store
 
 
 def _add(store: Store, n: int, offset: int) -> None:

@@ -8,10 +8,10 @@ import sys
 import time
 
 import pytest
+from conftest import cli_env, worker_pids
 
 import runner
-from conftest import cli_env, worker_pids
-from runner.store import Store
+from runner.queue.store import Store
 
 SLOW = dict(batchfn="plugins_for_tests:slow_teacher", model="mlp", d=4, batch_size=8, width=8, n_test=16, eval_every=100)
 
@@ -180,8 +180,8 @@ def test_the_supervisor_never_imports_torch(tmp_path):
     db = str(tmp_path / "jobs.db")
     runner.submit(dict(sweep="light", base=dict(SLOW, steps=5)), db=db)
     script = tmp_path / "pool.py"
-    script.write_text("import sys\nif __name__ == '__main__':\n    from runner.supervisor import run_workers\n"
-                      "    from runner.devices import parse_devices\n"
+    script.write_text("import sys\nif __name__ == '__main__':\n    from runner.pool.supervisor import run_workers\n"
+                      "    from runner.pool.devices import parse_devices\n"
                       f"    code = run_workers({db!r}, parse_devices('cpu'), show_progress=False)\n"
                       "    print(code, 'torch' in sys.modules)\n")
     proc = subprocess.run([sys.executable, str(script)], env=cli_env(), capture_output=True, text=True, timeout=120)

@@ -12,9 +12,9 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from .errors import UserError, error_line
-from .npy import from_npy
-from .store import Store
+from ..errors import UserError, error_line
+from ..npy import from_npy
+from ..queue.store import Store
 
 # Public column contract (DESIGN section 8): these follow the config columns, in this order.
 SUMMARY_COLUMNS = ("status", "attempts", "final_train_loss", "final_test_loss", "steps", "wall_s",

@@ -19,8 +19,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import UserError
 from .devices import Device
-from .errors import UserError
 
 log = logging.getLogger("runner.mps")
 

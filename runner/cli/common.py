@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 import click
 
-from .errors import UserError
+from ..errors import UserError
 
 DB_HELP = "database: a file path or a SQLAlchemy URL (env RUNNER_DB)"
 

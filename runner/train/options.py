@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from .errors import UserError
+from ..errors import UserError
 
 _FLOAT_RE = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 
@@ -75,14 +75,6 @@ OPTIONS: dict[str, Option] = {
     "max_attempts": Option("int", 3, "attempts before a failing job stays failed", check=_pos, rule=">= 1"),
     "priority": Option("int", 0, "higher runs first"),
 }
-
-
-def closest(name: str, candidates: list[str] | tuple[str, ...] | set[str]) -> str | None:
-    """The closest known name to a misspelt one, or None."""
-    import difflib
-
-    found = difflib.get_close_matches(name, sorted(candidates), n=1, cutoff=0.6)
-    return found[0] if found else None
 
 
 def coerce(name: str, value: Any, type_: str, where: str = "") -> Any:

@@ -10,10 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from .grid import GridSpec, config_hash, expand, load_grid, parse_grid
-from .options import OPTIONS
-from .registry import to_reference
-from .validate import check_config
+from ..hashing import config_hash
+from ..registry import to_reference
+from ..train.options import OPTIONS
+from ..train.plan import check_config
+from .grid import GridSpec, expand, load_grid, parse_grid
 
 QUEUE_KEYS = ("priority", "max_attempts")  # stored as job columns, not part of the config hash
 DEFAULT_DB = "jobs.db"

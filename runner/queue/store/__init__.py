@@ -60,8 +60,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL, Dialect, make_url
 from sqlalchemy.schema import CreateIndex, CreateTable
 
-from . import __version__
-from .errors import RunnerError, StaleTokenError, StoreError, TransitionError, UserError
+from ... import __version__
+from ...errors import RunnerError, StaleTokenError, StoreError, TransitionError, UserError
 
 if TYPE_CHECKING:
     from typing import Self

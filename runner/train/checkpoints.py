@@ -18,25 +18,6 @@ log = logging.getLogger("runner.checkpoint")
 FORMAT = 1  # bumped when the layout of the state dict changes; other formats are ignored
 
 
-def default_dir(db: str) -> Path:
-    """Where a queue's checkpoints go unless told: `<db stem>-checkpoints/` beside a SQLite file,
-    `./runner-checkpoints/` for a server database (point every host at a shared folder)."""
-    if "://" in db:
-        from sqlalchemy.engine import make_url
-
-        url = make_url(db)
-        if not url.drivername.startswith("sqlite") or not url.database or url.database == ":memory:":
-            return Path("runner-checkpoints").resolve()
-        db = url.database
-    path = Path(db).expanduser().resolve()
-    return path.with_name(f"{path.stem}-checkpoints")
-
-
-def job_path(directory: str | os.PathLike[str], job_id: int, config_hash: str) -> Path:
-    """The checkpoint file of one job; the hash keeps two databases' job 7 apart."""
-    return Path(directory) / f"job-{job_id}-{config_hash[:12]}.pt"
-
-
 def save(path: Path, state: dict[str, Any]) -> None:
     """Write `state` to `path` atomically: temp file in the same folder, fsync, rename."""
     import torch  # here, not at the top: the supervisor uses this module and never imports torch

@@ -19,9 +19,18 @@ from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
 from matplotlib.ticker import LogFormatter, NullLocator
 
-from .errors import UserError
+from ..errors import UserError
 from .tables import (
-    averaged_note, check_axis, check_value, fmt, is_number, levels, load, long_curves, richer_metrics, stats,
+    averaged_note,
+    check_axis,
+    check_value,
+    fmt,
+    is_number,
+    levels,
+    load,
+    long_curves,
+    richer_metrics,
+    stats,
 )
 
 BANDS = ("minmax", "std")

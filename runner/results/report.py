@@ -14,12 +14,21 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from .errors import UserError
+from ..errors import UserError
+from ..queue.store import JobStatus, display_url
 from .plots import plot_curves, plot_heatmap, plot_scaling
 from .reading import export, results
-from .store import JobStatus, display_url
 from .tables import (
-    SEED_KEYS, axis_keys, config_columns, fmt, fmt_number, is_number, levels, load, richer_metrics, value_columns,
+    SEED_KEYS,
+    axis_keys,
+    config_columns,
+    fmt,
+    fmt_number,
+    is_number,
+    levels,
+    load,
+    richer_metrics,
+    value_columns,
     varying_keys,
 )
 

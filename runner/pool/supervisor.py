@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 from typing import Any
 
+from ..errors import UserError
+from ..queue.store import Store
 from . import mps
 from .bytecode import missing_bytecode_hint
 from .devices import DEFAULT_WORKER_MIB, Device, check_fits
-from .errors import UserError
+from .entry import WorkerOptions, worker_main
 from .progress import Progress
-from .store import Store
-from .worker import WorkerOptions, worker_main
 
 log = logging.getLogger("runner.supervisor")
 
@@ -53,7 +53,7 @@ class WorkerPool:
     max_jobs: int | None = None
     wait: bool = False
     lease_s: float = 60.0
-    checkpoint_dir: str | None = None  # None: beside the database (runner.checkpoint.default_dir)
+    checkpoint_dir: str | None = None  # None: beside the database (runner.pool.checkpoint_dir.default_dir)
     host_id: str | None = None         # the host in worker ids, jobs and attempts; None: this machine's name
     mps: str = "auto"                  # CUDA MPS for several workers per GPU: auto, on or off (runner.mps)
     show_progress: bool = True
@@ -138,7 +138,7 @@ class WorkerPool:
         """Run until every worker has exited; 0 when they all ended cleanly or on a requested stop."""
         store = Store(self.db, lease_s=self.lease_s)
         if self.checkpoint_dir is None:  # resolved once the database URL is known to be good
-            from .checkpoint import default_dir
+            from .checkpoint_dir import default_dir
 
             self.checkpoint_dir = str(default_dir(self.db))
         try:

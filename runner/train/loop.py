@@ -19,12 +19,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import checkpoint
+from ..hashing import config_hash
+from . import checkpoints
 from .capture import StepGraph, capture_blocker
-from .grid import config_hash
+from .plan import JobPlan, plan_job
+from .plan import params as model_params
 from .thresholds import LossTracker, finite_or_none
-from .validate import JobPlan, plan_job
-from .validate import params as model_params
 
 CHUNK = 256  # steps between host reads of the loss
 
@@ -297,7 +297,7 @@ class _Loop:
             self.lr_plan = _LrPlan(o, self.optimizer)
             self.init_params = [p.detach().clone() for p in self.model.parameters()]
             torch.manual_seed(seeds["sample"])  # dropout and other in-model randomness
-            saved = checkpoint.load(self.checkpoint_path, self.config_hash) if self.checkpoint_path else None
+            saved = checkpoints.load(self.checkpoint_path, self.config_hash) if self.checkpoint_path else None
             start = 0
             if saved:
                 start = int(saved["step"])
@@ -383,7 +383,7 @@ class _Loop:
         """Everything needed to continue at `step` exactly as if never interrupted."""
         cuda = self.device.type == "cuda"
         state = {
-            "format": checkpoint.FORMAT, "config_hash": self.config_hash, "step": step,
+            "format": checkpoints.FORMAT, "config_hash": self.config_hash, "step": step,
             "wall_s": self.wall_before + time.perf_counter() - self.started,
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             # the last step's gradients: a grab at the resume step (grad_norm) reads them
@@ -397,7 +397,7 @@ class _Loop:
             "metrics": [[s, n, v] for s, n, v in self.metrics],
             "arrays": [[n, s, torch.from_numpy(np.ascontiguousarray(a))] for n, s, a in self.arrays],
         }
-        checkpoint.save(self.checkpoint_path, state)
+        checkpoints.save(self.checkpoint_path, state)
 
     def _restore(self, state: dict[str, Any]) -> None:
         """Load a checkpoint made by `_save` (the data pipeline already set up for its step)."""

@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 import click
 
-from .cli_common import db_option, user_errors
+from .common import db_option, user_errors
 
 SWEEP_HELP = "the sweep to draw [default: the database's only sweep]"
 
@@ -27,7 +27,7 @@ def _band_option(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 def _sweep_name(db: str, sweep: str | None) -> str:
     """The sweep named, or the only one: default output names need it."""
-    from .tables import resolve_sweep
+    from ..results.tables import resolve_sweep
 
     return resolve_sweep(db, sweep)
 
@@ -47,7 +47,7 @@ def plot() -> None:
 @user_errors
 def curves(db: str, sweep: str | None, metric: str, by: str, band: str, output: str | None) -> None:
     """Mean metric against step, by one key. One line per value of --by, averaged over the other keys."""
-    from .plots import plot_curves
+    from ..results.plots import plot_curves
 
     name = _sweep_name(db, sweep)
     output = output or f"curves_{metric}_by_{by}.png"
@@ -65,7 +65,7 @@ def curves(db: str, sweep: str | None, metric: str, by: str, band: str, output: 
 @user_errors
 def heatmap(db: str, sweep: str | None, value: str, x: str, y: str, output: str | None) -> None:
     """Mean summary value over two keys. Averaged over the other keys; cells without a value grey."""
-    from .plots import plot_heatmap
+    from ..results.plots import plot_heatmap
 
     name = _sweep_name(db, sweep)
     output = output or f"heatmap_{value}_{x}_{y}.png"
@@ -84,7 +84,7 @@ def heatmap(db: str, sweep: str | None, value: str, x: str, y: str, output: str 
 @user_errors
 def scaling(db: str, sweep: str | None, value: str, x: str, by: str, band: str, output: str | None) -> None:
     """Summary value against a size, log-log. Learning curves: one line per value of --by, mean over seeds."""
-    from .plots import plot_scaling
+    from ..results.plots import plot_scaling
 
     name = _sweep_name(db, sweep)
     output = output or f"scaling_{value}_{x}.png"
@@ -100,7 +100,7 @@ def scaling(db: str, sweep: str | None, value: str, x: str, by: str, band: str, 
 @user_errors
 def report(db: str, sweep: str | None, output: str | None) -> None:
     """Markdown report with tables and figures. Writes summary.md, results.csv and the figures that fit the grid."""
-    from .report import write_report
+    from ..results.report import write_report
 
     name = _sweep_name(db, sweep)
     written = write_report(db, name, output or f"{name}-report")

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any, Callable
+from typing import Any
 
 import click
 
-from .cli_common import db_option, user_errors
-from .errors import UserError
-from .mps import MODES as MPS_MODES
+from ..errors import UserError
+from ..pool.mps import MODES as MPS_MODES
+from .common import db_option, user_errors
+
 
 class _OneLineGroup(click.Group):
     """click's own usage errors (a bad option value, an unknown command) end in one line and exit 2 too."""
@@ -44,7 +45,7 @@ def main() -> None:
 @user_errors
 def submit(grid: str, overrides: tuple[str, ...], db: str, dry_run: bool) -> None:
     """Expand GRID (a YAML file) into jobs; OVERRIDES like lr=0.01,0.1 base.steps=2000."""
-    from .submission import submit as do_submit
+    from ..queue.submission import submit as do_submit
 
     report = do_submit(grid, db=db, overrides=overrides, dry_run=dry_run)
     click.echo(str(report))
@@ -74,8 +75,8 @@ def workers(devices: str | None, per_device: int, db: str, sweep: str | None, ma
             lease_s: float, checkpoint_dir: str | None, worker_mib: int | None, host_id: str | None, mps: str,
             quiet: bool, verbose: bool) -> None:
     """Run workers pinned to devices until the queue is empty (or forever with --wait)."""
-    from .devices import parse_devices
-    from .supervisor import run_workers
+    from ..pool.devices import parse_devices
+    from ..pool.supervisor import run_workers
 
     level = "INFO" if verbose else "WARNING"
     logging.basicConfig(level=level, format="%(asctime)s [supervisor] %(message)s", stream=sys.stderr)
@@ -94,9 +95,9 @@ def workers(devices: str | None, per_device: int, db: str, sweep: str | None, ma
 @user_errors
 def status(db: str, sweep: str | None, watch: bool, interval: float) -> None:
     """Jobs per state per sweep, throughput and ETA, live workers, the latest failures."""
-    from .store import Store
-    from .views import status_lines
-    from .views import watch as watch_status
+    from ..queue.store import Store
+    from ..results.views import status_lines
+    from ..results.views import watch as watch_status
 
     store = Store(db)
     try:
@@ -117,8 +118,8 @@ def status(db: str, sweep: str | None, watch: bool, interval: float) -> None:
 @user_errors
 def jobs(db: str, sweep: str | None, states: tuple[str, ...], limit: int) -> None:
     """List jobs: id, sweep, status, attempts, device, wall time, the config keys that vary, error."""
-    from .store import Store
-    from .views import jobs_lines
+    from ..queue.store import Store
+    from ..results.views import jobs_lines
 
     with Store(db) as store:
         click.echo("\n".join(jobs_lines(store, sweep, states, limit)))
@@ -130,8 +131,8 @@ def jobs(db: str, sweep: str | None, states: tuple[str, ...], limit: int) -> Non
 @user_errors
 def show(job_id: int, db: str) -> None:
     """One job in full: config, attempts and outcomes, summary, metrics, arrays, error traceback."""
-    from .store import Store
-    from .views import show_lines
+    from ..queue.store import Store
+    from ..results.views import show_lines
 
     with Store(db) as store:
         click.echo("\n".join(show_lines(store, job_id)))
@@ -144,8 +145,8 @@ def show(job_id: int, db: str) -> None:
 @user_errors
 def results(db: str, sweep: str | None, output: str | None) -> None:
     """One row per job: config, status, attempts, final losses, steps, wall time, device."""
-    from .reading import export
-    from .reading import results as read_results
+    from ..results.reading import export
+    from ..results.reading import results as read_results
 
     df = read_results(db, sweep)
     if output:
@@ -177,7 +178,7 @@ def results(db: str, sweep: str | None, output: str | None) -> None:
 @user_errors
 def cancel(job_ids: tuple[int, ...], db: str, sweep: str | None) -> None:
     """Cancel jobs by id, or a whole sweep; running ones stop at their next heartbeat."""
-    from .store import Store
+    from ..queue.store import Store
 
     if not job_ids and sweep is None:
         raise UserError("name job ids or --sweep NAME to cancel")
@@ -197,7 +198,7 @@ def cancel(job_ids: tuple[int, ...], db: str, sweep: str | None) -> None:
 @user_errors
 def retry(db: str, sweep: str | None, states: tuple[str, ...]) -> None:
     """Put failed (or diverged, cancelled) jobs back in the queue with fresh attempts."""
-    from .store import JobStatus, Store
+    from ..queue.store import JobStatus, Store
 
     store = Store(db)
     try:
@@ -217,7 +218,7 @@ def db_group() -> None:
 @user_errors
 def upgrade(db: str) -> None:
     """Migrate a database made by an older runner to this runner's schema (stop its workers first)."""
-    from .store import SCHEMA_VERSION, Store, display_url
+    from ..queue.store import SCHEMA_VERSION, Store, display_url
 
     store = Store(db, upgrade=True)
     store.close()
@@ -227,7 +228,7 @@ def upgrade(db: str) -> None:
         click.echo(f"upgraded {display_url(db)} from schema {store.upgraded_from} to {SCHEMA_VERSION}")
 
 
-from .cli_plots import plot, report  # noqa: E402  (its commands join the main group)
+from .plots import plot, report  # noqa: E402  (its commands join the main group)
 
 main.add_command(plot)
 main.add_command(report)

@@ -1,66 +1,22 @@
-"""A worker process: claim a job, train it, write the results back, repeat.
+"""A worker process's life after its device is pinned: claim a job, train it, write the results
+back, repeat, with a heartbeat thread renewing the lease beside it.
 
-`worker_main` is the spawn target. It takes plain values only and sets CUDA_VISIBLE_DEVICES
-before torch is imported, so this module must not import torch (or anything that does) at the top.
+Imported by runner.pool.entry once CUDA_VISIBLE_DEVICES is set, so it may import torch.
 """
 from __future__ import annotations
 
 import logging
 import os
-import signal
-import sys
 import threading
 import time
 import traceback
-from dataclasses import dataclass
 from typing import Any
+
+from .entry import WorkerOptions
 
 log = logging.getLogger("runner.worker")
 
 DRAIN_POLL_S = 0.2  # how often an idle worker checks whether the other workers' last jobs are done
-
-
-@dataclass(frozen=True)
-class WorkerOptions:
-    """Everything a worker needs, as plain picklable values."""
-
-    db: str
-    checkpoint_dir: str
-    worker_id: str
-    host: str           # the supervisor's host id (--host-id; default this machine's name)
-    device_label: str   # 'cuda:1' or 'cpu', as shown to users and stored with results
-    visible: str        # CUDA_VISIBLE_DEVICES for this process ('' for CPU workers)
-    threads: int        # torch intra-op threads
-    sweep: str | None = None
-    max_jobs: int | None = None
-    wait: bool = False
-    poll_s: float = 1.0
-    lease_s: float = 60.0
-    log_level: str = "INFO"
-
-
-def worker_main(opts: WorkerOptions) -> None:
-    """Spawn target: pin the device, then run jobs until the queue is empty or we are told to stop."""
-    os.environ["CUDA_VISIBLE_DEVICES"] = opts.visible
-    if "torch" in sys.modules:  # pragma: no cover - a bug in how we were started
-        raise RuntimeError("torch was imported before CUDA_VISIBLE_DEVICES was set")
-    logging.basicConfig(level=opts.log_level, format=f"%(asctime)s [{opts.worker_id}] %(message)s", stream=sys.stderr)
-    stop = threading.Event()
-
-    def on_term(signum: int, frame: Any) -> None:
-        if stop.is_set():  # second request: give up now; the supervisor returns the job to the queue
-            os._exit(128 + signum)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_term)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the supervisor, which tells us
-    Worker(opts, stop).run()
-    # Everything is written and the store is closed: leave without tearing down torch's modules,
-    # which takes the better part of a second per worker and delays the end of every pool.
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
 
 
 class Worker:
@@ -69,7 +25,7 @@ class Worker:
     def __init__(self, opts: WorkerOptions, stop: threading.Event):
         import torch
 
-        from .store import Store
+        from ..queue.store import Store
 
         self.opts, self.stop = opts, stop
         torch.set_num_threads(max(1, opts.threads))
@@ -141,13 +97,14 @@ class Worker:
                 log.warning("heartbeat failed: %s", exc)
 
     def _run_job(self, job: Any) -> None:
-        from . import checkpoint
-        from .grid import config_hash
-        from .store import JobStatus, StaleTokenError
+        from ..hashing import config_hash
+        from ..queue.store import JobStatus, StaleTokenError
+        from ..train import checkpoints
+        from .checkpoint_dir import job_path
 
         self.lease_lost.clear()
         self.current = (job.id, job.token)
-        ckpt = checkpoint.job_path(self.opts.checkpoint_dir, job.id, config_hash(job.config))
+        ckpt = job_path(self.opts.checkpoint_dir, job.id, config_hash(job.config))
         try:
             outcome = self._train(job, ckpt)
             if outcome is None:  # stopped (released with a checkpoint) or taken over: nothing to write
@@ -158,7 +115,7 @@ class Worker:
                 log.warning("job %d: write-back refused, another worker owns it now (%s)", job.id, exc)
                 return
             if outcome.status != JobStatus.FAILED:  # a failed job keeps its checkpoint: its retry resumes there
-                checkpoint.remove(ckpt)
+                checkpoints.remove(ckpt)
         finally:
             self.current = None
 
@@ -166,9 +123,9 @@ class Worker:
         """Train one claimed job; its JobOutcome, or None when there is nothing to write back."""
         import torch
 
-        from .npy import to_npy
-        from .store import JobOutcome, JobStatus, StaleTokenError
-        from .trainloop import train
+        from ..npy import to_npy
+        from ..queue.store import JobOutcome, JobStatus, StaleTokenError
+        from ..train.loop import train
 
         t0 = time.perf_counter()
         if self.device != "cpu":
@@ -217,7 +174,7 @@ def _warm_up(torch: Any, device: str) -> None:
     """Pay once, before the first claim, what the first job would otherwise carry in its own
     wall_s: runner's trainloop imports, torch.optim's first use (it imports torch._dynamo: 1-3 s
     measured) and, on a GPU, the cuBLAS handle."""
-    from . import trainloop  # noqa: F401
+    from ..train import loop as trainloop  # noqa: F401
 
     param = torch.zeros(4, 4, device=device, requires_grad=True)
     torch.optim.SGD([param], lr=0.0)

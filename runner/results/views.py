@@ -11,9 +11,9 @@ import sys
 import time
 from typing import Any, Sequence, TextIO
 
-from .errors import UserError, error_line
-from .progress import format_duration
-from .store import JobStatus, Store
+from ..errors import UserError, error_line
+from ..queue.store import JobStatus, Store
+from ..text import format_duration
 
 WINDOW_S = 300.0      # throughput is measured over the last 5 minutes (or since the sweep started)
 FAILURES_SHOWN = 5

@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Callable, Literal, get_args, get_origin
 
-from .errors import UserError
-from .options import OPTIONS, PLUGIN_KEYS, check_option, closest, coerce
-from .registry import Plugin, resolve
+from ..errors import UserError
+from ..registry import Plugin, resolve
+from ..text import did_you_mean
+from .options import OPTIONS, PLUGIN_KEYS, check_option, coerce
 
 # Names runner fills in itself; a config may not set the first two groups.
 BATCHFN_INJECTED = ("gen", "device", "batch_size")
@@ -127,8 +128,7 @@ def check_config(config: dict[str, Any]) -> dict[str, Any]:
             if key in MODEL_INJECTED:
                 raise UserError(f"unknown key {key!r}: model {config['model']!r} takes no {key}")
             known = set(OPTIONS) | set(consumers) | set(PLUGIN_KEYS)
-            near = closest(key, known)
-            hint = f"did you mean {near!r}?" if near else "no batch function, model, grab or trainloop option takes it"
+            hint = did_you_mean(key, known) or "no batch function, model, grab or trainloop option takes it"
             raise UserError(f"unknown key {key!r}: {hint}")
         for who, p in takers:
             if p.type is not None and key not in OPTIONS:

@@ -11,9 +11,9 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from .errors import UserError
+from ..errors import UserError
+from ..queue.store import Store
 from .reading import curves, results
-from .store import Store
 
 SEED_KEYS = ("seed",)  # averaged over, never plotted as an axis when another key varies
 CURVE_COLUMNS = ["job_id", "step", "metric", "value"]

@@ -1,0 +1,28 @@
+"""Where a pool's checkpoint files go: a folder chosen from the database, one file per job.
+
+Torch-free (the supervisor resolves the folder before any worker starts); the files themselves are
+written and read by runner.train.checkpoints.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def default_dir(db: str) -> Path:
+    """Where a queue's checkpoints go unless told: `<db stem>-checkpoints/` beside a SQLite file,
+    `./runner-checkpoints/` for a server database (point every host at a shared folder)."""
+    if "://" in db:
+        from sqlalchemy.engine import make_url
+
+        url = make_url(db)
+        if not url.drivername.startswith("sqlite") or not url.database or url.database == ":memory:":
+            return Path("runner-checkpoints").resolve()
+        db = url.database
+    path = Path(db).expanduser().resolve()
+    return path.with_name(f"{path.stem}-checkpoints")
+
+
+def job_path(directory: str | os.PathLike[str], job_id: int, config_hash: str) -> Path:
+    """The checkpoint file of one job; the hash keeps two databases' job 7 apart."""
+    return Path(directory) / f"job-{job_id}-{config_hash[:12]}.pt"

@@ -1,0 +1,60 @@
+"""The spawn target of every worker process, and the plain values it is started with.
+
+`worker_main` takes plain values only and sets CUDA_VISIBLE_DEVICES before torch is imported, so
+this module never imports torch or anything that does (the supervisor imports it too). The
+claim-train-write loop is in runner.pool.worker, imported once the device is pinned.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    """Everything a worker needs, as plain picklable values."""
+
+    db: str
+    checkpoint_dir: str
+    worker_id: str
+    host: str           # the supervisor's host id (--host-id; default this machine's name)
+    device_label: str   # 'cuda:1' or 'cpu', as shown to users and stored with results
+    visible: str        # CUDA_VISIBLE_DEVICES for this process ('' for CPU workers)
+    threads: int        # torch intra-op threads
+    sweep: str | None = None
+    max_jobs: int | None = None
+    wait: bool = False
+    poll_s: float = 1.0
+    lease_s: float = 60.0
+    log_level: str = "INFO"
+
+
+def worker_main(opts: WorkerOptions) -> None:
+    """Spawn target: pin the device, then run jobs until the queue is empty or we are told to stop."""
+    os.environ["CUDA_VISIBLE_DEVICES"] = opts.visible
+    if "torch" in sys.modules:  # pragma: no cover - a bug in how we were started
+        raise RuntimeError("torch was imported before CUDA_VISIBLE_DEVICES was set")
+    logging.basicConfig(level=opts.log_level, format=f"%(asctime)s [{opts.worker_id}] %(message)s", stream=sys.stderr)
+    stop = threading.Event()
+
+    def on_term(signum: int, frame: Any) -> None:
+        if stop.is_set():  # second request: give up now; the supervisor returns the job to the queue
+            os._exit(128 + signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the supervisor, which tells us
+    from .worker import Worker  # imports torch: only now that the device is pinned
+
+    Worker(opts, stop).run()
+    # Everything is written and the store is closed: leave without tearing down torch's modules,
+    # which takes the better part of a second per worker and delays the end of every pool.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
