@@ -2,6 +2,8 @@
 message as one line and exits with code 2, never a traceback."""
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class RunnerError(Exception):
     """Base class for every error runner raises on purpose."""
@@ -14,6 +16,17 @@ class UserError(RunnerError):
     """
 
     exit_code = 2
+
+
+class NoSuchSweep(UserError):
+    """A sweep named on the command line or in a call is not in the database: the one wording
+    every command and reader uses, with the sweeps that are there and how to list them."""
+
+    def __init__(self, name: str, where: str, known: Sequence[str]) -> None:
+        shown = ", ".join(known[:10]) + (", ..." if len(known) > 10 else "")
+        super().__init__(f"no sweep {name!r} in {where} (sweeps there: {shown or 'none'}): "
+                         "pick one of those, or list them with `runner status`")
+        self.name, self.known = name, list(known)
 
 
 class StoreError(RunnerError):

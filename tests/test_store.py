@@ -22,7 +22,8 @@ from conftest import pg_connection, sql, write_sqlite
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import runner.queue.store as store_mod
+import runner.queue.store.engine as engine_mod
+import runner.queue.store.jobs as jobs_mod
 from runner.errors import StaleTokenError, TransitionError, UserError
 from runner.queue.store import (
     SCHEMA_VERSION,
@@ -95,7 +96,7 @@ def test_every_allowed_move_works_and_every_other_is_refused_in_the_database(sto
         for target in JobStatus:
             job_id = _job_in(store, source, f"{source}-{target}")
             def move(tx, job_id=job_id, target=target):  # through the one move helper
-                store_mod._move(tx, job_id, target)
+                jobs_mod._move(tx, job_id, target)
 
             if target in TRANSITIONS[source]:
                 store._write(move)
@@ -116,7 +117,7 @@ def test_disallowed_moves_through_the_api_raise_and_change_nothing(store):
     with pytest.raises(TransitionError, match="running"):
         store.retry(statuses=[S.RUNNING])
     with pytest.raises(TransitionError):
-        store_mod._guarded(S.RUNNING, sources=[S.DONE])
+        jobs_mod._guarded(S.RUNNING, sources=[S.DONE])
     assert store.cancel(job_ids=[done]) == 0  # a finished job is not cancelled
     with pytest.raises(StaleTokenError):
         store.finish(pending, 0, _done())
@@ -556,7 +557,7 @@ def test_a_long_write_lock_is_waited_out_and_a_stuck_one_is_a_user_error(url, ba
         t0 = time.monotonic()
         assert s.claim("w", host=HOST, device=DEV) is not None  # waited for the lock, no error
         assert time.monotonic() - t0 > 0.3
-    monkeypatch.setattr(store_mod, "BUSY_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(engine_mod, "BUSY_TIMEOUT_S", 0.2)
     blocker.lock()
     try:
         with Store(db) as s:

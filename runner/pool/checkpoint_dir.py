@@ -8,18 +8,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..queue.store import sqlite_file
+
 
 def default_dir(db: str) -> Path:
     """Where a queue's checkpoints go unless told: `<db stem>-checkpoints/` beside a SQLite file,
     `./runner-checkpoints/` for a server database (point every host at a shared folder)."""
-    if "://" in db:
-        from sqlalchemy.engine import make_url
-
-        url = make_url(db)
-        if not url.drivername.startswith("sqlite") or not url.database or url.database == ":memory:":
-            return Path("runner-checkpoints").resolve()
-        db = url.database
-    path = Path(db).expanduser().resolve()
+    database = sqlite_file(db)
+    if database is None:
+        return Path("runner-checkpoints").resolve()
+    path = Path(database).expanduser().resolve()
     return path.with_name(f"{path.stem}-checkpoints")
 
 

@@ -1,0 +1,367 @@
+"""Job moves: the transition table, the guarded UPDATE every status change goes through, the named
+statements of the claim/finish path, and the queue operations built on them (submit, claim,
+heartbeat, finish, release, reap, cancel, retry) with the worker registry."""
+from __future__ import annotations
+
+import functools
+import json
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from ... import __version__
+from ...errors import NoSuchSweep, StaleTokenError, StoreError, TransitionError, UserError
+from ..states import AttemptOutcome, JobStatus
+from .engine import _chunks, _Tx
+from .reads import Reads
+from .schema import _status_in, arrays_t, attempts_t, jobs_t, metrics_t, results_t, workers_t
+
+REAP_EVERY_S = 1.0       # PostgreSQL: a claim looks for expired leases at most this often per process
+
+S = JobStatus
+TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
+    S.PENDING: frozenset({S.RUNNING, S.CANCELLED}),
+    S.RUNNING: frozenset({S.DONE, S.FAILED, S.DIVERGED, S.PENDING, S.CANCELLED}),
+    S.FAILED: frozenset({S.PENDING}),
+    S.DIVERGED: frozenset({S.PENDING}),
+    S.CANCELLED: frozenset({S.PENDING}),
+    S.DONE: frozenset(),
+}
+SOURCES = {t: frozenset(s for s, targets in TRANSITIONS.items() if t in targets) for t in JobStatus}
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    """A job a worker now holds: its config, and the fencing token its writes must carry."""
+    id: int
+    sweep: str
+    config: dict
+    token: int
+    attempts: int
+    max_attempts: int
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """What a worker writes back at the end of a job (status DONE, FAILED or DIVERGED)."""
+    status: JobStatus
+    summary: dict[str, Any]
+    metrics: Sequence[tuple[int, str, float]] = ()   # (step, name, value); the last of duplicates wins
+    arrays: Sequence[tuple[str, int, bytes]] = ()    # (name, step, npy bytes)
+    error: str | None = None                         # traceback (FAILED) or reason (DIVERGED)
+
+
+def _p(**params: Any) -> dict[str, Any]:
+    """Values for bindparam("p_<name>"): the prefix keeps them apart from column names."""
+    return {f"p_{k}": v for k, v in params.items()}
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "tolist"):  # numpy scalars and arrays
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON-serialisable")
+
+
+_dumps = json.JSONEncoder(separators=(",", ":"), default=_json_default).encode
+
+
+# --- state moves: the one place a job's status changes ---------------------------------------------
+def _guarded(target: JobStatus, *where: Any, sources: Iterable[JobStatus] | None = None) -> Any:
+    """UPDATE jobs SET status = target WHERE status IN (sources) AND where...; every source must be
+    allowed to move to target by TRANSITIONS (default: all that are)."""
+    allowed = SOURCES[target]
+    sources = allowed if sources is None else frozenset(JobStatus(s) for s in sources)
+    if not sources or not sources <= allowed:
+        bad = ", ".join(sorted(s.value for s in sources - allowed)) or "nothing"
+        raise TransitionError(f"jobs cannot move from {bad} to {target}")
+    return update(jobs_t).where(_status_in(sources), *where).values(status=target.value)
+
+
+@functools.cache
+def _move_stmt(target: JobStatus, keys: tuple[str, ...], fenced: bool) -> Any:
+    where = [jobs_t.c.id == bindparam("p_job_id")] + ([jobs_t.c.token == bindparam("p_fence")] if fenced else [])
+    return _guarded(target, *where, sources=[S.RUNNING] if fenced else None).values(
+        {k: bindparam(f"p_{k}") for k in keys})
+
+
+def _move(tx: _Tx, job_id: int, target: JobStatus, token: int | None = None, **values: Any) -> None:
+    """Move one job to target, setting values. With a token the job must be running with that token
+    (StaleTokenError otherwise); without, it must be in a state allowed to move (TransitionError)."""
+    params = _p(job_id=job_id, fence=token, **values)
+    if tx.run(_move_stmt(target, tuple(sorted(values)), token is not None), params).rowcount == 1:
+        return
+    row = tx.one(select(jobs_t.c.status, jobs_t.c.token).where(jobs_t.c.id == job_id))
+    if row is None:
+        raise StoreError(f"no job {job_id} in the database")
+    if token is not None and (row[1] != token or row[0] != S.RUNNING.value):
+        raise StaleTokenError(f"job {job_id}: token {token} is stale (the job is {row[0]}, token {row[1]})")
+    raise TransitionError(f"job {job_id} is {row[0]}: it cannot move to {target}")
+
+
+def _requeue(tx: _Tx, held: tuple, now: float, *, reason: str, outcome: AttemptOutcome, count_attempt: bool) -> None:
+    """A running job (id, token, attempts, max_attempts) goes back to pending, or to failed when
+    its last counted attempt ended; its attempt row is closed."""
+    job_id, token, attempts, max_attempts = held
+    if count_attempt and attempts >= max_attempts:
+        _move(tx, job_id, S.FAILED, token, lease_until=None, finished_at=now, error=reason)
+    elif count_attempt:
+        _move(tx, job_id, S.PENDING, token, lease_until=None, error=reason)
+    else:  # a graceful stop: this attempt does not count
+        _move(tx, job_id, S.PENDING, token, lease_until=None, attempts=attempts - 1)
+    tx.run(Q_END_ATTEMPT, _p(job_id=job_id, fence=token, now=now, outcome=outcome.value, error=reason))
+
+
+# --- named statements (bound values are p_<name>) --------------------------------------------------
+_next_pending = (select(jobs_t.c.id).where(jobs_t.c.status == S.PENDING.value)
+                 .order_by(jobs_t.c.priority.desc(), jobs_t.c.id))
+_claimed = {"token": jobs_t.c.token + 1, "attempts": jobs_t.c.attempts + 1, "worker": bindparam("p_worker"),
+            "host": bindparam("p_host"), "device": bindparam("p_device"), "lease_until": bindparam("p_lease"),
+            "started_at": bindparam("p_now"), "finished_at": None}
+_held = (jobs_t.c.id, jobs_t.c.token, jobs_t.c.attempts, jobs_t.c.max_attempts)
+# FOR UPDATE [SKIP LOCKED] is for PostgreSQL, where claimers run side by side: a claim or a reap
+# skips rows another transaction holds, and a select that precedes a fenced move locks its rows.
+# SQLite renders none of it (BEGIN IMMEDIATE already serialises writers).
+Q_CLAIM = (  # the next pending job by priority, then age: pending -> running, token + 1
+    _guarded(S.RUNNING, jobs_t.c.id == _next_pending.limit(1).with_for_update(skip_locked=True).scalar_subquery())
+    .values(_claimed).returning(*_held, jobs_t.c.sweep, jobs_t.c.config))
+Q_CLAIM_SWEEP = (  # the same within one sweep
+    _guarded(S.RUNNING, jobs_t.c.id == _next_pending.where(jobs_t.c.sweep == bindparam("p_sweep")).limit(1)
+             .with_for_update(skip_locked=True).scalar_subquery())
+    .values(_claimed).returning(*_held, jobs_t.c.sweep, jobs_t.c.config))
+Q_START_ATTEMPT = insert(attempts_t).values(  # one history row per claim
+    job_id=bindparam("p_job_id"), token=bindparam("p_token"), worker=bindparam("p_worker"),
+    host=bindparam("p_host"), device=bindparam("p_device"), started_at=bindparam("p_now"))
+Q_END_ATTEMPT = update(attempts_t).where(  # close the history row of (job, token)
+    attempts_t.c.job_id == bindparam("p_job_id"), attempts_t.c.token == bindparam("p_fence"),
+).values(ended_at=bindparam("p_now"), outcome=bindparam("p_outcome"), error=bindparam("p_error"))
+Q_HELD = select(*_held).where(  # a job we hold with this token
+    jobs_t.c.id == bindparam("p_job_id"), jobs_t.c.token == bindparam("p_fence"), jobs_t.c.status == S.RUNNING.value,
+).with_for_update()
+Q_EXPIRED = select(*_held).where(  # running jobs whose lease ran out
+    jobs_t.c.status == S.RUNNING.value, jobs_t.c.lease_until < bindparam("p_now")).with_for_update(skip_locked=True)
+Q_OF_WORKER = select(*_held).where(  # a worker's running jobs
+    jobs_t.c.status == S.RUNNING.value, jobs_t.c.worker == bindparam("p_worker")).with_for_update()
+Q_HEARTBEAT = update(jobs_t).where(  # renew a lease we still hold
+    jobs_t.c.id == bindparam("p_job_id"), jobs_t.c.token == bindparam("p_fence"), jobs_t.c.status == S.RUNNING.value,
+).values(lease_until=bindparam("p_lease"))
+Q_RESULT, Q_METRIC, Q_ARRAY = insert(results_t), insert(metrics_t), insert(arrays_t)  # a job's final write
+
+
+def _upserts(upsert: Any) -> tuple[Any, Any]:
+    """(Q_ADD, Q_REGISTER) built with one dialect's insert (the same on_conflict API, separate classes)."""
+    add = upsert(jobs_t).on_conflict_do_nothing(index_elements=[jobs_t.c.sweep, jobs_t.c.config_hash])  # idempotent
+    register = upsert(workers_t).values(worker=bindparam("p_worker"), host=bindparam("p_host"), pid=bindparam("p_pid"),
+                                        device=bindparam("p_device"), started_at=bindparam("p_now"),
+                                        seen_at=bindparam("p_now"), version=bindparam("p_version"))
+    return add, register.on_conflict_do_update(  # a worker (re)starts
+        index_elements=[workers_t.c.worker],
+        set_={c: register.excluded[c] for c in ("host", "pid", "device", "started_at", "seen_at", "version")}
+        | {"job_id": None, "exited_at": None})
+
+
+_by_dialect = {"sqlite": _upserts(sqlite_insert), "postgresql": _upserts(pg_insert)}
+Q_ADD = {name: q[0] for name, q in _by_dialect.items()}        # by dialect name
+Q_REGISTER = {name: q[1] for name, q in _by_dialect.items()}   # by dialect name
+Q_SEEN = update(workers_t).where(workers_t.c.worker == bindparam("p_worker")).values(  # a worker is alive
+    seen_at=bindparam("p_now"), job_id=bindparam("p_current"))
+Q_EXITED = update(workers_t).where(  # a worker is gone
+    workers_t.c.worker == bindparam("p_worker"), workers_t.c.exited_at.is_(None)).values(
+    exited_at=bindparam("p_now"), job_id=None)
+
+
+# --- the operations --------------------------------------------------------------------------------
+class JobOps(Reads):
+    """The queue's writes: every one a single transaction through `_write`, every status change a
+    guarded move. Built on Reads, which names the sweeps there when a command names a missing one."""
+
+    def __init__(self, db: str, *, create: bool = False, lease_s: float = 60.0, upgrade: bool = False,
+                 autocheckpoint: bool = True) -> None:
+        self.lease_s = float(lease_s)
+        self._reap_after, self._shortest_lease = 0.0, self.lease_s  # PostgreSQL's reap cadence (see claim)
+        super().__init__(db, create=create, upgrade=upgrade, autocheckpoint=autocheckpoint)
+
+    # --- submit ----------------------------------------------------------------------------------
+    def add_jobs(self, sweep: str, jobs: Sequence[tuple[str, dict]], *, priority: int = 0,
+                 max_attempts: int = 3) -> tuple[int, int]:
+        """Add (config_hash, config) pairs as pending jobs; returns (added, already there)."""
+        if not isinstance(sweep, str) or not sweep:
+            raise UserError(f"a sweep needs a non-empty name, got {sweep!r}")
+        if max_attempts < 1:
+            raise UserError(f"max_attempts must be at least 1, got {max_attempts}")
+        jobs = list(jobs)
+        hashes = select(jobs_t.c.config_hash).where(jobs_t.c.sweep == sweep)
+        known = self._read(lambda tx: {r[0] for r in tx.all(hashes)}) if jobs else set()
+        now, status = time.time(), S.PENDING.value  # rows are built before the write lock is taken
+        rows = [(sweep, h, _dumps(config), status, int(priority), 0, int(max_attempts), 0, now)
+                for h, config in jobs if h not in known]
+        keys = ("sweep", "config_hash", "config", "status", "priority", "attempts", "max_attempts", "token",
+                "created_at")
+        added = self._write(lambda tx: tx.many(Q_ADD[tx.dialect.name], keys, rows)) if rows else 0  # ON CONFLICT: racing submits
+        return added, len(jobs) - added
+
+    # --- workers ---------------------------------------------------------------------------------
+    def claim(self, worker: str, *, host: str, device: str, sweep: str | None = None,
+              lease_s: float | None = None) -> ClaimedJob | None:
+        """Reap expired leases, then take the next pending job (highest priority, oldest), or None.
+
+        PostgreSQL: a process reaps at most every min(REAP_EVERY_S, its shortest lease / 4) seconds;
+        finding expired leases scans the index entries of every job that ran since the last
+        VACUUM (MVCC keeps them), which on every claim made a fast queue slower the longer it ran."""
+        lease = self.lease_s if lease_s is None else lease_s
+        self._shortest_lease = min(self._shortest_lease, lease)
+
+        def body(tx: _Tx) -> ClaimedJob | None:
+            now = time.time()
+            if self.sqlite or now >= self._reap_after:
+                self._reap(tx, now)
+                self._reap_after = now + min(REAP_EVERY_S, self._shortest_lease / 4)
+            params = _p(worker=worker, host=host, device=device, now=now, sweep=sweep, lease=now + lease)
+            row = tx.one(Q_CLAIM if sweep is None else Q_CLAIM_SWEEP, params)
+            if row is None:
+                return None
+            job_id, token, attempts, max_attempts, job_sweep, config = row
+            tx.run(Q_START_ATTEMPT, params | _p(job_id=job_id, token=token))
+            return ClaimedJob(job_id, job_sweep, json.loads(config), token, attempts, max_attempts)
+        return self._write(body)
+
+    def heartbeat(self, job_id: int, token: int, lease_s: float | None = None) -> bool:
+        """Renew the lease; False when the job is no longer ours (stale token, cancelled, reaped)."""
+        lease = time.time() + (self.lease_s if lease_s is None else lease_s)
+        return self._write(lambda tx: tx.run(Q_HEARTBEAT, _p(job_id=job_id, fence=token, lease=lease)).rowcount == 1)
+
+    def finish(self, job_id: int, token: int, outcome: JobOutcome) -> JobStatus:
+        """Write a job's outcome in one transaction. A FAILED attempt with attempts left sends the job
+        back to pending (error kept, no results). Returns the status the job is in now; raises
+        StaleTokenError when the job is no longer ours (nothing is written then)."""
+        status = JobStatus(outcome.status)
+        if status not in (S.DONE, S.FAILED, S.DIVERGED):
+            raise TransitionError(f"job {job_id}: a job finishes done, failed or diverged, not {status}")
+        ended = AttemptOutcome(status.value)  # the attempt ends as the job would: done, failed or diverged
+
+        def body(tx: _Tx) -> JobStatus:
+            now, target = time.time(), status
+            if status is S.FAILED:
+                held = tx.one(Q_HELD, _p(job_id=job_id, fence=token))
+                if held is not None and held[2] < held[3]:
+                    target = S.PENDING
+            if target is S.PENDING:
+                _move(tx, job_id, target, token, lease_until=None, error=outcome.error)
+            else:  # the job ends: its one results row, its metrics and arrays
+                _move(tx, job_id, target, token, lease_until=None, finished_at=now, error=outcome.error)
+                tx.many(Q_RESULT, ("job_id", "summary"), [(job_id, _dumps(outcome.summary))])
+                points = {(name, int(step)): float(value) for step, name, value in outcome.metrics}
+                if points:
+                    tx.many(Q_METRIC, ("job_id", "name", "step", "value"), ((job_id, *k, v) for k, v in points.items()))
+                blobs = {(name, int(step)): bytes(data) for name, step, data in outcome.arrays}
+                if blobs:
+                    tx.many(Q_ARRAY, ("job_id", "name", "step", "data"), ((job_id, *k, d) for k, d in blobs.items()))
+            tx.run(Q_END_ATTEMPT, _p(job_id=job_id, fence=token, now=now, outcome=ended.value, error=outcome.error))
+            return target
+        return self._write(body)
+
+    def release(self, job_id: int, token: int, *, reason: str, count_attempt: bool) -> bool:
+        """Hand a running job back: pending, or failed when counted and out of attempts.
+        count_attempt=False for a graceful stop. False when the job was no longer ours."""
+        def body(tx: _Tx) -> bool:
+            held = tx.one(Q_HELD, _p(job_id=job_id, fence=token))
+            if held is not None:
+                _requeue(tx, held, time.time(), reason=reason, outcome=AttemptOutcome.RELEASED,
+                         count_attempt=count_attempt)
+            return held is not None
+        return self._write(body)
+
+    def release_worker(self, worker: str, *, reason: str, count_attempt: bool = True) -> list[int]:
+        """A worker process died: its running jobs go back to pending (or failed when out of
+        attempts) and it is marked exited. Returns the ids of those jobs."""
+        def body(tx: _Tx) -> list[int]:
+            now, held = time.time(), tx.all(Q_OF_WORKER, _p(worker=worker))
+            for row in held:
+                _requeue(tx, row, now, reason=reason, outcome=AttemptOutcome.LOST, count_attempt=count_attempt)
+            tx.run(Q_EXITED, _p(worker=worker, now=now))
+            return [row[0] for row in held]
+        return self._write(body)
+
+    def reap_expired(self) -> int:
+        """Running jobs whose lease ran out go back to pending (attempt counted) or to failed."""
+        return self._write(lambda tx: self._reap(tx, time.time()))
+
+    @staticmethod
+    def _reap(tx: _Tx, now: float) -> int:
+        expired = tx.all(Q_EXPIRED, _p(now=now))
+        for row in expired:
+            _requeue(tx, row, now, reason="lease expired: its worker stopped renewing it",
+                     outcome=AttemptOutcome.EXPIRED, count_attempt=True)
+        return len(expired)
+
+    def _check_named(self, sweep: str | None, job_ids: Sequence[int] | None) -> None:
+        """UserError (before anything is written) when the sweep (NoSuchSweep) or one of the job ids
+        is not in the database."""
+        def body(tx: _Tx) -> tuple[bool, list[int]]:
+            no_sweep = sweep is not None and tx.one(select(jobs_t.c.id).where(jobs_t.c.sweep == sweep).limit(1)) is None
+            missing: list[int] = []
+            for ids in _chunks(job_ids) if job_ids is not None else []:
+                found = {r[0] for r in tx.all(select(jobs_t.c.id).where(jobs_t.c.id.in_(ids)))}
+                missing += [i for i in ids if i not in found]
+            return no_sweep, missing
+        no_sweep, missing = self._read(body)
+        if no_sweep and sweep is not None:
+            raise NoSuchSweep(sweep, self.shown, self.sweeps())
+        if missing:
+            shown = ", ".join(map(str, missing[:10])) + (" ..." if len(missing) > 10 else "")
+            raise UserError(f"no job {shown} in {self.shown}: check the ids with `runner results`")
+
+    def cancel(self, *, sweep: str | None = None, job_ids: Sequence[int] | None = None) -> int:
+        """Pending and running jobs of a sweep and/or with these ids -> cancelled; jobs in other
+        states stay as they are. Returns how many were cancelled."""
+        if sweep is None and job_ids is None:
+            raise UserError("cancel needs a sweep or job ids")
+        self._check_named(sweep, job_ids)
+
+        def body(tx: _Tx) -> int:
+            now, n = time.time(), 0
+            for ids in _chunks(job_ids):
+                where = [jobs_t.c.sweep == sweep] if sweep is not None else []
+                where += [jobs_t.c.id.in_(ids)] if ids is not None else []
+                running = select(jobs_t.c.id).where(jobs_t.c.status == S.RUNNING.value, *where)
+                tx.run(update(attempts_t).where(attempts_t.c.ended_at.is_(None), attempts_t.c.job_id.in_(running))
+                       .values(ended_at=now, outcome=AttemptOutcome.CANCELLED.value))
+                n += tx.run(_guarded(S.CANCELLED, *where).values(finished_at=now, lease_until=None)).rowcount
+            return n
+        return self._write(body)
+
+    def retry(self, *, sweep: str | None = None, statuses: Sequence[JobStatus] = (S.FAILED,)) -> int:
+        """Put failed (or diverged, cancelled) jobs back to pending with attempts reset to 0. Their
+        results, metrics and arrays are deleted (the attempt history stays). Returns how many."""
+        sources = {JobStatus(s) for s in statuses}
+        if S.RUNNING in sources:
+            raise TransitionError("retry does not take running jobs (a worker holds them): cancel them first")
+        self._check_named(sweep, None)
+        where = [jobs_t.c.sweep == sweep] if sweep is not None else []
+        move = _guarded(S.PENDING, *where, sources=sources).values(attempts=0, error=None, finished_at=None,
+                                                                  lease_until=None)
+        chosen = select(jobs_t.c.id).where(_status_in(sources), *where)
+
+        def body(tx: _Tx) -> int:
+            for table in (results_t, metrics_t, arrays_t):
+                tx.run(delete(table).where(table.c.job_id.in_(chosen)))
+            return tx.run(move).rowcount
+        return self._write(body)
+
+    # --- worker registry (for status displays) -----------------------------------------------------
+    def register_worker(self, worker: str, *, host: str, pid: int, device: str) -> None:
+        """A worker (re)starts: its row in the registry, with the runner version it runs."""
+        params = _p(worker=worker, host=host, pid=pid, device=device, now=time.time(), version=__version__)
+        self._write(lambda tx: tx.run(Q_REGISTER[tx.dialect.name], params))
+
+    def worker_seen(self, worker: str, *, job_id: int | None) -> None:
+        """A worker is alive and holds job_id (None: idle)."""
+        self._write(lambda tx: tx.run(Q_SEEN, _p(worker=worker, now=time.time(), current=job_id)))
+
+    def worker_exited(self, worker: str) -> None:
+        """A worker is gone: its exit time, once."""
+        self._write(lambda tx: tx.run(Q_EXITED, _p(worker=worker, now=time.time())))
