@@ -17,7 +17,8 @@ from grabs.kernels import _ntk_batched, _ntk_loop
 from grabs.landscape import interp_grid
 from runner.errors import UserError
 from runner.registry import registered
-from runner.train.loop import LOSSES, train
+from runner.train.loop import train
+from runner.train.optim import LOSSES
 from runner.train.plan import check_config
 
 ALL = ["weight_norm", "grad_norm", "dist_from_init", "gram_diag", "gram_trace", "ntk", "hessian_top",

@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from runner.errors import UserError
-from runner.train.loop import _make_optimizer, train
+from runner.train.loop import train
 from runner.train.models import MLP, DeepLinear
+from runner.train.optim import make_optimizer as _make_optimizer
 from runner.train.plan import check_config
 
 DEFAULTS = dict(lr=0.1, optimizer="sgd", momentum=0.0, nesterov=False, weight_decay=0.0, betas=[0.9, 0.999], eps=1e-8)

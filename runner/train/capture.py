@@ -15,16 +15,18 @@ from typing import Any, Callable
 
 import torch
 
+from .options import TrainOptions
+
 WARMUP_STEPS = 2  # eager steps before the first capture; 1 before a re-capture
 
 
-def capture_blocker(options: dict[str, Any], device: torch.device) -> str | None:
+def capture_blocker(options: TrainOptions, device: torch.device) -> str | None:
     """Why this job's steps cannot be captured (None: they can)."""
-    if not options["capture"]:
+    if not options.capture:
         return "capture: false in the config"
     if device.type != "cuda":
         return f"device {device.type} (graphs need CUDA)"
-    if options["schedule"] == "cosine":
+    if options.schedule == "cosine":
         return "the cosine schedule changes the lr every step"
     return None
 

@@ -15,7 +15,8 @@ from typing import Any
 
 log = logging.getLogger("runner.checkpoint")
 
-FORMAT = 1  # bumped when the layout of the state dict changes; other formats are ignored
+FORMAT = 2  # bumped when the layout of the state dict changes; other formats are ignored
+# 2: one entry per part of the loop (data, records, rng...) instead of one flat dict
 
 
 def save(path: Path, state: dict[str, Any]) -> None:

@@ -1,15 +1,16 @@
 """The trainloop's own configuration keys: their types, defaults and allowed values.
 
 Every key a job config may hold is either one of these, a plug-in reference (batchfn, model,
-grabs), or a parameter of a plug-in. Validation (runner.validate) and the trainloop both read
-this table, so a key's meaning is written down once.
+grabs), or a parameter of a plug-in. Each key is one field of `TrainOptions`, the frozen object
+the trainloop reads (`o.lr`); `OPTIONS`, the table validation (runner.train.plan) reads, is
+derived from those fields, so a key's meaning is written down once. No torch here: submit imports it.
 """
 from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
-from typing import Any, Callable
+from dataclasses import dataclass, field, fields
+from typing import Any, Callable, Mapping
 
 from ..errors import UserError
 
@@ -42,39 +43,75 @@ def _unit(x: Any) -> bool:
 
 PLUGIN_KEYS = ("batchfn", "model", "grabs")
 
-OPTIONS: dict[str, Option] = {
-    "seed": Option("int", 0, "fixes data, init and minibatch order (separate derived streams)", check=_nonneg, rule=">= 0"),
-    "steps": Option("int", 1000, "optimizer steps", check=_nonneg, rule=">= 0"),
-    "lr": Option("float", 0.01, "learning rate", check=_pos, rule="> 0"),
-    "optimizer": Option("str", "sgd", "optimizer", choices=("sgd", "adam", "adamw")),
-    "momentum": Option("float", 0.0, "SGD momentum", check=_unit, rule="in [0, 1)"),
-    "nesterov": Option("bool", False, "SGD Nesterov momentum"),
-    "weight_decay": Option("float", 0.0, "weight decay", check=_nonneg, rule=">= 0"),
-    "betas": Option("floats", [0.9, 0.999], "Adam betas", check=lambda b: len(b) == 2 and all(0 <= v < 1 for v in b), rule="two values in [0, 1)"),
-    "eps": Option("float", 1e-8, "Adam epsilon", check=_pos, rule="> 0"),
-    "loss": Option("str", "mse", "loss function", choices=("mse", "cross_entropy", "bce")),
-    "online": Option("bool", True, "fresh batch every step (true) or a fixed training set of n_train (false)"),
-    "n_train": Option("int", None, "training-set size when online is false", check=_pos, rule="> 0"),
-    "batch_size": Option("int", None, "samples per step (offline: minibatch size; omit for full batch)", check=_pos, rule="> 0"),
-    "n_test": Option("int", 1000, "test-set size (0: no test set)", check=_nonneg, rule=">= 0"),
-    "eval_every": Option("int", 100, "steps between evaluations (0: start and end only)", check=_nonneg, rule=">= 0"),
-    "grab_every": Option("int", 0, "steps between grabs (0: at the end only)", check=_nonneg, rule=">= 0"),
-    "thresholds": Option("floats", [], "train-loss thresholds: the first step the smoothed loss falls below each is recorded"),
-    "ema": Option("float", 0.9, "smoothing of the train loss for thresholds (0: none)", check=_unit, rule="in [0, 1)"),
-    "stop_on_thresholds": Option("bool", False, "stop once every threshold is crossed"),
-    "schedule": Option("str", "constant", "learning-rate schedule", choices=("constant", "step", "cosine")),
-    "step_size": Option("int", None, "schedule step: steps between lr decays", check=_pos, rule="> 0"),
-    "step_gamma": Option("float", 0.1, "schedule step: factor applied to the lr every step_size steps", check=_pos, rule="> 0"),
-    "min_lr": Option("float", 0.0, "schedule cosine: the lr reached at the last step", check=_nonneg, rule=">= 0"),
-    "changes": Option("changes", [], "scheduled changes: a list of {at: STEP, batch_size: N, lr: X}"),
-    "snapshots": Option("snapshots", [], "steps at which the weights are stored as arrays (weights.<param>); 'end' for the last"),
-    "checkpoint_every": Option("int", 0, "steps between checkpoints a crashed job resumes from (0: only when stopped)", check=_nonneg, rule=">= 0"),
-    "precision": Option("str", "fp32", "matmul precision", choices=("fp32", "tf32", "bf16")),
-    "capture": Option("bool", True, "replay each training step as a CUDA graph where possible (GPU only; "
-                      "eager on a cosine schedule, after a failed capture, and on the CPU)"),
-    "max_attempts": Option("int", 3, "attempts before a failing job stays failed", check=_pos, rule=">= 1"),
-    "priority": Option("int", 0, "higher runs first"),
-}
+
+def _option(type_: str, default: Any, help: str, *, choices: tuple[str, ...] = (),
+            check: Callable[[Any], bool] | None = None, rule: str = "") -> Any:
+    """A TrainOptions field carrying its Option (type, default, help, rule) as metadata."""
+    return field(default=default, metadata={"option": Option(type_, default, help, choices, check, rule)})
+
+
+@dataclass(frozen=True)
+class Change:
+    """One scheduled change: from step `at` on, a new batch size and/or learning rate."""
+
+    at: int
+    batch_size: int | None = None
+    lr: float | None = None
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """A job's trainloop options, defaults filled. Each field is one config key, declared here once:
+    `OPTIONS` (the table validation reads) is derived from these fields. Lists given become tuples
+    and scheduled changes `Change`s, so the object is immutable through and through."""
+
+    seed: int = _option("int", 0, "fixes data, init and minibatch order (separate derived streams)", check=_nonneg, rule=">= 0")
+    steps: int = _option("int", 1000, "optimizer steps", check=_nonneg, rule=">= 0")
+    lr: float = _option("float", 0.01, "learning rate", check=_pos, rule="> 0")
+    optimizer: str = _option("str", "sgd", "optimizer", choices=("sgd", "adam", "adamw"))
+    momentum: float = _option("float", 0.0, "SGD momentum", check=_unit, rule="in [0, 1)")
+    nesterov: bool = _option("bool", False, "SGD Nesterov momentum")
+    weight_decay: float = _option("float", 0.0, "weight decay", check=_nonneg, rule=">= 0")
+    betas: tuple[float, ...] = _option("floats", (0.9, 0.999), "Adam betas", check=lambda b: len(b) == 2 and all(0 <= v < 1 for v in b), rule="two values in [0, 1)")
+    eps: float = _option("float", 1e-8, "Adam epsilon", check=_pos, rule="> 0")
+    loss: str = _option("str", "mse", "loss function", choices=("mse", "cross_entropy", "bce"))
+    online: bool = _option("bool", True, "fresh batch every step (true) or a fixed training set of n_train (false)")
+    n_train: int | None = _option("int", None, "training-set size when online is false", check=_pos, rule="> 0")
+    batch_size: int | None = _option("int", None, "samples per step (offline: minibatch size; omit for full batch)", check=_pos, rule="> 0")
+    n_test: int = _option("int", 1000, "test-set size (0: no test set)", check=_nonneg, rule=">= 0")
+    eval_every: int = _option("int", 100, "steps between evaluations (0: start and end only)", check=_nonneg, rule=">= 0")
+    grab_every: int = _option("int", 0, "steps between grabs (0: at the end only)", check=_nonneg, rule=">= 0")
+    thresholds: tuple[float, ...] = _option("floats", (), "train-loss thresholds: the first step the smoothed loss falls below each is recorded")
+    ema: float = _option("float", 0.9, "smoothing of the train loss for thresholds (0: none)", check=_unit, rule="in [0, 1)")
+    stop_on_thresholds: bool = _option("bool", False, "stop once every threshold is crossed")
+    schedule: str = _option("str", "constant", "learning-rate schedule", choices=("constant", "step", "cosine"))
+    step_size: int | None = _option("int", None, "schedule step: steps between lr decays", check=_pos, rule="> 0")
+    step_gamma: float = _option("float", 0.1, "schedule step: factor applied to the lr every step_size steps", check=_pos, rule="> 0")
+    min_lr: float = _option("float", 0.0, "schedule cosine: the lr reached at the last step", check=_nonneg, rule=">= 0")
+    changes: tuple[Change, ...] = _option("changes", (), "scheduled changes: a list of {at: STEP, batch_size: N, lr: X}")
+    snapshots: tuple[int | str, ...] = _option("snapshots", (), "steps at which the weights are stored as arrays (weights.<param>); 'end' for the last")
+    checkpoint_every: int = _option("int", 0, "steps between checkpoints a crashed job resumes from (0: only when stopped)", check=_nonneg, rule=">= 0")
+    precision: str = _option("str", "fp32", "matmul precision", choices=("fp32", "tf32", "bf16"))
+    capture: bool = _option("bool", True, "replay each training step as a CUDA graph where possible (GPU only; "
+                            "eager on a cosine schedule, after a failed capture, and on the CPU)")
+    max_attempts: int = _option("int", 3, "attempts before a failing job stays failed", check=_pos, rule=">= 1")
+    priority: int = _option("int", 0, "higher runs first")
+
+    def __post_init__(self) -> None:
+        for name in ("betas", "thresholds", "snapshots"):
+            value = getattr(self, name)
+            if isinstance(value, list):
+                object.__setattr__(self, name, tuple(value))
+        if isinstance(self.changes, (list, tuple)):
+            object.__setattr__(self, "changes", tuple(c if isinstance(c, Change) else Change(**c) for c in self.changes))
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> TrainOptions:
+        """The options a (checked) config sets, the rest at their defaults; other keys are ignored."""
+        return cls(**{name: values[name] for name in OPTIONS if name in values})
+
+
+OPTIONS: dict[str, Option] = {f.name: f.metadata["option"] for f in fields(TrainOptions)}
 
 
 def coerce(name: str, value: Any, type_: str, where: str = "") -> Any:

@@ -1,6 +1,6 @@
 """Submit-time validation: every key of a job config must be consumed by someone.
 
-The trainloop (runner.options), the batch function, the model and each grab declare the names
+The trainloop (runner.train.options), the batch function, the model and each grab declare the names
 they take; a key nobody takes is an error naming the closest known key, a required parameter
 nobody gives is an error too. The result, a JobPlan, is what the trainloop runs from.
 """
@@ -9,20 +9,31 @@ from __future__ import annotations
 import inspect
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Callable, Literal, get_args, get_origin
+from typing import TYPE_CHECKING, Any, Callable, Literal, NamedTuple, get_args, get_origin
 
 from ..errors import UserError
 from ..registry import Plugin, resolve
 from ..text import did_you_mean
-from .options import OPTIONS, PLUGIN_KEYS, check_option, coerce
+from .grabbing import GRAB_CONTEXT
+from .options import OPTIONS, PLUGIN_KEYS, TrainOptions, check_option, coerce
 
-# Names runner fills in itself; a config may not set the first two groups.
-BATCHFN_INJECTED = ("gen", "device", "batch_size")
+if TYPE_CHECKING:
+    import torch
+
+
+class BatchfnInjected(NamedTuple):
+    """What runner passes every batch-function factory besides its config keys (gen and device a
+    config may not set; batch_size is the option's or the scheduled value). Validation requires
+    these names; the loop calls the factory with `**BatchfnInjected(...)._asdict()`."""
+
+    gen: torch.Generator
+    device: torch.device
+    batch_size: int
+
+
+# Names runner fills in itself (the grabs' are GRAB_CONTEXT, from grabbing.GrabContext).
+BATCHFN_INJECTED: tuple[str, ...] = BatchfnInjected._fields
 MODEL_INJECTED = ("d_in", "d_out")  # filled from the data unless the config sets them
-GRAB_CONTEXT = (
-    "model", "step", "X_train", "y_train", "X_test", "y_test", "optimizer", "init_params",
-    "config", "loss_fn", "batch",
-)
 
 
 @dataclass(frozen=True)
@@ -38,7 +49,7 @@ class JobPlan:
     """A validated job: trainloop options with defaults filled, plug-ins resolved, their arguments."""
 
     config: dict[str, Any]
-    options: dict[str, Any]
+    options: TrainOptions
     batchfn: Plugin
     batchfn_kwargs: dict[str, Any]
     model: Plugin
@@ -94,7 +105,7 @@ def _consumers(batchfn_ref: str, model_ref: str, grab_refs: tuple[str, ...]) -> 
         raise UserError(f"batchfn {batchfn_ref!r} must take the arguments batch_size, gen and device "
                         f"(missing: {', '.join(missing)}); see examples/my_batchfns.py")
     for p in params(bf.fn):
-        if p.name not in ("gen", "device", "batch_size"):
+        if p.name not in BATCHFN_INJECTED:
             table.setdefault(p.name, []).append(("batchfn", p))
     for p in params(resolve(model_ref, "model").fn):
         table.setdefault(p.name, []).append(("model", p))
@@ -153,7 +164,7 @@ def check_config(config: dict[str, Any]) -> dict[str, Any]:
 def plan_job(config: dict[str, Any]) -> JobPlan:
     """Validate a config and split it into trainloop options and each plug-in's arguments."""
     config = check_config(config)
-    options = {name: config.get(name, opt.default) for name, opt in OPTIONS.items()}
+    options = TrainOptions.from_mapping(config)
     bf = resolve(config["batchfn"], "batchfn")
     md = resolve(config["model"], "model")
     bf_kwargs = {p.name: config[p.name] for p in params(bf.fn) if p.name in config and p.name not in BATCHFN_INJECTED}

@@ -1,0 +1,79 @@
+"""A job's recorded series: metric points, arrays, and the device scalars awaiting the next host read.
+
+Losses and evaluations stay on the device as they are made; `flush` brings a whole chunk of them
+to the host in one read, so the loop synchronises with the GPU once per chunk, not per step.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from .schedule import every
+
+
+class Records:
+    """Metrics as (step, name, value), arrays as (name, step, array), pending device scalars."""
+
+    def __init__(self, eval_every: int):
+        self.eval_every = eval_every  # batch_loss is kept at the evaluation cadence (and step 0)
+        self.metrics: list[tuple[int, str, float]] = []
+        self.arrays: list[tuple[str, int, np.ndarray]] = []
+        self.pending: list[tuple[int, str, torch.Tensor]] = []  # device scalars awaiting the next host read
+
+    def metric(self, step: int, name: str, value: float) -> None:
+        """A value already on the host."""
+        self.metrics.append((step, name, value))
+
+    def scalar(self, step: int, name: str, value: torch.Tensor) -> None:
+        """A device scalar, read with the next flush."""
+        self.pending.append((step, name, value))
+
+    def weights(self, step: int, model: torch.nn.Module) -> None:
+        """The weights at this step, one array per parameter (weights.<name>), stored with the results."""
+        for name, p in model.named_parameters():
+            self.arrays.append((f"weights.{name}", step, p.detach().float().cpu().numpy().copy()))
+
+    def record(self, name: str, step: int, value: Any) -> None:
+        """Store a grab's return: numbers become metric points, arrays stay arrays, dicts nest names."""
+        if value is None:
+            return
+        if isinstance(value, dict):
+            for key, sub in value.items():
+                self.record(f"{name}.{key}", step, sub)
+            return
+        if isinstance(value, torch.Tensor):
+            value = value.detach().float().cpu().numpy() if value.dtype in (torch.bfloat16, torch.float16) else value.detach().cpu().numpy()
+        if isinstance(value, np.ndarray) and value.ndim == 0:
+            value = value.item()
+        if isinstance(value, np.ndarray):
+            self.arrays.append((name, step, value))
+        elif isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
+            self.metrics.append((step, name, float(value)))
+        else:
+            raise TypeError(f"grab {name} returned {type(value).__name__}; return a number, a dict of numbers or an array")
+
+    def flush(self, losses: list[torch.Tensor], first_step: int) -> np.ndarray:
+        """The one host read per chunk: losses and pending evaluations come over together. Returns
+        the losses of steps first_step, first_step+1, ... on the host (for the loss tracker)."""
+        scalars = [t for _, _, t in self.pending]
+        # this is a CPU-GPU sync point: .cpu() waits for every queued step of the chunk
+        merged = torch.stack([*losses, *scalars]).float().cpu().numpy() if (losses or scalars) else np.zeros(0)
+        chunk, evals = merged[: len(losses)], merged[len(losses):]
+        for i, value in enumerate(chunk.tolist()):
+            s = first_step + i
+            if every(self.eval_every, s) or s == 0:
+                self.metrics.append((s, "batch_loss", value))
+        self.metrics.extend((s, n, v) for (s, n, _), v in zip(self.pending, evals.tolist()))
+        self.pending.clear()
+        return chunk
+
+    def state(self) -> dict[str, Any]:
+        """The series so far, as checkpoint-safe lists and tensors (nothing is pending at a checkpoint)."""
+        return {"metrics": [[s, n, v] for s, n, v in self.metrics],
+                "arrays": [[n, s, torch.from_numpy(np.ascontiguousarray(a))] for n, s, a in self.arrays]}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.metrics = [(int(s), str(n), float(v)) for s, n, v in state["metrics"]]
+        self.arrays = [(str(n), int(s), t.numpy()) for n, s, t in state["arrays"]]
