@@ -16,6 +16,8 @@ from sweep_fixtures import LRS, OTHER, SEEDS, SWEEP, WIDTHS, final_test, finishe
 import runner
 from runner.cli.plots import report as report_command
 from runner.errors import UserError
+from runner.queue.store import Store
+from runner.results.plots import plot_curves, plot_heatmap, plot_scaling
 from runner.results.report import write_report
 
 FIGURES = ["curves_train_loss_by_lr.png", "curves_train_loss_by_width.png", "curves_test_loss_by_lr.png",
@@ -158,6 +160,36 @@ def test_report_command(db, tmp_path, monkeypatch):
     assert (tmp_path / "toy-report" / "summary.md").exists()
     again = CliRunner().invoke(group, ["report", "--db", db, "--sweep", OTHER, "-o", "o"])
     assert again.exit_code == 0 and again.stdout.count("skipped ") == 3
+
+
+@pytest.fixture
+def store_opens(monkeypatch) -> list[str]:
+    """The database of every Store opened from now on, in order."""
+    opens, init = [], Store.__init__
+
+    def counted(self, db, *args, **kwargs):
+        opens.append(db)
+        init(self, db, *args, **kwargs)
+    monkeypatch.setattr(Store, "__init__", counted)
+    return opens
+
+
+@pytest.mark.parametrize("what", ["report", "curves", "heatmap", "scaling", "runner report", "runner plot curves"])
+def test_a_report_or_a_figure_opens_the_database_once(db, tmp_path, monkeypatch, store_opens, what):
+    """One sweep read for a whole report (its tables, results.csv and six figures) or one figure:
+    before the Sweep object, a report opened the database 20 times and a curves plot 3."""
+    monkeypatch.chdir(tmp_path)
+    draw = {"report": lambda: write_report(db, SWEEP, tmp_path / "r"),
+            "curves": lambda: plot_curves(db, SWEEP, "train_loss", "lr", tmp_path / "c.png"),
+            "heatmap": lambda: plot_heatmap(db, SWEEP, "final_test_loss", "lr", "width", tmp_path / "h.png"),
+            "scaling": lambda: plot_scaling(db, SWEEP, "final_test_loss", "width", "lr", tmp_path / "s.png")}
+    if what in draw:
+        draw[what]()
+    else:
+        from runner.cli import main
+        result = CliRunner().invoke(main, [*what.split()[1:], "--db", db, "--sweep", SWEEP])
+        assert result.exit_code == 0, result.output
+    assert store_opens == [db]
 
 
 def test_report_of_real_tiny_jobs(run_cli, tmp_path):

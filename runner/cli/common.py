@@ -1,6 +1,8 @@
-"""Pieces every `runner` command shares: the --db option and the one-line handling of user errors.
+"""What every `runner` command shares: the main group, the --db and --sweep options, and the
+one-line handling of user errors (`error: <cause and fix>`, exit code 2, never a traceback).
 
-A module of its own so that runner.cli and runner.cli_plots (which runner.cli imports) both use it.
+The command modules (queue, reading, plots) register their commands on `main`; runner.cli imports
+them. Nothing heavy is imported here: `runner --help` loads click and runner's base modules only.
 """
 from __future__ import annotations
 
@@ -14,11 +16,43 @@ import click
 from ..errors import UserError
 
 DB_HELP = "database: a file path or a SQLAlchemy URL (env RUNNER_DB)"
+ONLY_THIS_SWEEP = "only this sweep"
+DRAWN_SWEEP = "the sweep to draw [default: the database's only sweep]"
+
+
+class _OneLineGroup(click.Group):
+    """click's own usage errors (a bad option value, an unknown command) end in one line and exit 2 too."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            rv = super().main(*args, standalone_mode=False, **kwargs)
+        except click.ClickException as exc:
+            ctx = getattr(exc, "ctx", None)
+            hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+            click.echo(f"error: {exc.format_message().rstrip('.')}{hint}", err=True)
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+@click.group(cls=_OneLineGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="runner")
+def main() -> None:
+    """Hyperparameter sweeps of small networks: grid file -> job queue -> GPU workers -> results."""
 
 
 def db_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     """--db, default jobs.db, env RUNNER_DB: the same option on every command."""
     return click.option("--db", envvar="RUNNER_DB", default="jobs.db", show_default=True, help=DB_HELP)(fn)
+
+
+def sweep_option(help: str = ONLY_THIS_SWEEP) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """--sweep NAME, optional; `help` says what it narrows (only this sweep, the sweep to draw...)."""
+    return click.option("--sweep", default=None, help=help)
 
 
 def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:

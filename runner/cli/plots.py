@@ -1,7 +1,7 @@
 """`runner plot curves|heatmap|scaling` and `runner report`: figures and a markdown report of a sweep.
 
-Registered on the main group with `main.add_command(plot)` and `main.add_command(report)`; the
---db option and the one-line error handling come from runner.cli_common, as runner.cli's do.
+Each command opens the sweep once (runner.results.sweep.Sweep: the one named, or the database's
+only sweep) and draws from it; matplotlib and pandas are imported when a command runs.
 """
 from __future__ import annotations
 
@@ -9,14 +9,7 @@ from typing import Any, Callable
 
 import click
 
-from .common import db_option, user_errors
-
-SWEEP_HELP = "the sweep to draw [default: the database's only sweep]"
-
-
-def _sweep_option(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """--sweep, optional when the database holds one sweep."""
-    return click.option("--sweep", default=None, help=SWEEP_HELP)(fn)
+from .common import DRAWN_SWEEP, db_option, main, sweep_option, user_errors
 
 
 def _band_option(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -25,21 +18,14 @@ def _band_option(fn: Callable[..., Any]) -> Callable[..., Any]:
                         help="spread drawn around the mean: min to max, or +- one standard deviation")(fn)
 
 
-def _sweep_name(db: str, sweep: str | None) -> str:
-    """The sweep named, or the only one: default output names need it."""
-    from ..results.tables import resolve_sweep
-
-    return resolve_sweep(db, sweep)
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@main.group(context_settings={"help_option_names": ["-h", "--help"]})
 def plot() -> None:
     """Figures of a sweep: curves, heatmap, scaling. Each writes one PNG (or .svg, .pdf with -o)."""
 
 
 @plot.command()
 @db_option
-@_sweep_option
+@sweep_option(DRAWN_SWEEP)
 @click.option("--metric", default="train_loss", show_default=True, help="the series to draw (see runner.curves)")
 @click.option("--by", default="lr", show_default=True, help="one line per value of this config key")
 @_band_option
@@ -48,16 +34,17 @@ def plot() -> None:
 def curves(db: str, sweep: str | None, metric: str, by: str, band: str, output: str | None) -> None:
     """Mean metric against step, by one key. One line per value of --by, averaged over the other keys."""
     from ..results.plots import plot_curves
+    from ..results.sweep import Sweep
 
-    name = _sweep_name(db, sweep)
-    output = output or f"curves_{metric}_by_{by}.png"
-    plot_curves(db, name, metric, by, output, band=band)
+    with Sweep(db, sweep) as opened:
+        output = output or f"curves_{metric}_by_{by}.png"
+        plot_curves(opened, None, metric, by, output, band=band)
     click.echo(f"wrote {output}")
 
 
 @plot.command()
 @db_option
-@_sweep_option
+@sweep_option(DRAWN_SWEEP)
 @click.option("--value", default="final_test_loss", show_default=True, help="a summary column (see runner results)")
 @click.option("--x", "x", default="lr", show_default=True, help="config key along the horizontal axis")
 @click.option("--y", "y", default="width", show_default=True, help="config key along the vertical axis")
@@ -66,16 +53,17 @@ def curves(db: str, sweep: str | None, metric: str, by: str, band: str, output: 
 def heatmap(db: str, sweep: str | None, value: str, x: str, y: str, output: str | None) -> None:
     """Mean summary value over two keys. Averaged over the other keys; cells without a value grey."""
     from ..results.plots import plot_heatmap
+    from ..results.sweep import Sweep
 
-    name = _sweep_name(db, sweep)
-    output = output or f"heatmap_{value}_{x}_{y}.png"
-    plot_heatmap(db, name, value, x, y, output)
+    with Sweep(db, sweep) as opened:
+        output = output or f"heatmap_{value}_{x}_{y}.png"
+        plot_heatmap(opened, None, value, x, y, output)
     click.echo(f"wrote {output}")
 
 
 @plot.command()
 @db_option
-@_sweep_option
+@sweep_option(DRAWN_SWEEP)
 @click.option("--value", default="final_test_loss", show_default=True, help="a summary column (see runner results)")
 @click.option("--x", "x", default="n_train", show_default=True, help="numeric config key along the horizontal axis")
 @click.option("--by", default="width", show_default=True, help="one line per value of this key ('none': one line)")
@@ -85,25 +73,27 @@ def heatmap(db: str, sweep: str | None, value: str, x: str, y: str, output: str 
 def scaling(db: str, sweep: str | None, value: str, x: str, by: str, band: str, output: str | None) -> None:
     """Summary value against a size, log-log. Learning curves: one line per value of --by, mean over seeds."""
     from ..results.plots import plot_scaling
+    from ..results.sweep import Sweep
 
-    name = _sweep_name(db, sweep)
-    output = output or f"scaling_{value}_{x}.png"
-    plot_scaling(db, name, value, x, None if by.lower() == "none" else by, output, band=band)
+    with Sweep(db, sweep) as opened:
+        output = output or f"scaling_{value}_{x}.png"
+        plot_scaling(opened, None, value, x, None if by.lower() == "none" else by, output, band=band)
     click.echo(f"wrote {output}")
 
 
-@click.command()
+@main.command()
 @db_option
-@_sweep_option
+@sweep_option(DRAWN_SWEEP)
 @click.option("-o", "--output", default=None,
               help="folder for summary.md, results.csv and figures [default: <sweep>-report]")
 @user_errors
 def report(db: str, sweep: str | None, output: str | None) -> None:
     """Markdown report with tables and figures. Writes summary.md, results.csv and the figures that fit the grid."""
     from ..results.report import write_report
+    from ..results.sweep import Sweep
 
-    name = _sweep_name(db, sweep)
-    written = write_report(db, name, output or f"{name}-report")
+    with Sweep(db, sweep) as opened:
+        written = write_report(opened, None, output or f"{opened.name}-report")
     click.echo(f"wrote {written.summary}, {written.results.name} and {len(written.figures)} figures")
     for note in written.skipped:
         click.echo(f"skipped {note}")

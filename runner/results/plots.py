@@ -1,7 +1,7 @@
 """Figures of a sweep: loss curves grouped by one key, a heatmap over two keys, learning curves.
 
-Each function reads the database, returns a matplotlib Figure and writes it when given `out`
-(PNG, SVG or PDF by the suffix). Figures are drawn on the Agg canvas, never through pyplot, so
+Each function reads a sweep (an open Sweep, or a database it opens for the call), returns a
+matplotlib Figure and writes it when given `out` (PNG, SVG or PDF by the suffix). Figures are drawn on the Agg canvas, never through pyplot, so
 nothing here opens a window or keeps figures alive between calls.
 """
 from __future__ import annotations
@@ -20,18 +20,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import LogFormatter, NullLocator
 
 from ..errors import UserError
-from .tables import (
-    averaged_note,
-    check_axis,
-    check_value,
-    fmt,
-    is_number,
-    levels,
-    load,
-    long_curves,
-    richer_metrics,
-    stats,
-)
+from .sweep import Sweep, opened
+from .tables import averaged_note, check_axis, check_value, fmt, is_number, levels, long_curves, stats
 
 BANDS = ("minmax", "std")
 SUFFIXES = (".png", ".svg", ".pdf")
@@ -40,23 +30,24 @@ MISSING = "#d0d0d0"  # heatmap cells without a finite value
 LOG_SPAN = 100.0  # a positive axis spanning this factor or more is drawn on a log scale
 
 
-def plot_curves(db: str, sweep: str | None = None, metric: str = "train_loss", by: str = "lr",
+def plot_curves(db: str | Sweep, sweep: str | None = None, metric: str = "train_loss", by: str = "lr",
                 out: str | Path | None = None, *, band: str = "minmax", logy: bool | None = None,
                 logx: bool | None = None) -> Figure:
     """One line per value of `by`: the metric's mean over the other keys against step, with a band."""
     check_output(out)
     check_band(band)
-    name, df = load(db, sweep)
-    by = check_axis(df, by, name)
-    points = long_curves(db, name, metric, df)
-    logx = _span(points.step) >= LOG_SPAN if logx is None else logx
-    notes = [averaged_note(df, [by]), _band_note(band)]
-    if logx and (points.step <= 0).any():
-        points = points[points.step > 0]
-        notes.append("step 0 not shown on the log axis")
-    logy = _log_values(points.value, metric) if logy is None else logy
-    if points.step.nunique() == 1:
-        notes.append(_one_step_note(db, name, metric))
+    with opened(db, sweep) as source:
+        df = source.results(hashable=True)
+        by = check_axis(df, by, source.name)
+        points = long_curves(source, metric, df)
+        logx = _span(points.step) >= LOG_SPAN if logx is None else logx
+        notes = [averaged_note(df, [by]), _band_note(band)]
+        if logx and (points.step <= 0).any():
+            points = points[points.step > 0]
+            notes.append("step 0 not shown on the log axis")
+        logy = _log_values(points.value, metric) if logy is None else logy
+        if points.step.nunique() == 1:
+            notes.append(_one_step_note(source, metric))
     fig, ax = _figure(7.0, 4.6)
     table = stats(points, [by, "step"], "value")
     colours = _colours(levels(df[by]))
@@ -67,16 +58,17 @@ def plot_curves(db: str, sweep: str | None = None, metric: str = "train_loss", b
     _scales(ax, logx, logy)
     if points.step.nunique() == 1:
         ax.set_xticks(sorted(set(points.step)))
-    _labels(ax, "step", metric, f"{name}: {metric} by {by}", notes)
+    _labels(ax, "step", metric, f"{source.name}: {metric} by {by}", notes)
     _legend(ax, by)
     return _finish(fig, out)
 
 
-def plot_heatmap(db: str, sweep: str | None = None, value: str = "final_test_loss", x: str = "lr",
+def plot_heatmap(db: str | Sweep, sweep: str | None = None, value: str = "final_test_loss", x: str = "lr",
                  y: str = "width", out: str | Path | None = None, *, logc: bool | None = None) -> Figure:
     """The mean of a summary value over every other key, on a grid of two keys; empty cells grey."""
     check_output(out)
-    name, df = load(db, sweep)
+    with opened(db, sweep) as source:
+        name, df = source.name, source.results(hashable=True)
     x, y = check_axis(df, x, name), check_axis(df, y, name)
     if x == y:
         raise UserError(f"--x and --y are both {x!r}: pick two different keys")
@@ -104,12 +96,13 @@ def plot_heatmap(db: str, sweep: str | None = None, value: str = "final_test_los
     return _finish(fig, out)
 
 
-def plot_scaling(db: str, sweep: str | None = None, value: str = "final_test_loss", x: str = "n_train",
+def plot_scaling(db: str | Sweep, sweep: str | None = None, value: str = "final_test_loss", x: str = "n_train",
                  by: str | None = "width", out: str | Path | None = None, *, band: str = "minmax") -> Figure:
     """Learning curves: a summary value against a numeric key, one line per value of `by`, log-log."""
     check_output(out)
     check_band(band)
-    name, df = load(db, sweep)
+    with opened(db, sweep) as source:
+        name, df = source.name, source.results(hashable=True)
     x = check_axis(df, x, name, numeric=True)
     by = check_axis(df, by, name) if by is not None else None
     if by == x:
@@ -152,9 +145,9 @@ def _cells(df: pd.DataFrame, value: str, x: str, y: str, xs: Sequence[Any],
     return np.ma.masked_invalid(grid), partial
 
 
-def _one_step_note(db: str, sweep: str, metric: str) -> str:
+def _one_step_note(sweep: Sweep, metric: str) -> str:
     """Say that a metric has no curve (e.g. train_loss of online training), and which metrics have one."""
-    others = richer_metrics(db, sweep)
+    others = sweep.curve_metrics()
     more = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
     return f"{metric} was recorded at one step only" + (f"; curves exist for {more}" if others else "")
 

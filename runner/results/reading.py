@@ -1,10 +1,13 @@
 """Read a sweep back: one row per job as a pandas DataFrame, long-form curves with each job's config,
-a summary value laid out on grid axes (masked where missing), grab arrays. Read-only."""
+a summary value laid out on grid axes (masked where missing), grab arrays. Read-only.
+
+Each function opens the database once for its call, through a Sweep (runner.results.sweep); to read
+one sweep many times, open a Sweep and keep it.
+"""
 from __future__ import annotations
 
-import contextlib
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -12,52 +15,10 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from ..errors import UserError, error_line
-from ..npy import from_npy
-from ..queue.store import Store
+from ..errors import UserError
+from .sweep import SUMMARY_COLUMNS, Sweep
 
-# Public column contract (DESIGN section 8): these follow the config columns, in this order.
-SUMMARY_COLUMNS = ("status", "attempts", "final_train_loss", "final_test_loss", "steps", "wall_s",
-                   "device", "host", "precision")
-_JOB_COLUMNS = {"job_id", "sweep", "status", "attempts", "error"}  # never taken from a summary
-_CURVE_COLUMNS = ("job_id", "step", "metric", "value")
-
-
-@contextlib.contextmanager
-def _open(db: str, sweep: str | None = None) -> Iterator[Store]:
-    """A Store on db, closed afterwards; UserError when the named sweep is not there."""
-    store = Store(db)
-    try:
-        if sweep is not None:
-            known = store.sweeps()
-            if sweep not in known:
-                raise UserError(f"no sweep {sweep!r} in {store.shown}; known: {', '.join(known[:20]) or 'none'}")
-        yield store
-    finally:
-        store.close()
-
-
-def _json_objects(texts: Sequence[str | None]) -> list[dict]:
-    """Parse a column of JSON objects (None as {}) with one json.loads call: much faster than one per row."""
-    return json.loads("[" + ",".join(t or "{}" for t in texts) + "]")
-
-
-def _frame(table: dict[str, list]) -> pd.DataFrame:
-    """The results frame from Store.job_table columns, built column by column (no per-row pandas work)."""
-    n = len(table["job_id"])
-    summaries = pd.DataFrame(_json_objects(table["summary"]), index=pd.RangeIndex(n))
-    summaries = summaries.drop(columns=[c for c in summaries.columns if c in _JOB_COLUMNS])
-    configs = _config_frame(table, set(SUMMARY_COLUMNS) | set(summaries.columns) | _JOB_COLUMNS)
-    columns: dict[str, Any] = {"job_id": table["job_id"], "sweep": table["sweep"], **configs}
-    columns.update(status=table["status"], attempts=table["attempts"])
-    for name in SUMMARY_COLUMNS[2:]:
-        columns[name] = summaries[name] if name in summaries.columns else [None] * n
-    for name in ("device", "host"):  # a job without a results row yet: where it runs (or ran) last
-        columns[name] = pd.Series(columns[name], dtype=object).where(pd.notna(columns[name]), table[name])
-    extra = sorted(k for k in summaries.columns if k not in SUMMARY_COLUMNS)
-    columns.update({k: summaries[k] for k in extra})
-    columns["error"] = [error_line(e) if e else None for e in table["error"]]
-    return pd.DataFrame(columns, index=pd.RangeIndex(n))
+__all__ = ["SUMMARY_COLUMNS", "GridArray", "arrays", "curves", "export", "grid_array", "results"]
 
 
 def results(db: str = "jobs.db", sweep: str | None = None) -> pd.DataFrame:
@@ -66,15 +27,10 @@ def results(db: str = "jobs.db", sweep: str | None = None) -> pd.DataFrame:
     A config key that collides with a summary column (e.g. `steps`, which in the summary is the
     number of steps run) is kept as `<key>_config`. `device` and `host` of a job still running (or
     back in the queue) are those of its latest claim. `error` is the one line that says what failed.
+    sweep None: every sweep of the database.
     """
-    with _open(db, sweep) as store:
-        return _frame(store.job_table(sweep))
-
-
-def _config_frame(table: dict[str, list], reserved: set[str]) -> pd.DataFrame:
-    """The configs as columns, a key named like a reserved column kept as `<key>_config`."""
-    configs = pd.DataFrame(_json_objects(table["config"]), index=pd.RangeIndex(len(table["job_id"])))
-    return configs.rename(columns={k: f"{k}_config" for k in configs.columns if k in reserved})
+    with Sweep(db, sweep, every_sweep=True) as opened:
+        return opened.results()
 
 
 def curves(db: str = "jobs.db", sweep: str | None = None, metrics: Sequence[str] | str | None = None,
@@ -85,32 +41,14 @@ def curves(db: str = "jobs.db", sweep: str | None = None, metrics: Sequence[str]
     metrics and job_ids narrow the selection (a name no job recorded gives no rows). A config key
     named like a curve or summary column is kept as `<key>_config`, as in results().
     """
-    names = [metrics] if isinstance(metrics, str) else None if metrics is None else list(metrics)
-    with _open(db, sweep) as store:
-        points = pd.DataFrame.from_records(store.metric_rows(sweep, job_ids=job_ids, names=names),
-                                           columns=list(_CURVE_COLUMNS))
-        table = store.config_table(sweep, job_ids=job_ids)
-    configs = _config_frame(table, {*_CURVE_COLUMNS, *SUMMARY_COLUMNS, *_JOB_COLUMNS})
-    rows = pd.Index(table["job_id"]).get_indexer(points["job_id"])
-    joined = configs.iloc[rows].reset_index(drop=True)
-    sweeps = pd.Series(np.asarray(table["sweep"], dtype=object)[rows], name="sweep")
-    points["value"] = points["value"].astype(float)
-    return pd.concat([points, sweeps, joined], axis=1)
+    with Sweep(db, sweep, every_sweep=True) as opened:
+        return opened.curves(metrics, job_ids)
 
 
 def arrays(db: str, job_id: int, name: str) -> dict[int, np.ndarray]:
     """A grab's arrays for one job, by step; name is the grab's name (a `module:function` path works too)."""
-    with _open(db) as store:
-        store.job_status(job_id)  # UserError for an unknown job
-        rows = store.array_rows(job_id, name)
-        if not rows:
-            known = [r["name"] for r in store.array_summary(job_id)]
-            short = name.rpartition(":")[2]
-            if short not in known:
-                there = ", ".join(known) if known else "none (the job has not finished, or grabbed nothing)"
-                raise UserError(f"job {job_id} has no array {name!r}; arrays there: {there}")
-            rows = store.array_rows(job_id, short)
-    return {step: from_npy(data) for _, step, data in rows}
+    with Sweep(db, every_sweep=True) as opened:
+        return opened.arrays(job_id, name)
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """A sweep report in one folder: summary.md (renders on GitHub as is), its figures, results.csv.
 
-    runner.report.write_report("jobs.db", "quickstart", "quickstart-report")
+    runner.results.report.write_report("jobs.db", "quickstart", "quickstart-report")
 
 Axes are chosen from the grid: the keys that vary (seeds are averaged over). A figure that needs
 more varying keys than the sweep has is skipped with a note saying why.
@@ -15,9 +15,10 @@ import numpy as np
 import pandas as pd
 
 from ..errors import UserError
-from ..queue.store import JobStatus, display_url
+from ..queue.store import JobStatus
 from .plots import plot_curves, plot_heatmap, plot_scaling
-from .reading import export, results
+from .reading import export
+from .sweep import Sweep, opened
 from .tables import (
     SEED_KEYS,
     axis_keys,
@@ -26,8 +27,6 @@ from .tables import (
     fmt_number,
     is_number,
     levels,
-    load,
-    richer_metrics,
     value_columns,
     varying_keys,
 )
@@ -48,16 +47,20 @@ class Report:
     skipped: list[str] = field(default_factory=list)
 
 
-def write_report(db: str, sweep: str | None, out_dir: str | Path) -> Report:
-    """Write summary.md, results.csv and the figures that fit the sweep's grid into out_dir."""
+def write_report(db: str | Sweep, sweep: str | None, out_dir: str | Path) -> Report:
+    """Write summary.md, results.csv and the figures that fit the sweep's grid into out_dir.
+
+    db: a database (opened for this report) or an open Sweep (sweep then None or its name)."""
     out = _out_folder(out_dir)
-    name, df = load(db, sweep)  # before the folder is made: an unknown sweep leaves nothing behind
-    out.mkdir(exist_ok=True)
-    report = Report(summary=out / "summary.md", results=out / "results.csv")
-    export(results(db, name), str(report.results))
-    figures = _figures(db, name, df, out, report)
-    intro = f"Database: `{display_url(db)}`. Results of every job: [results.csv](results.csv)."
-    lines = [f"# Sweep `{name}`", "", intro, "", *_what_ran(df), *_failures(df), *_by_axis(df), *_best(df), *figures]
+    with opened(db, sweep) as source:  # before the folder is made: an unknown sweep leaves nothing behind
+        df = source.results(hashable=True)
+        out.mkdir(exist_ok=True)
+        report = Report(summary=out / "summary.md", results=out / "results.csv")
+        export(source.results(), str(report.results))
+        figures = _figures(source, df, out, report)
+    intro = f"Database: `{source.shown}`. Results of every job: [results.csv](results.csv)."
+    lines = [f"# Sweep `{source.name}`", "", intro, "", *_what_ran(df), *_failures(df), *_by_axis(df), *_best(df),
+             *figures]
     report.summary.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
     return report
 
@@ -161,11 +164,11 @@ def _best(df: pd.DataFrame) -> list[str]:
 
 
 # --- figures -------------------------------------------------------------------------------------
-def _figures(db: str, sweep: str, df: pd.DataFrame, out: Path, report: Report) -> list[str]:
+def _figures(sweep: Sweep, df: pd.DataFrame, out: Path, report: Report) -> list[str]:
     """Draw the figures that fit the grid; markdown image links, and a note for each one skipped."""
     keys = axis_keys(df)
     lines = ["## Figures", ""]
-    for title, file, draw in _plan(db, sweep, df, keys, report):
+    for title, file, draw in _plan(sweep, df, keys, report):
         try:
             draw(out / file)
         except UserError as exc:
@@ -181,27 +184,27 @@ def _figures(db: str, sweep: str, df: pd.DataFrame, out: Path, report: Report) -
 FigurePlan = tuple[str, str, Callable[[Path], Any]]  # (title, file name, draw into a path)
 
 
-def _plan(db: str, sweep: str, df: pd.DataFrame, keys: list[str], report: Report) -> list[FigurePlan]:
+def _plan(sweep: Sweep, df: pd.DataFrame, keys: list[str], report: Report) -> list[FigurePlan]:
     """(title, file name, draw) for each figure that fits: curves, a heatmap, learning curves."""
     if not keys:
         report.skipped.append("all figures: no key varies apart from seeds, so there is nothing to compare")
         return []
     ordered = sorted(keys, key=lambda k: k != "lr")  # lr first: the key most often compared
     value = _summary_value(df)
-    return [*_curve_plan(db, sweep, ordered, report), *_heatmap_plan(db, sweep, ordered, value, report),
-            *_scaling_plan(db, sweep, df, ordered, value, report)]
+    return [*_curve_plan(sweep, ordered, report), *_heatmap_plan(sweep, ordered, value, report),
+            *_scaling_plan(sweep, df, ordered, value, report)]
 
 
-def _curve_plan(db: str, sweep: str, keys: list[str], report: Report) -> list[FigurePlan]:
+def _curve_plan(sweep: Sweep, keys: list[str], report: Report) -> list[FigurePlan]:
     """A training and a test loss curve by each of the first few keys."""
-    metrics = _curve_metrics(db, sweep)
+    metrics = _curve_metrics(sweep)
     if not metrics:
         report.skipped.append("curves: no metric was recorded at more than one step")
-    return [(f"`{m}` by `{k}`", f"curves_{m}_by_{k}.png", lambda path, m=m, k=k: plot_curves(db, sweep, m, k, path))
+    return [(f"`{m}` by `{k}`", f"curves_{m}_by_{k}.png", lambda path, m=m, k=k: plot_curves(sweep, None, m, k, path))
             for m in metrics for k in keys[:MAX_CURVE_AXES]]
 
 
-def _heatmap_plan(db: str, sweep: str, keys: list[str], value: str | None, report: Report) -> list[FigurePlan]:
+def _heatmap_plan(sweep: Sweep, keys: list[str], value: str | None, report: Report) -> list[FigurePlan]:
     """The summary value over the first two keys, when two keys vary."""
     if len(keys) < 2:
         report.skipped.append(f"heatmap: it needs two varying keys, and only `{keys[0]}` varies (seeds aside)")
@@ -210,10 +213,10 @@ def _heatmap_plan(db: str, sweep: str, keys: list[str], value: str | None, repor
         return []
     x, y = keys[0], keys[1]
     return [(f"`{value}` over `{x}` and `{y}`", f"heatmap_{value}_{x}_{y}.png",
-             lambda path: plot_heatmap(db, sweep, value, x, y, path))]
+             lambda path: plot_heatmap(sweep, None, value, x, y, path))]
 
 
-def _scaling_plan(db: str, sweep: str, df: pd.DataFrame, keys: list[str], value: str | None,
+def _scaling_plan(sweep: Sweep, df: pd.DataFrame, keys: list[str], value: str | None,
                   report: Report) -> list[FigurePlan]:
     """Learning curves against the first size-like key, by the other key with the fewest values."""
     x = next((k for k in SCALING_KEYS if k in keys and _positive_numbers(df[k])), None)
@@ -224,12 +227,12 @@ def _scaling_plan(db: str, sweep: str, df: pd.DataFrame, keys: list[str], value:
         return []
     by = min((k for k in keys if k != x), key=lambda k: len(levels(df[k])), default=None)
     return [(f"`{value}` against `{x}`", f"scaling_{value}_{x}.png",
-             lambda path: plot_scaling(db, sweep, value, x, by, path))]
+             lambda path: plot_scaling(sweep, None, value, x, by, path))]
 
 
-def _curve_metrics(db: str, sweep: str) -> list[str]:
+def _curve_metrics(sweep: Sweep) -> list[str]:
     """A training and a test loss that were recorded at more than one step."""
-    recorded = set(richer_metrics(db, sweep))
+    recorded = set(sweep.curve_metrics())
     chosen = [next((m for m in row if m in recorded), None) for row in CURVE_METRICS]
     return [m for m in chosen if m]
 

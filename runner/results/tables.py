@@ -1,10 +1,10 @@
 """A sweep's results shaped for plots and reports: varying keys, checked axes, group statistics.
 
-Shared by runner.plots and runner.report so both pick axes, check user input and average the same way.
+Shared by runner.results.plots and runner.results.report so both pick axes, check user input and
+average the same way. The frames come from a Sweep (runner.results.sweep), read once.
 """
 from __future__ import annotations
 
-import json
 import math
 from typing import Any, Iterable, Sequence
 
@@ -12,49 +12,9 @@ import numpy as np
 import pandas as pd
 
 from ..errors import UserError
-from ..queue.store import Store
-from .reading import curves, results
+from .sweep import Sweep, config_columns
 
 SEED_KEYS = ("seed",)  # averaged over, never plotted as an axis when another key varies
-CURVE_COLUMNS = ["job_id", "step", "metric", "value"]
-
-
-def resolve_sweep(db: str, sweep: str | None) -> str:
-    """The sweep to read: the one named, or the database's only sweep (a user error when ambiguous)."""
-    with Store(db) as store:
-        known = store.sweeps()
-        shown = store.shown
-    if sweep is not None:
-        if sweep not in known:
-            raise UserError(f"no sweep {sweep!r} in {shown}: pick one with --sweep ({', '.join(known) or 'none yet'})")
-        return sweep
-    if len(known) != 1:
-        choices = ", ".join(known) if known else "none yet: run `runner submit` first"
-        raise UserError(f"{shown} holds {len(known)} sweeps: name one with --sweep ({choices})")
-    return known[0]
-
-
-def _hashable(value: Any) -> Any:
-    """Lists and dicts (e.g. monomials) become compact JSON text, so they can be grouped and shown."""
-    if isinstance(value, (list, tuple, dict)):
-        return json.dumps(value, separators=(",", ":"), sort_keys=True)
-    return value
-
-
-def load(db: str, sweep: str | None) -> tuple[str, pd.DataFrame]:
-    """(sweep name, results frame) with every config value hashable."""
-    name = resolve_sweep(db, sweep)
-    df = results(db, name)
-    for col in config_columns(df):
-        if df[col].map(lambda v: isinstance(v, (list, tuple, dict))).any():
-            df[col] = df[col].map(_hashable)
-    return name, df
-
-
-def config_columns(df: pd.DataFrame) -> list[str]:
-    """The config keys: the columns between `sweep` and `status` (DESIGN section 8)."""
-    cols = list(df.columns)
-    return cols[cols.index("sweep") + 1:cols.index("status")]
 
 
 def levels(series: pd.Series) -> list[Any]:
@@ -129,23 +89,15 @@ def check_value(df: pd.DataFrame, value: str, sweep: str) -> pd.Series:
     return numbers
 
 
-def long_curves(db: str, sweep: str, metric: str, df: pd.DataFrame) -> pd.DataFrame:
+def long_curves(sweep: Sweep, metric: str, df: pd.DataFrame) -> pd.DataFrame:
     """One metric's finite points (job_id, step, value) with the job's config columns joined on."""
-    points = curves(db, sweep, metrics=[metric])[CURVE_COLUMNS]
+    points = sweep.points([metric])
     if not len(points):
-        known = sorted(set(curves(db, sweep).metric))
-        raise UserError(f"no metric {metric!r} in sweep {sweep!r}: pick one of "
+        known = sweep.metrics()
+        raise UserError(f"no metric {metric!r} in sweep {sweep.name!r}: pick one of "
                         f"({', '.join(known) or 'none yet: run `runner workers` first'})")
     points = points[np.isfinite(points.value.astype(float))]
     return points.merge(df[["job_id", *config_columns(df)]], on="job_id", how="inner")
-
-
-def richer_metrics(db: str, sweep: str) -> list[str]:
-    """Metrics of a sweep recorded at more than one step, losses first: what a curve can show."""
-    points = curves(db, sweep)[CURVE_COLUMNS]
-    steps = points.groupby("metric").step.nunique()
-    names = [m for m, n in steps.items() if n > 1]
-    return sorted(names, key=lambda m: (not m.endswith("loss"), m))
 
 
 def stats(frame: pd.DataFrame, keys: Sequence[str], value: str) -> pd.DataFrame:

@@ -59,10 +59,9 @@ def _ago(t: float | None, now: float) -> str:
 
 
 def _check_sweep(store: Store, sweep: str | None, counts: dict[str, dict[str, int]]) -> None:
+    """NoSuchSweep when a sweep is named and has no jobs (counts: the store's counts for it)."""
     if sweep is not None and sweep not in counts:
-        known = ", ".join(store.sweeps()[:10]) or "none"
-        raise UserError(f"no sweep {sweep!r} in {store.shown} (sweeps there: {known}): "
-                        "run `runner status` without --sweep to list them")
+        store.check_sweep(sweep)
 
 
 def _varying_keys(store: Store, sweeps: Sequence[str]) -> dict[str, list[str]]:

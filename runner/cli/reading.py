@@ -1,0 +1,90 @@
+"""The commands that read the queue in the terminal: `runner status`, `jobs`, `show` and `results`.
+They print what runner.results builds (views, the results frame), importing it when they run."""
+from __future__ import annotations
+
+import click
+
+from ..queue.states import JobStatus  # the store's JobStatus, without loading SQLAlchemy for `--help`
+from .common import db_option, main, sweep_option, user_errors
+
+
+@main.command()
+@db_option
+@sweep_option()
+@click.option("--watch", is_flag=True, help="redraw every --interval seconds until Ctrl-C")
+@click.option("--interval", default=2.0, show_default=True, type=click.FloatRange(min=0.1),
+              help="seconds between redraws with --watch")
+@user_errors
+def status(db: str, sweep: str | None, watch: bool, interval: float) -> None:
+    """Jobs per state per sweep, throughput and ETA, live workers, the latest failures."""
+    from ..queue.store import Store
+    from ..results.views import status_lines
+    from ..results.views import watch as watch_status
+
+    with Store(db) as store:
+        if watch:
+            watch_status(store, sweep, interval)
+        else:
+            click.echo("\n".join(status_lines(store, sweep)))
+
+
+@main.command()
+@db_option
+@sweep_option()
+@click.option("--state", "states", multiple=True, help="only jobs in this state (repeatable)",
+              type=click.Choice([s.value for s in JobStatus]))
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1), help="show at most this many jobs")
+@user_errors
+def jobs(db: str, sweep: str | None, states: tuple[str, ...], limit: int) -> None:
+    """List jobs: id, sweep, status, attempts, device, wall time, the config keys that vary, error."""
+    from ..queue.store import Store
+    from ..results.views import jobs_lines
+
+    with Store(db) as store:
+        click.echo("\n".join(jobs_lines(store, sweep, states, limit)))
+
+
+@main.command()
+@click.argument("job_id", type=int)
+@db_option
+@user_errors
+def show(job_id: int, db: str) -> None:
+    """One job in full: config, attempts and outcomes, summary, metrics, arrays, error traceback."""
+    from ..queue.store import Store
+    from ..results.views import show_lines
+
+    with Store(db) as store:
+        click.echo("\n".join(show_lines(store, job_id)))
+
+
+@main.command()
+@db_option
+@sweep_option()
+@click.option("-o", "--output", default=None, help="write to FILE.csv, .parquet or .json instead of printing")
+@user_errors
+def results(db: str, sweep: str | None, output: str | None) -> None:
+    """One row per job: config, status, attempts, final losses, steps, wall time, device."""
+    from ..results.reading import export
+    from ..results.reading import results as read_results
+
+    df = read_results(db, sweep)
+    if output:
+        export(df, output)
+        click.echo(f"wrote {len(df)} rows to {output}")
+        return
+    import pandas as pd
+
+    if not len(df):
+        click.echo("(no jobs)")
+        return
+    hidden = {"sweep", "error", "host", "cuda_visible_devices"}
+    constant = [c for c in df.columns[2:df.columns.get_loc("status")]
+                if (df[c].map(repr) if df[c].dtype == object else df[c]).nunique(dropna=False) == 1]
+    if constant:
+        click.echo("same in every job: " + ", ".join(f"{c}={df[c].iloc[0]}" for c in constant))
+    shown = df.drop(columns=[c for c in df.columns if c in hidden or c in constant])
+    most = 200  # a terminal's worth: the first and last 100 rows
+    with pd.option_context("display.max_columns", 40, "display.width", 200):
+        click.echo(shown.to_string(index=False, max_rows=most))
+    if len(df) > most:
+        click.echo(f"({len(df):,} rows: the first and last {most // 2} shown; write them all with -o FILE.csv)")
