@@ -1,4 +1,4 @@
-"""Queue benchmark (DESIGN.md section 9): no-op jobs through the job queue, SQLite or PostgreSQL.
+"""Queue benchmark (docs/contracts.md, "Performance targets"): no-op jobs through the job queue, SQLite or PostgreSQL.
 
 1. submit: one `Store.add_jobs` call of 100,000 distinct job configs into a fresh database, as
    `runner submit` does for a one-group grid (target: < 5 s);
@@ -293,7 +293,7 @@ def header(db_shown: str, server: str | None = None) -> str:
 
 
 def table(rows: list[Row], targets: bool = True) -> str:
-    """The rows as a table; targets: mark DESIGN.md's SQLite targets (not set for PostgreSQL)."""
+    """The rows as a table; targets: mark the SQLite targets of docs/contracts.md (not set for PostgreSQL)."""
     base = next((r for r in rows if r.workers == 1), None)
     cols = ("", "jobs", "seconds", "jobs/s", "vs W=1", "claim p50 ms", "claim p99 ms", "target", "met?")
     lines = []

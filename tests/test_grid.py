@@ -28,7 +28,7 @@ from runner.queue.grid import (
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# DESIGN.md's example, as printed there: batch_size in base is overridden by the zip group.
+# The grid file example of docs/contracts.md: batch_size in base is overridden by the zip group.
 EXAMPLE = """\
 sweep: lr-width
 batchfn: gaussian_teacher
