@@ -5,6 +5,7 @@ import sys
 import time
 from typing import Any, TextIO
 
+from ..queue.states import JobStatus
 from ..text import format_duration
 
 
@@ -32,14 +33,14 @@ class Progress:
                 totals[state] = totals.get(state, 0) + n
         finished_now = sum(r["finished_since"] for r in per_device.values())
         rate = finished_now / elapsed
-        remaining = totals.get("pending", 0) + totals.get("running", 0)
+        remaining = totals.get(JobStatus.PENDING.value, 0) + totals.get(JobStatus.RUNNING.value, 0)
         eta = remaining / rate if rate > 0 else None
         out = []
         for label in self.devices:
             row = per_device.get(label, {"done": 0, "running": 0, "finished_since": 0})
             dev_rate = row["finished_since"] / elapsed
             out.append(f"  {label:<8} done {row['done']:>6}  running {row['running']:>3}  {dev_rate * 3600:>9.0f} jobs/h")
-        state = "  ".join(f"{k} {totals.get(k, 0)}" for k in ("pending", "running", "done", "failed", "diverged", "cancelled") if totals.get(k))
+        state = "  ".join(f"{s} {totals[s.value]}" for s in JobStatus if totals.get(s.value))
         out.append(f"  {state or 'no jobs'}   elapsed {format_duration(elapsed)}   ETA {format_duration(eta)}")
         return out
 

@@ -1,17 +1,26 @@
 """A worker process's life after its device is pinned: claim a job, train it, write the results
 back, repeat, with a heartbeat thread renewing the lease beside it.
 
-Imported by runner.pool.entry once CUDA_VISIBLE_DEVICES is set, so it may import torch.
+Imported by runner.pool.entry once CUDA_VISIBLE_DEVICES is set, so it imports torch at the top.
 """
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import threading
 import time
 import traceback
-from typing import Any
+from pathlib import Path
 
+import torch
+
+from ..hashing import config_hash
+from ..npy import to_npy
+from ..queue.store import ClaimedJob, JobOutcome, JobStatus, StaleTokenError, Store
+from ..train import checkpoints
+from ..train.loop import RunStatus, train
+from .checkpoint_dir import job_path
 from .entry import WorkerOptions
 
 log = logging.getLogger("runner.worker")
@@ -23,10 +32,6 @@ class Worker:
     """The claim-train-write loop of one process, with a heartbeat thread beside it."""
 
     def __init__(self, opts: WorkerOptions, stop: threading.Event):
-        import torch
-
-        from ..queue.store import Store
-
         self.opts, self.stop = opts, stop
         torch.set_num_threads(max(1, opts.threads))
         self.device = "cuda:0" if opts.visible else "cpu"
@@ -42,7 +47,7 @@ class Worker:
             self.where["gpu"] = props.name
             if getattr(props, "uuid", None) is not None:  # which physical GPU, whatever the numbering
                 self.where["gpu_uuid"] = f"GPU-{props.uuid}"
-        _warm_up(torch, self.device)
+        _warm_up(self.device)
 
     def run(self) -> None:
         self.store.register_worker(self.opts.worker_id, host=self.host, pid=os.getpid(), device=self.opts.device_label)
@@ -76,7 +81,7 @@ class Worker:
 
     def _others_running(self) -> bool:
         counts = self.store.counts(self.opts.sweep)
-        return any(by_state.get("running", 0) for by_state in counts.values())
+        return any(by_state.get(JobStatus.RUNNING.value, 0) for by_state in counts.values())
 
     def _heartbeat(self) -> None:
         """Renew the current job's lease; notice a lost lease or a dead supervisor."""
@@ -96,12 +101,7 @@ class Worker:
             except Exception as exc:  # a transient database error must not kill the heartbeat
                 log.warning("heartbeat failed: %s", exc)
 
-    def _run_job(self, job: Any) -> None:
-        from ..hashing import config_hash
-        from ..queue.store import JobStatus, StaleTokenError
-        from ..train import checkpoints
-        from .checkpoint_dir import job_path
-
+    def _run_job(self, job: ClaimedJob) -> None:
         self.lease_lost.clear()
         self.current = (job.id, job.token)
         ckpt = job_path(self.opts.checkpoint_dir, job.id, config_hash(job.config))
@@ -119,14 +119,8 @@ class Worker:
         finally:
             self.current = None
 
-    def _train(self, job: Any, ckpt: Any) -> Any:
+    def _train(self, job: ClaimedJob, ckpt: Path) -> JobOutcome | None:
         """Train one claimed job; its JobOutcome, or None when there is nothing to write back."""
-        import torch
-
-        from ..npy import to_npy
-        from ..queue.store import JobOutcome, JobStatus, StaleTokenError
-        from ..train.loop import train
-
         t0 = time.perf_counter()
         if self.device != "cpu":
             torch.cuda.reset_peak_memory_stats()
@@ -151,11 +145,11 @@ class Worker:
             result = None
         if result is None:
             # Outside the except block: the traceback no longer pins the job's tensors.
-            _free_memory(torch)
+            _free_memory()
             if error is None:
                 return None
             return JobOutcome(JobStatus.FAILED, {**self.where, "wall_s": round(time.perf_counter() - t0, 4)}, error=error)
-        if result.status == "stopped":
+        if result.status == RunStatus.STOPPED:
             try:
                 self.store.release(job.id, job.token, reason="worker stopped", count_attempt=False)
                 log.info("job %d: stopped at step %d, checkpoint saved, back in the queue", job.id, result.summary["steps"])
@@ -165,17 +159,15 @@ class Worker:
         summary = {**result.summary, **self.where}
         if self.device != "cpu":  # what --per-device packing has to fit
             summary["max_memory_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
-        status = JobStatus.DIVERGED if result.status == "diverged" else JobStatus.DONE
+        status = JobStatus.DIVERGED if result.status == RunStatus.DIVERGED else JobStatus.DONE
         arrays = [(name, step, to_npy(a)) for name, step, a in result.arrays]
         return JobOutcome(status, summary, result.metrics, arrays, error=result.reason)
 
 
-def _warm_up(torch: Any, device: str) -> None:
+def _warm_up(device: str) -> None:
     """Pay once, before the first claim, what the first job would otherwise carry in its own
-    wall_s: runner's trainloop imports, torch.optim's first use (it imports torch._dynamo: 1-3 s
-    measured) and, on a GPU, the cuBLAS handle."""
-    from ..train import loop as trainloop  # noqa: F401
-
+    wall_s (runner's trainloop is imported with this module): torch.optim's first use (it imports
+    torch._dynamo: 1-3 s measured) and, on a GPU, the cuBLAS handle."""
     param = torch.zeros(4, 4, device=device, requires_grad=True)
     torch.optim.SGD([param], lr=0.0)
     (param @ param).sum().item()
@@ -185,12 +177,10 @@ class _LeaseLost(Exception):
     """Raised inside the trainloop when the heartbeat found our claim taken over: stop, write nothing."""
 
 
-def _free_memory(torch: Any) -> None:
+def _free_memory() -> None:
     """After a failed job (out of memory included), give cached GPU memory back before the next.
 
     The traceback held by the caller's frame keeps the job's tensors alive until collected."""
-    import gc
-
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()

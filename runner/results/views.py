@@ -131,7 +131,7 @@ def show_lines(store: Store, job_id: int, now: float | None = None) -> list[str]
     rows = []
     for a in attempts:
         took = format_duration((a["ended_at"] or now) - a["started_at"]) if a["started_at"] else "-"
-        outcome = a["outcome"] or ("running" if job["status"] == JobStatus.RUNNING.value else "-")
+        outcome = a["outcome"] or (JobStatus.RUNNING.value if job["status"] == JobStatus.RUNNING.value else "-")
         rows.append([a["attempt"], a["worker"], a["device"], _when(a["started_at"]), took, outcome,
                      _clip(error_line(a["error"]), ERROR_WIDTH)])
     if attempts:
@@ -177,7 +177,7 @@ def status_lines(store: Store, sweep: str | None = None, now: float | None = Non
     rows = []
     for name, by_state in counts.items():
         act = activity.get(name, {"finished": 0, "first_started": None})
-        remaining = by_state["pending"] + by_state["running"]
+        remaining = by_state[JobStatus.PENDING.value] + by_state[JobStatus.RUNNING.value]
         span = min(WINDOW_S, now - act["first_started"]) if act["first_started"] is not None else 0.0
         rate = act["finished"] / span if span > 0 else None
         eta = "done" if not remaining else format_duration(remaining / rate) if rate else "-"

@@ -12,6 +12,7 @@ of their states, restored part by part.
 from __future__ import annotations
 
 import contextlib
+import enum
 import socket
 import time
 from dataclasses import dataclass, field
@@ -36,11 +37,23 @@ from .thresholds import LossTracker, finite_or_none
 CHUNK = 256  # steps between host reads of the loss
 
 
+class RunStatus(str, enum.Enum):
+    """How a run ended: trained to its last step (or stopped on its thresholds), a non-finite loss,
+    or stopped early by `should_stop` with a checkpoint to resume from. Compares equal to its text."""
+
+    DONE = "done"
+    DIVERGED = "diverged"
+    STOPPED = "stopped"
+
+    def __str__(self) -> str:
+        return self.value
+
+
 @dataclass
 class TrainResult:
-    """What one job produced: status ('done', 'diverged' or 'stopped'), summary, series, arrays."""
+    """What one job produced: status (a RunStatus), summary, series, arrays."""
 
-    status: str
+    status: RunStatus
     summary: dict[str, Any]
     metrics: list[tuple[int, str, float]] = field(default_factory=list)
     arrays: list[tuple[str, int, np.ndarray]] = field(default_factory=list)
@@ -139,10 +152,10 @@ class _Loop:
         """Train from the start (or resumed) step to the end, then the final measurements."""
         o = self.o
         status, steps_run = self._train(self.start, o.steps)
-        if status == "stopped":
+        if status == RunStatus.STOPPED:
             if self.checkpoint_path:
                 self._save(steps_run)
-        elif status != "diverged":
+        elif status != RunStatus.DIVERGED:
             self._evaluate(steps_run, final=True)
             if self.plan.grabs:
                 self._grab(steps_run)
@@ -151,7 +164,7 @@ class _Loop:
             self.tracker.update(self.records.flush([], steps_run), steps_run)  # CPU-GPU sync: the final values
         return self._result(status, steps_run, self.wall_before + time.perf_counter() - self.started)
 
-    def _train(self, start: int, steps: int) -> tuple[str, int]:
+    def _train(self, start: int, steps: int) -> tuple[RunStatus, int]:
         o, stepper, lr_plan = self.o, self.stepper, self.lr_plan
         save_every = o.checkpoint_every if self.checkpoint_path else 0
         change_steps = {c.at for c in o.changes if c.batch_size is not None}
@@ -185,14 +198,14 @@ class _Loop:
                 self.tracker.update(self.records.flush(losses, first), first)
                 losses, first = [], step + 1
                 if self.tracker.nonfinite_at is not None:
-                    return "diverged", step + 1
+                    return RunStatus.DIVERGED, step + 1
                 if o.stop_on_thresholds and self.tracker.all_crossed:
-                    return "done", step + 1
+                    return RunStatus.DONE, step + 1
                 if stop:
-                    return "stopped", step + 1
+                    return RunStatus.STOPPED, step + 1
                 if save:
                     self._save(step + 1)
-        return "done", steps
+        return RunStatus.DONE, steps
 
     def _eager_step(self, step: int, batch: Batch | None = None) -> tuple[torch.Tensor, Batch]:
         """One step without a graph (on `batch` when given); returns (detached loss, the batch)."""
@@ -275,7 +288,7 @@ class _Loop:
         self.records.restore(state["records"])
         self.wall_before = float(state["wall_s"])
 
-    def _result(self, status: str, steps_run: int, wall_s: float) -> TrainResult:
+    def _result(self, status: RunStatus, steps_run: int, wall_s: float) -> TrainResult:
         metrics = self.records.metrics
         final = {n: v for s, n, v in metrics if s == steps_run and n.endswith(("_loss", "_acc")) and n != "batch_loss"}
         summary: dict[str, Any] = {
@@ -296,7 +309,7 @@ class _Loop:
             if key in final:
                 summary[f"final_{key}"] = finite_or_none(final[key])
         reason = None
-        if status == "diverged":
+        if status == RunStatus.DIVERGED:
             summary["diverged_at"] = self.tracker.nonfinite_at
             reason = f"non-finite train loss at step {self.tracker.nonfinite_at}"
         finite = [m for m in metrics if np.isfinite(m[2])]
