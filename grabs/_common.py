@@ -1,6 +1,6 @@
 """Helpers shared by the built-in grabs: side-effect-free evaluation, seeded probes, data choice.
 
-The rules every built-in grab follows (and tests/test_grabs.py checks):
+The rules every built-in grab follows (and tests/unit/test_grabs.py checks):
 - the model's parameters, buffers, `.grad` fields and train/eval mode are as they were;
 - the global RNG (CPU and CUDA) is never drawn from: it belongs to the training run, and a
   resumed checkpoint must continue exactly as an uninterrupted run would;

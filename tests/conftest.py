@@ -1,31 +1,23 @@
 """Shared fixtures: run the real CLI in a subprocess, in a temporary working folder; fresh
-databases on the PostgreSQL test server (each test gets its own schema, dropped afterwards)."""
+databases on the PostgreSQL test server (each test gets its own schema, dropped afterwards).
+
+The suite's layout: unit/ mirrors runner's modules (unit/queue, unit/train, unit/pool,
+unit/results, and the base modules and built-in plug-ins at its top); system/ drives real
+processes (the CLI, workers, hosts, chaos), GPUs and the notebook. Helpers live in the support/
+package; plugins_for_tests.py and grab_plugins.py stand in for a user's own modules, which jobs
+name by import path ('plugins_for_tests:linear_teacher'), so they sit on PYTHONPATH as a user's would.
+"""
 from __future__ import annotations
 
-import contextlib
-import functools
-import os
 import secrets
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-TESTS = Path(__file__).resolve().parent
-EXAMPLES = ROOT / "examples"
-
-
-def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(TESTS), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    env.pop("RUNNER_DB", None)
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra or {})
-    return env
+from support.databases import need_postgres, pg_connection, pg_schema_url
+from support.processes import cli_env
 
 
 @pytest.fixture
@@ -37,19 +29,6 @@ def run_cli(tmp_path: Path):
                               capture_output=True, text=True, timeout=timeout)
 
     return run
-
-
-def worker_pids(supervisor_pid: int) -> list[int]:
-    """Pids of a supervisor's live worker processes (not multiprocessing's resource tracker)."""
-    out = subprocess.run(["pgrep", "-P", str(supervisor_pid)], capture_output=True, text=True).stdout.split()
-    pids = []
-    for pid in out:
-        try:
-            if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                pids.append(int(pid))
-        except FileNotFoundError:  # exited since pgrep saw it
-            pass
-    return pids
 
 
 @pytest.fixture
@@ -74,76 +53,8 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-def write_sqlite(path: Path, *statements: str) -> Path:
-    """Run SQL statements on a SQLite file (made if missing) and commit: a database another program left."""
-    import sqlite3
-
-    con = sqlite3.connect(path)
-    try:
-        for statement in statements:
-            con.execute(statement)
-        con.commit()
-    finally:
-        con.close()
-    return path
-
-
 # --- PostgreSQL: the server of the `postgres` tests ------------------------------------------------
-PG_SERVER = os.environ.get("RUNNER_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
-
-
-def _pg_connect_args(url: str) -> dict[str, Any]:
-    from sqlalchemy.engine import make_url
-
-    u = make_url(url)
-    args = {"host": u.host, "port": u.port, "user": u.username, "password": u.password, "dbname": u.database,
-            **u.query}
-    return {k: v for k, v in args.items() if v is not None}
-
-
-@contextlib.contextmanager
-def pg_connection(url: str = PG_SERVER, **kwargs: Any) -> Iterator[Any]:
-    """A psycopg connection in autocommit mode (the URL's options, search_path say, apply)."""
-    import psycopg
-
-    con = psycopg.connect(**_pg_connect_args(url), autocommit=True, connect_timeout=5, **kwargs)
-    try:
-        yield con
-    finally:
-        con.close()
-
-
-@functools.cache
-def postgres_problem() -> str | None:
-    """None when the PostgreSQL test server answers, else why not (one line)."""
-    try:
-        import psycopg  # noqa: F401
-    except ImportError as exc:
-        return f"psycopg is not installed ({exc}): pip install -e '.[postgres]'"
-    try:
-        with pg_connection() as con:
-            con.execute("SELECT 1")
-    except Exception as exc:  # noqa: BLE001 - any failure means: skip
-        return str(exc).strip().splitlines()[0]
-    return None
-
-
-def need_postgres() -> None:
-    from sqlalchemy.engine import make_url
-
-    problem = postgres_problem()
-    if problem is not None:
-        u = make_url(PG_SERVER)
-        pytest.skip(f"no PostgreSQL server at {u.host}:{u.port}: {problem}")
-
-
-def pg_schema_url(schema: str) -> str:
-    """The test server's URL with its search_path set to one schema: a database of its own."""
-    from sqlalchemy.engine import make_url
-
-    url = make_url(PG_SERVER).update_query_dict({"options": f"-csearch_path={schema}"})
-    return url.render_as_string(hide_password=False)
 
 
 @pytest.fixture
@@ -191,19 +102,3 @@ def url(new_url: Callable[[], str]) -> str:
     return new_url()
 
 
-def sql(url: str, statement: str, params: dict | None = None) -> list[tuple]:
-    """Run one SQL statement on a runner database (a file path or a URL) and commit; its rows."""
-    import sqlalchemy
-
-    from runner.queue.store import sqlalchemy_url
-
-    target = sqlalchemy.engine.make_url(sqlalchemy_url(url))
-    if target.drivername == "postgresql":
-        target = target.set(drivername="postgresql+psycopg")
-    engine = sqlalchemy.create_engine(target, poolclass=sqlalchemy.pool.NullPool)
-    try:
-        with engine.begin() as con:
-            result = con.execute(sqlalchemy.text(statement), params or {})
-            return [tuple(r) for r in result] if result.returns_rows else []
-    finally:
-        engine.dispose()

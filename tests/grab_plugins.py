@@ -1,4 +1,4 @@
-"""Models used by tests/test_grabs.py (importable as 'grab_plugins:<name>' from a job config)."""
+"""Models used by tests/unit/test_grabs.py (importable as 'grab_plugins:<name>' from a job config)."""
 from __future__ import annotations
 
 import torch

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from conftest import cli_env, write_sqlite
+from support.databases import write_sqlite
+from support.processes import cli_env
 
 from runner.queue.store import SCHEMA_VERSION
 

@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, cli_env
+from support.processes import ROOT, cli_env
 
 
 def _run(script: str, *args: str) -> str:

@@ -6,7 +6,8 @@ import subprocess
 import sys
 
 import pytest
-from conftest import PG_SERVER, ROOT, cli_env, need_postgres, pg_connection
+from support.databases import PG_SERVER, need_postgres, pg_connection
+from support.processes import ROOT, cli_env
 
 
 def test_queue_benchmark_quick_runs_and_prints_its_table(show):
@@ -52,3 +53,17 @@ def test_queue_benchmark_quick_on_postgresql_prints_both_backends(show):
     assert out.count("exactly once: OK") == 4  # two drain rows on each backend
     with pg_connection() as con:  # the benchmark's schemas are gone
         assert con.execute("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'runner_bench_%'").fetchone() == (0,)
+
+
+def test_results_read_benchmark_quick_runs_and_prints_its_table(show):
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "results_read.py"), "--quick"], cwd=ROOT,
+                          env=cli_env(), capture_output=True, text=True, timeout=120)
+    show(f"\n$ python benchmarks/results_read.py --quick\n{done.stdout}{done.stderr}")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("results-read benchmark ") and "SQLite" in lines[0]
+    assert lines[-6].split() == ["call", "jobs", "rows", "seconds", "cpu", "s", "target", "met?"]
+    labels = [line[:30].strip() for line in lines[-4:]]
+    assert labels == ["results()", "curves(test_loss), 400 jobs", "curves(test_loss), all jobs",
+                      "grid_array(lr x width x seed)"]
+    assert lines[-4].split()[1:3] == ["400", "400"]  # results(): 400 jobs, 400 rows

@@ -12,7 +12,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT  # noqa: F401  (puts the tests folder on the path for plugins_for_tests)
 
 import runner
 from runner.errors import UserError

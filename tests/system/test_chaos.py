@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import cli_env, worker_pids
+from support.processes import cli_env, worker_pids
 
 import runner
 from runner.queue.store import Store

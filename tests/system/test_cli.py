@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import EXAMPLES
+from support.processes import EXAMPLES
 
 FAST = ["base.steps=150", "base.n_test=256", "base.eval_every=50"]
 

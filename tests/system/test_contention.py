@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import cli_env, worker_pids
+from support.processes import cli_env, worker_pids
 
 from runner.queue.store import Store
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import EXAMPLES
+from support.processes import EXAMPLES
 
 from runner.queue.submission import load_spec, plan_jobs
 from runner.train.loop import train

@@ -8,8 +8,8 @@ import sys
 import time
 
 import pytest
-from conftest import cli_env, worker_pids
-from test_workers import SLOW, _start_workers, _wait_for
+from support.jobs import SLOW
+from support.processes import cli_env, start_workers, wait_for, worker_pids
 
 import runner
 from runner.queue.store import Store
@@ -36,7 +36,7 @@ def test_faulty_jobs_fail_with_their_reason_and_the_worker_takes_the_next_job(tm
     for i, (name, cfg) in enumerate(faults.items()):
         runner.submit(dict(sweep=f"fault{i}", base=dict(cfg, max_attempts=2, priority=10)), db=db)
     runner.submit(dict(sweep="healthy", base=dict(TINY, batchfn="gaussian_teacher")), db=db)
-    proc = _start_workers(db)  # one worker: every job, healthy last (lowest priority), in one process
+    proc = start_workers(db)  # one worker: every job, healthy last (lowest priority), in one process
     _, err = proc.communicate(timeout=240)
     assert proc.returncode == 0, err
     df = runner.results(db).set_index("sweep")
@@ -59,11 +59,11 @@ def test_faulty_jobs_fail_with_their_reason_and_the_worker_takes_the_next_job(tm
 def test_runner_retry_requeues_failed_jobs_with_fresh_attempts(tmp_path, run_cli):
     db = str(tmp_path / "jobs.db")
     runner.submit(dict(sweep="oom", base=dict(TINY, batchfn="plugins_for_tests:oom_batchfn", max_attempts=1)), db=db)
-    _start_workers(db).communicate(timeout=120)
+    start_workers(db).communicate(timeout=120)
     assert runner.results(db, sweep="oom").status.tolist() == ["failed"]
     out = run_cli("retry", "--db", db, "--sweep", "oom")
     assert out.returncode == 0
-    _start_workers(db).communicate(timeout=120)
+    start_workers(db).communicate(timeout=120)
     df = runner.results(db, sweep="oom")
     assert df.status.tolist() == ["failed"] and df.attempts.tolist() == [1]  # a fresh budget of attempts, used again
     assert [a["outcome"] for a in _attempts(db, int(df.job_id[0]))] == ["failed", "failed"]
@@ -74,13 +74,13 @@ def test_a_worker_paused_past_its_lease_cannot_overwrite_the_job_taken_over(tmp_
     the paused worker's heartbeat and write-back are refused (logged), the results stay the new owner's."""
     db = str(tmp_path / "jobs.db")
     runner.submit(dict(sweep="fence", base=dict(SLOW, steps=1500, delay=0.002, checkpoint_every=100, seed=3)), db=db)
-    first = _start_workers(db, "--lease", "3")
+    first = start_workers(db, "--lease", "3")
     try:
-        _wait_for(lambda: list((tmp_path / "jobs-checkpoints").glob("*.pt")), timeout=90)  # mid-job
+        wait_for(lambda: list((tmp_path / "jobs-checkpoints").glob("*.pt")), timeout=90)  # mid-job
         (paused,) = worker_pids(first.pid)
         os.kill(paused, signal.SIGSTOP)
         stopped_at = time.monotonic()
-        second = _start_workers(db, "--lease", "3")  # claims the job once the 3 s lease has expired
+        second = start_workers(db, "--lease", "3")  # claims the job once the 3 s lease has expired
         _, err2 = second.communicate(timeout=180)
         assert second.returncode == 0, err2
         paused_s = time.monotonic() - stopped_at

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import cli_env
+from support.processes import cli_env
 
 from runner.errors import UserError
 from runner.pool.devices import Device, check_fits

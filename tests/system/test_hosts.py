@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import cli_env, sql
+from support.databases import sql
+from support.processes import cli_env
 
 import runner
 from runner.queue.store import Store
@@ -135,7 +136,7 @@ def test_host_id_must_be_a_name(run_cli, tmp_path):
 
 def test_the_slurm_example_runs_runner_workers_once_per_node(tmp_path):
     """examples/slurm/workers.sbatch with stand-ins for srun (two "nodes") and runner, on a SQLite file."""
-    from conftest import EXAMPLES
+    from support.processes import EXAMPLES
 
     db = str(tmp_path / "jobs.db")
     runner.submit(dict(sweep="slurm", batchfn="gaussian_teacher", model="mlp",

@@ -7,7 +7,7 @@ generated from the current code), with rows in every table."""
 from __future__ import annotations
 
 import sqlalchemy
-from conftest import sql
+from support.databases import sql
 
 from runner.queue.store import SCHEMA_VERSION, JobOutcome, JobStatus, Store, sqlalchemy_url
 

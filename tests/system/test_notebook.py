@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import EXAMPLES, cli_env
+from support.processes import EXAMPLES, cli_env
 
 NOTEBOOK = EXAMPLES / "walkthrough.ipynb"
 JOBS = 12 + 2  # the built-in sweep (3 lr x 2 width x 2 seed) and the user's sweep (2 freq)

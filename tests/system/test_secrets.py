@@ -10,7 +10,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from conftest import need_postgres, pg_connection, pg_schema_url
+from support.databases import need_postgres, pg_connection, pg_schema_url
 
 from runner.queue.store import display_url
 

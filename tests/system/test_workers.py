@@ -8,28 +8,12 @@ import sys
 import time
 
 import pytest
-from conftest import cli_env, worker_pids
+from support.bytecode import bytecode_env
+from support.jobs import SLOW
+from support.processes import cli_env, start_workers, wait_for, worker_pids
 
 import runner
 from runner.queue.store import Store
-
-SLOW = dict(batchfn="plugins_for_tests:slow_teacher", model="mlp", d=4, batch_size=8, width=8, n_test=16, eval_every=100)
-
-
-def _start_workers(db: str, *args: str) -> subprocess.Popen:
-    """`runner workers` in its own process group, as a shell job would be."""
-    return subprocess.Popen([sys.executable, "-m", "runner.cli", "workers", "--devices", "cpu", "--db", db, "--quiet", *args],
-                            env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-
-
-def _wait_for(predicate, timeout: float = 60.0, every: float = 0.1):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError("condition not reached in time")
 
 
 def _running(db: str) -> int:
@@ -43,9 +27,9 @@ def _running(db: str) -> int:
 def test_a_worker_killed_mid_job_is_replaced_and_its_job_rerun(tmp_path):
     db = str(tmp_path / "jobs.db")
     runner.submit(dict(sweep="kill", base=dict(SLOW, steps=600, delay=0.003), grid=dict(seed=[0, 1, 2, 3])), db=db)
-    proc = _start_workers(db, "--per-device", "2")
+    proc = start_workers(db, "--per-device", "2")
     try:
-        _wait_for(lambda: _running(db) == 2, timeout=90)
+        wait_for(lambda: _running(db) == 2, timeout=90)
         time.sleep(0.5)
         victim = worker_pids(proc.pid)[0]
         os.kill(victim, signal.SIGKILL)
@@ -68,10 +52,10 @@ def test_a_worker_killed_mid_job_is_replaced_and_its_job_rerun(tmp_path):
 def test_a_stop_signal_releases_running_jobs_without_using_an_attempt(tmp_path, how, show):
     db = str(tmp_path / "jobs.db")
     runner.submit(dict(sweep="stop", base=dict(SLOW, steps=1500, delay=0.002, checkpoint_every=50), grid=dict(seed=[0, 1, 2])), db=db)
-    proc = _start_workers(db, "--per-device", "2")
+    proc = start_workers(db, "--per-device", "2")
     try:
         # both jobs past their first periodic checkpoint, so the resume has steps to skip
-        _wait_for(lambda: len(list((tmp_path / "jobs-checkpoints").glob("job-*.pt"))) == 2, timeout=90)
+        wait_for(lambda: len(list((tmp_path / "jobs-checkpoints").glob("job-*.pt"))) == 2, timeout=90)
         t0 = time.monotonic()
         if how == "sigterm-to-supervisor":
             proc.send_signal(signal.SIGTERM)
@@ -88,7 +72,7 @@ def test_a_stop_signal_releases_running_jobs_without_using_an_attempt(tmp_path, 
     assert (df.status == "pending").all() and (df.attempts == 0).all()
     saved = sorted((tmp_path / "jobs-checkpoints").glob("job-*.pt"))
     assert len(saved) == 2  # each stopped job left a checkpoint
-    again = _start_workers(db, "--per-device", "2")
+    again = start_workers(db, "--per-device", "2")
     again.communicate(timeout=240)
     assert again.returncode == 0
     df = runner.results(db, sweep="stop")
@@ -107,7 +91,7 @@ def test_failing_jobs_retry_then_fail_with_traceback_and_retry_requeues(tmp_path
     base = dict(batchfn="plugins_for_tests:exploding_batchfn", model="mlp", d=4, batch_size=8, steps=10, n_test=0, max_attempts=2)
     runner.submit(dict(sweep="boom", base=base), db=db)
     runner.submit(dict(sweep="fine", base=dict(SLOW, steps=20, delay=0.0)), db=db)
-    proc = _start_workers(db)
+    proc = start_workers(db)
     proc.communicate(timeout=120)
     assert proc.returncode == 0
     df = runner.results(db)
@@ -124,7 +108,7 @@ def test_a_diverging_job_ends_diverged(tmp_path):
     db = str(tmp_path / "jobs.db")
     runner.submit(dict(sweep="nan", batchfn="gaussian_teacher", model="mlp",
                        base=dict(d=8, batch_size=32, steps=300, lr=1e4, n_test=32)), db=db)
-    proc = _start_workers(db)
+    proc = start_workers(db)
     proc.communicate(timeout=120)
     df = runner.results(db, sweep="nan")
     assert df.status.tolist() == ["diverged"] and df.attempts.tolist() == [1]
@@ -153,15 +137,15 @@ def test_a_new_pool_takes_over_the_jobs_of_a_pool_killed_without_cleanup(tmp_pat
     """The supervisor and its workers all die by SIGKILL; their running jobs wait out the lease."""
     db = str(tmp_path / "jobs.db")
     runner.submit(dict(sweep="orphans", base=dict(SLOW, steps=3000, delay=0.002), grid=dict(seed=[0, 1, 2, 3])), db=db)
-    first = _start_workers(db, "--per-device", "2", "--lease", "4")
+    first = start_workers(db, "--per-device", "2", "--lease", "4")
     try:
-        _wait_for(lambda: _running(db) == 2, timeout=90)
+        wait_for(lambda: _running(db) == 2, timeout=90)
     finally:
         os.killpg(first.pid, signal.SIGKILL)  # no cleanup at all: nothing is released
         first.communicate(timeout=30)
     killed_at = time.monotonic()
     assert _running(db) == 2
-    second = _start_workers(db, "--per-device", "2", "--lease", "4")
+    second = start_workers(db, "--per-device", "2", "--lease", "4")
     _, err = second.communicate(timeout=240)
     assert second.returncode == 0, err
     df = runner.results(db, sweep="orphans")
@@ -187,3 +171,19 @@ def test_the_supervisor_never_imports_torch(tmp_path):
     proc = subprocess.run([sys.executable, str(script)], env=cli_env(), capture_output=True, text=True, timeout=120)
     assert proc.stdout.split() == ["0", "False"], proc.stderr
     assert runner.results(db, sweep="light").status.tolist() == ["done"]
+
+
+def test_workers_print_the_hint_once_at_start(tmp_path):
+    """Through the real command: an empty queue, torch read from an empty bytecode prefix."""
+    from runner.queue.store import Store
+
+    db = str(tmp_path / "jobs.db")
+    Store(db, create=True).close()
+    workers = [sys.executable, "-m", "runner.cli", "workers", "--devices", "cpu", "--db", db, "--quiet"]
+    env = bytecode_env(PYTHONDONTWRITEBYTECODE="1", PYTHONPYCACHEPREFIX=str(tmp_path / "empty-prefix"))
+    done = subprocess.run(workers, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stderr.splitlines() if "torch has no compiled bytecode" in line]
+    assert len(lines) == 1 and "PYTHONDONTWRITEBYTECODE is set" in lines[0], done.stderr
+    quiet = subprocess.run(workers, env=bytecode_env(), capture_output=True, text=True, timeout=120)
+    assert quiet.returncode == 0 and "compiled bytecode" not in quiet.stderr, quiet.stderr

@@ -16,7 +16,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from support.processes import ROOT
+
 PARTS = ("cli", "results", "pool", "queue", "train")
 ALLOWED = {
     "cli": {"cli", "results", "pool", "queue", "train", "base"},

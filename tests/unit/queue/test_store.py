@@ -18,9 +18,9 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import pg_connection, sql, write_sqlite
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.databases import pg_connection, sql, write_sqlite
 
 import runner.queue.store.engine as engine_mod
 import runner.queue.store.jobs as jobs_mod
@@ -708,7 +708,7 @@ def test_postgres_a_schema_of_another_program_is_left_alone(pg_url):
 
 @pytest.mark.postgres
 def test_postgres_what_cannot_be_opened_is_one_line_without_the_password(pg_url):
-    from conftest import pg_schema_url
+    from support.databases import pg_schema_url
 
     cases = {
         pg_schema_url("runner_test_no_such_schema"): "no schema of its search_path exists",

@@ -2,15 +2,13 @@
 and user mistakes end in one-line errors (Python API and the click commands)."""
 from __future__ import annotations
 
-import struct
-from pathlib import Path
-
 import click
 import numpy as np
 import pytest
 from click.testing import CliRunner
 from matplotlib.colors import LogNorm
-from sweep_fixtures import (
+from support.figures import assert_sane_png
+from support.sweeps import (
     LRS,
     OTHER,
     SEEDS,
@@ -35,19 +33,6 @@ from runner.results.plots import plot_curves, plot_heatmap, plot_scaling
 @pytest.fixture(scope="module")
 def db(tmp_path_factory: pytest.TempPathFactory) -> str:
     return make_db(tmp_path_factory.mktemp("plots") / "jobs.db")
-
-
-def png_size(path: Path) -> tuple[int, int]:
-    """(width, height) from a PNG's header."""
-    data = path.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
-    return struct.unpack(">II", data[16:24])
-
-
-def assert_sane_png(path: Path) -> None:
-    width, height = png_size(path)
-    assert 600 <= width <= 2400 and 400 <= height <= 1600, (width, height)
-    assert path.stat().st_size > 10_000
 
 
 def data_lines(ax) -> dict[str, object]:
@@ -225,15 +210,3 @@ def test_plot_command_mistakes_print_one_line_and_exit_2(db, tmp_path, monkeypat
     assert result.stderr.startswith("error: ") and words in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert not list(tmp_path.iterdir())
-
-
-def test_through_the_real_cli_once_wired(db, run_cli, tmp_path):
-    from runner.cli import main
-
-    if "plot" not in main.commands:
-        pytest.skip("runner.cli does not register the plot commands yet")
-    out = run_cli("plot", "heatmap", "--db", db, "--sweep", SWEEP, "-o", "h.png")
-    assert out.returncode == 0, out.stderr
-    assert_sane_png(tmp_path / "h.png")
-    bad = run_cli("plot", "curves", "--db", db, "--sweep", SWEEP, "--by", "nope")
-    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "no config key 'nope'" in bad.stderr

@@ -8,86 +8,32 @@ from __future__ import annotations
 
 import json
 import re
-import signal
-import subprocess
-import sys
-import threading
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from conftest import ROOT, cli_env
+from support.grid_db import (
+    FAILS,
+    MISSING,
+    RUNS,
+    STEPS,
+    SWEEP,
+    TRACEBACK,
+    WORKER,
+    build,
+    config,
+    curve,
+    job_id_of,
+    loss,
+)
 
 import runner
 from runner.cli import main
 from runner.errors import UserError
-from runner.hashing import config_hash
-from runner.npy import to_npy
-from runner.queue.store import JobOutcome, JobStatus, Store
+from runner.queue.store import Store
 from runner.results.reading import SUMMARY_COLUMNS
 from runner.results.views import jobs_lines, show_lines, status_lines
-
-SWEEP = "grid"
-STEPS = (0, 10, 20)
-MISSING = {"lr": 0.1, "width": 8, "seed": 1}     # never submitted: a hole in the grid
-FAILS = {"lr": 0.01, "width": 16, "seed": 1}      # fails on its only attempt
-RUNS = {"lr": 0.01, "width": 16, "seed": 0}       # claimed and left running (running sweep only)
-TRACEBACK = 'Traceback (most recent call last):\n  File "job.py", line 3, in train\nValueError: boom\n'
-WORKER = "testhost/4242/cpu/0.0"
-
-
-def config(lr: float, width: int, seed: int) -> dict:
-    return {"lr": lr, "width": width, "seed": seed, "steps": STEPS[-1]}  # steps collides: steps_config
-
-
-def loss(c: dict) -> float:
-    """The final test loss job c reports: distinct per cell."""
-    return round(c["lr"] * 10 + c["width"] / 100 + c["seed"] / 1000, 6)
-
-
-def curve(c: dict, step: int) -> float:
-    return loss(c) * (3 - step / 10)
-
-
-def grid_configs() -> list[dict]:
-    cells = [config(lr, w, s) for lr in (0.1, 0.01) for w in (8, 16) for s in (0, 1)]
-    return [c for c in cells if {k: c[k] for k in MISSING} != MISSING]
-
-
-def outcome(c: dict) -> JobOutcome:
-    where = {"device": "cpu", "host": "testhost", "cuda_visible_devices": ""}
-    if all(c[k] == v for k, v in FAILS.items()):
-        return JobOutcome(JobStatus.FAILED, {**where, "wall_s": 0.25}, error=TRACEBACK)
-    summary = {"final_train_loss": loss(c) * 0.9, "final_test_loss": loss(c), "steps": STEPS[-1], "wall_s": 1.5,
-               "precision": "fp32", "step_at_0.5": 10, **where}
-    metrics = [(s, name, curve(c, s) * k) for s in STEPS for name, k in (("test_loss", 1.0), ("train_loss", 0.9))]
-    return JobOutcome(JobStatus.DONE, summary, metrics, arrays=[("w", s, to_npy(np.arange(3.0) * s)) for s in (0, 20)])
-
-
-def build(path: Path | str, *, running: bool) -> str:
-    """A sweep of 7 jobs (one cell of the 2x2x2 grid missing) with known outcomes; running=True
-    leaves one job claimed and unfinished (its worker alive) and nothing else pending. path: a
-    SQLite file or a database URL."""
-    db = str(path)
-    store = Store(db, create=True)
-    try:
-        store.add_jobs(SWEEP, [(config_hash(c), c) for c in grid_configs()], max_attempts=1)
-        store.register_worker(WORKER, host="testhost", pid=4242, device="cpu")
-        held = None
-        while (job := store.claim(WORKER, host="testhost", device="cpu")) is not None:
-            if running and all(job.config[k] == v for k, v in RUNS.items()):
-                held = job
-                continue
-            store.finish(job.id, job.token, outcome(job.config))
-        if running:
-            store.worker_seen(WORKER, job_id=held.id)
-        else:
-            store.worker_exited(WORKER)
-    finally:
-        store.close()
-    return db
 
 
 @pytest.fixture(scope="module")
@@ -97,11 +43,6 @@ def dbs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     Store(str(folder / "empty.db"), create=True).close()
     return {"empty": str(folder / "empty.db"), "running": build(folder / "running.db", running=True),
             "finished": build(folder / "finished.db", running=False)}
-
-
-def job_id_of(db: str, cell: dict) -> int:
-    df = runner.results(db, sweep=SWEEP)
-    return int(df[(df.lr == cell["lr"]) & (df.width == cell["width"]) & (df.seed == cell["seed"])].job_id.iloc[0])
 
 
 # --- Python API ------------------------------------------------------------------------------------
@@ -303,31 +244,6 @@ def test_a_missing_database_is_a_user_error_for_every_view(tmp_path):
     assert not (tmp_path / "none.db").exists()
 
 
-def test_status_watch_redraws_until_ctrl_c_then_exits_0(dbs):
-    proc = subprocess.Popen([sys.executable, "-m", "runner.cli", "status", "--watch", "--interval", "0.2",
-                             "--db", dbs["running"]], env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
-    killer = threading.Timer(60, proc.kill)  # a hung watch fails the test instead of hanging it
-    killer.start()
-    try:
-        frames, lines = 0, []
-        while frames < 3:
-            line = proc.stdout.readline()
-            assert line, proc.stderr.read()
-            lines.append(line)
-            frames += line.startswith("runner status  ")
-        proc.send_signal(signal.SIGINT)
-        rest, err = proc.communicate(timeout=30)
-    finally:
-        killer.cancel()
-    assert proc.returncode == 0, err
-    assert "Traceback" not in err and "Aborted" not in err
-    text = "".join(lines)
-    assert text.count("workers: 1 live:") >= 2 and text.count("ValueError: boom") >= 2
-    assert all(line.split()[1:] == ["0", "1", "5", "1", "0", "0", "7"]
-               for line in text.splitlines() if line.startswith(SWEEP + " "))
-
-
 @pytest.mark.postgres
 def test_reads_and_views_on_postgresql_match_sqlite(dbs, pg_url):
     db = build(pg_url, running=True)
@@ -347,20 +263,6 @@ def test_reads_and_views_on_postgresql_match_sqlite(dbs, pg_url):
         assert timeless(show_lines(store, 7)) == timeless(show_lines(other, 7))
         status = status_lines(store)
         assert status[1].split()[1:] == ["0", "1", "5", "1", "0", "0", "7"] and "workers: 1 live:" in status
-
-
-def test_results_read_benchmark_quick_runs_and_prints_its_table(show):
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "results_read.py"), "--quick"], cwd=ROOT,
-                          env=cli_env(), capture_output=True, text=True, timeout=120)
-    show(f"\n$ python benchmarks/results_read.py --quick\n{done.stdout}{done.stderr}")
-    assert done.returncode == 0, done.stderr
-    lines = done.stdout.splitlines()
-    assert lines[0].startswith("results-read benchmark ") and "SQLite" in lines[0]
-    assert lines[-6].split() == ["call", "jobs", "rows", "seconds", "cpu", "s", "target", "met?"]
-    labels = [line[:30].strip() for line in lines[-4:]]
-    assert labels == ["results()", "curves(test_loss), 400 jobs", "curves(test_loss), all jobs",
-                      "grid_array(lr x width x seed)"]
-    assert lines[-4].split()[1:3] == ["400", "400"]  # results(): 400 jobs, 400 rows
 
 
 def test_export_round_trips_through_json(dbs, tmp_path):

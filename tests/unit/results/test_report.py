@@ -3,7 +3,6 @@ trip, figures chosen from the grid (and skipped with a note when they do not fit
 and one report of real tiny jobs run on CPU."""
 from __future__ import annotations
 
-import shutil
 import statistics
 import struct
 
@@ -11,7 +10,8 @@ import click
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from sweep_fixtures import LRS, OTHER, SEEDS, SWEEP, WIDTHS, final_test, finished, make_db, step_at
+from support.markdown import row, section
+from support.sweeps import LRS, OTHER, SEEDS, SWEEP, WIDTHS, final_test, finished, make_db, step_at
 
 import runner
 from runner.cli.plots import report as report_command
@@ -33,25 +33,6 @@ def db(tmp_path_factory: pytest.TempPathFactory) -> str:
 def written(db, tmp_path_factory):
     out = tmp_path_factory.mktemp("out") / "toy-report"
     return write_report(db, SWEEP, out), (out / "summary.md").read_text()
-
-
-def section(text: str, heading: str) -> str:
-    """The markdown from a heading to the next heading of the same or a higher level."""
-    level = heading.split(" ")[0]
-    start = text.index(heading + "\n")
-    rest = text[start + len(heading) + 1:]
-    ends = [rest.find("\n" + "#" * n + " ") for n in range(1, len(level) + 1)]
-    ends = [e for e in ends if e >= 0]
-    return rest[:min(ends)] if ends else rest
-
-
-def row(text: str, first: str) -> list[str]:
-    """The cells of the table row whose first cell is `first`."""
-    for line in text.splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if line.startswith("|") and cells[0] == first:
-            return cells
-    raise AssertionError(f"no row {first!r} in:\n{text}")
 
 
 def mean_std(values: list[float]) -> str:
@@ -190,23 +171,3 @@ def test_a_report_or_a_figure_opens_the_database_once(db, tmp_path, monkeypatch,
         result = CliRunner().invoke(main, [*what.split()[1:], "--db", db, "--sweep", SWEEP])
         assert result.exit_code == 0, result.output
     assert store_opens == [db]
-
-
-def test_report_of_real_tiny_jobs(run_cli, tmp_path):
-    from conftest import EXAMPLES
-
-    shutil.copy(EXAMPLES / "quickstart.yaml", tmp_path)
-    tiny = ["base.steps=40", "base.n_test=64", "base.eval_every=10", "base.grab_every=40", "lr=0.01,0.03",
-            "width=16,32", "seed=0"]
-    assert run_cli("submit", "quickstart.yaml", *tiny).returncode == 0
-    work = run_cli("workers", "--devices", "cpu", "--quiet")
-    assert work.returncode == 0, work.stderr
-    report = write_report(str(tmp_path / "jobs.db"), "quickstart", tmp_path / "report")
-    text = report.summary.read_text()
-    assert "| done | 4 |" in text and "None." in section(text, "## Failures")
-    names = {p.name for p in report.figures}
-    assert {"curves_test_loss_by_lr.png", "heatmap_final_test_loss_lr_width.png",
-            "scaling_final_test_loss_width.png"} <= names, report.skipped
-    df = runner.results(str(tmp_path / "jobs.db"), "quickstart")
-    best = df.loc[df.final_test_loss.idxmin()]
-    assert row(section(text, "## Best configurations"), "1")[1:3] == [f"{best.lr:g}", str(best.width)]

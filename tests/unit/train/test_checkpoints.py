@@ -4,9 +4,9 @@ from __future__ import annotations
 import os
 import pickle
 
-import numpy as np
 import pytest
 import torch
+from support.jobs import StopAfter, same_results
 
 from runner.hashing import config_hash
 from runner.pool.checkpoint_dir import default_dir, job_path
@@ -21,29 +21,6 @@ OFFLINE = dict(batchfn="plugins_for_tests:linear_teacher", model="mlp", d=6, wid
                grabs=["grad_norm"], grab_every=30)  # 6 minibatches per epoch: stops land mid-epoch
 
 
-class StopAfter:
-    """should_stop that says yes after `n` steps (a SIGTERM arriving mid-run)."""
-
-    def __init__(self, n: int, exc: type[BaseException] | None = None):
-        self.n, self.calls, self.exc = n, 0, exc
-
-    def __call__(self) -> bool:
-        self.calls += 1
-        if self.calls >= self.n and self.exc is not None:
-            raise self.exc(f"crash after {self.n} steps")
-        return self.calls >= self.n
-
-
-def _same_results(a, b) -> None:
-    """Bitwise-equal runs on one CPU process: same summary values, metric series and arrays."""
-    skip = {"wall_s", "setup_s", "resumed_from_step"}  # timings and where it resumed
-    assert {k: v for k, v in a.summary.items() if k not in skip} == {k: v for k, v in b.summary.items() if k not in skip}
-    assert sorted(a.metrics) == sorted(b.metrics)
-    assert [(n, s) for n, s, _ in a.arrays] == [(n, s) for n, s, _ in b.arrays]
-    for (_, _, x), (_, _, y) in zip(a.arrays, b.arrays):
-        np.testing.assert_array_equal(x, y)
-
-
 @pytest.mark.parametrize("cfg, stop_at", [(ONLINE, 333), (ONLINE, 256), (OFFLINE, 203), (OFFLINE, 1)],
                          ids=["online-mid-chunk", "online-chunk-edge", "offline-mid-epoch", "offline-first-step"])
 def test_a_stopped_job_resumes_and_ends_as_if_never_stopped(tmp_path, cfg, stop_at):
@@ -55,7 +32,7 @@ def test_a_stopped_job_resumes_and_ends_as_if_never_stopped(tmp_path, cfg, stop_
     resumed = train(cfg, device="cpu", checkpoint_path=path)
     assert resumed.status == "done" and resumed.summary["resumed_from_step"] == stop_at
     assert "resumed_from_step" not in whole.summary
-    _same_results(whole, resumed)
+    same_results(whole, resumed)
 
 
 def test_a_crashed_job_resumes_from_its_last_periodic_checkpoint(tmp_path):
@@ -67,7 +44,7 @@ def test_a_crashed_job_resumes_from_its_last_periodic_checkpoint(tmp_path):
     assert torch.load(path, weights_only=True)["step"] == 400  # the last multiple of checkpoint_every
     resumed = train(cfg, device="cpu", checkpoint_path=path)
     assert resumed.summary["resumed_from_step"] == 400
-    _same_results(whole, resumed)
+    same_results(whole, resumed)
 
 
 def test_checkpoint_every_without_a_path_writes_nothing_and_changes_nothing(tmp_path):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from test_checkpoint import StopAfter, _same_results
+from support.jobs import StopAfter, same_results
 
 from runner.errors import UserError
 from runner.train.loop import train
@@ -75,7 +75,7 @@ def test_resume_across_a_batch_size_switch_and_schedule_is_exact(tmp_path, cfg, 
     assert train(cfg, device="cpu", should_stop=StopAfter(stop), checkpoint_path=path).status == "stopped"
     resumed = train(cfg, device="cpu", checkpoint_path=path)
     assert resumed.summary["resumed_from_step"] == stop
-    _same_results(whole, resumed)
+    same_results(whole, resumed)
 
 
 @pytest.mark.parametrize("changes, message", [

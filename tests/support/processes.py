@@ -1,0 +1,51 @@
+"""Where things are and how the real command runs: the repository's folders, the environment a
+`runner` subprocess gets, and the worker processes a supervisor has spawned."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+TESTS = ROOT / "tests"  # on PYTHONPATH: the plug-in modules jobs name (plugins_for_tests:...)
+EXAMPLES = ROOT / "examples"
+
+
+def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(TESTS), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env.pop("RUNNER_DB", None)
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra or {})
+    return env
+
+
+def worker_pids(supervisor_pid: int) -> list[int]:
+    """Pids of a supervisor's live worker processes (not multiprocessing's resource tracker)."""
+    out = subprocess.run(["pgrep", "-P", str(supervisor_pid)], capture_output=True, text=True).stdout.split()
+    pids = []
+    for pid in out:
+        try:
+            if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                pids.append(int(pid))
+        except FileNotFoundError:  # exited since pgrep saw it
+            pass
+    return pids
+
+
+def start_workers(db: str, *args: str) -> subprocess.Popen:
+    """`runner workers` in its own process group, as a shell job would be."""
+    return subprocess.Popen([sys.executable, "-m", "runner.cli", "workers", "--devices", "cpu", "--db", db, "--quiet", *args],
+                            env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def wait_for(predicate, timeout: float = 60.0, every: float = 0.1):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError("condition not reached in time")
