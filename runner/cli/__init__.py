@@ -8,6 +8,8 @@
 Importing the package registers every command on `main`, the console script (`runner.cli:main`)
 and `python -m runner.cli`. Heavy imports (the store, pandas, matplotlib, torch) happen inside the
 commands when they run, so `runner --help` stays quick.
+
+May import: every part (results, pool, queue, train) and the base modules; nothing imports cli.
 """
 from __future__ import annotations
 
