@@ -8,13 +8,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, NamedTuple, Sequence
 
 from ..hashing import config_hash
 from ..registry import to_reference
+from ..train.fusion import fusion_keys
 from ..train.options import OPTIONS
 from ..train.plan import check_config
-from .grid import GridSpec, expand, load_grid, parse_grid
+from .grid import GridSpec, axis_names, expand, load_grid, parse_grid
 
 QUEUE_KEYS = ("priority", "max_attempts")  # stored as job columns, not part of the config hash
 DEFAULT_DB = "jobs.db"
@@ -64,9 +65,19 @@ def load_spec(grid: str | os.PathLike | Mapping[str, Any], overrides: Sequence[s
     return load_grid(Path(grid), overrides)
 
 
-def plan_jobs(spec: GridSpec) -> list[tuple[str, dict[str, Any], int, int]]:
-    """Validated jobs as (hash, config, priority, max_attempts); raises UserError on the first bad cell."""
-    jobs = []
+class PlannedJob(NamedTuple):
+    """One cell of a grid, validated: what add_jobs stores."""
+
+    config_hash: str
+    config: dict[str, Any]
+    priority: int
+    max_attempts: int
+    fusion_key: str  # jobs of the sweep with the same key may train as one batched model
+
+
+def plan_jobs(spec: GridSpec) -> list[PlannedJob]:
+    """The grid's jobs, validated; raises UserError on the first bad cell."""
+    cells = []
     for raw in expand(spec):
         try:
             config = check_config(raw)
@@ -76,8 +87,10 @@ def plan_jobs(spec: GridSpec) -> list[tuple[str, dict[str, Any], int, int]]:
             raise
         priority = config.pop("priority", OPTIONS["priority"].default)
         max_attempts = config.pop("max_attempts", OPTIONS["max_attempts"].default)
-        jobs.append((config_hash(config), config, priority, max_attempts))
-    return jobs
+        cells.append((config, priority, max_attempts))
+    keys = fusion_keys(spec.sweep, [config for config, _, _ in cells], axis_names(spec))
+    return [PlannedJob(config_hash(config), config, priority, max_attempts, key)
+            for (config, priority, max_attempts), key in zip(cells, keys)]
 
 
 def submit(grid: str | os.PathLike | Mapping[str, Any], *, db: str = DEFAULT_DB, overrides: Sequence[str] = (),
@@ -89,9 +102,9 @@ def submit(grid: str | os.PathLike | Mapping[str, Any], *, db: str = DEFAULT_DB,
     jobs = plan_jobs(spec)
     if dry_run:
         return SubmitReport(spec.sweep, len(jobs), 0, 0, display_url(db), dry_run=True)
-    groups: dict[tuple[int, int], list[tuple[str, dict[str, Any]]]] = {}
-    for h, config, priority, attempts in jobs:
-        groups.setdefault((priority, attempts), []).append((h, config))
+    groups: dict[tuple[int, int], list[tuple[str, dict[str, Any], str]]] = {}
+    for h, config, priority, attempts, key in jobs:
+        groups.setdefault((priority, attempts), []).append((h, config, key))
     store = Store(db, create=True)
     try:
         added = existing = 0

@@ -27,6 +27,7 @@ class Option:
     choices: tuple[str, ...] = ()
     check: Callable[[Any], bool] | None = None
     rule: str = ""
+    per_member: bool = False  # jobs fused into one batched model may differ in it (runner.train.fusion)
 
 
 def _pos(x: Any) -> bool:
@@ -45,9 +46,11 @@ PLUGIN_KEYS = ("batchfn", "model", "grabs")
 
 
 def _option(type_: str, default: Any, help: str, *, choices: tuple[str, ...] = (),
-            check: Callable[[Any], bool] | None = None, rule: str = "") -> Any:
-    """A TrainOptions field carrying its Option (type, default, help, rule) as metadata."""
-    return field(default=default, metadata={"option": Option(type_, default, help, choices, check, rule)})
+            check: Callable[[Any], bool] | None = None, rule: str = "", per_member: bool = False) -> Any:
+    """A TrainOptions field carrying its Option (type, default, help, rule) as metadata. per_member:
+    the key changes only values a fused step can hold per member (a seed, a scalar of the update, a
+    threshold), never a shape, a kernel or the steps at which the step itself changes."""
+    return field(default=default, metadata={"option": Option(type_, default, help, choices, check, rule, per_member)})
 
 
 @dataclass(frozen=True)
@@ -65,15 +68,15 @@ class TrainOptions:
     `OPTIONS` (the table validation reads) is derived from these fields. Lists given become tuples
     and scheduled changes `Change`s, so the object is immutable through and through."""
 
-    seed: int = _option("int", 0, "fixes data, init and minibatch order (separate derived streams)", check=_nonneg, rule=">= 0")
+    seed: int = _option("int", 0, "fixes data, init and minibatch order (separate derived streams)", check=_nonneg, rule=">= 0", per_member=True)
     steps: int = _option("int", 1000, "optimizer steps", check=_nonneg, rule=">= 0")
-    lr: float = _option("float", 0.01, "learning rate", check=_pos, rule="> 0")
+    lr: float = _option("float", 0.01, "learning rate", check=_pos, rule="> 0", per_member=True)
     optimizer: str = _option("str", "sgd", "optimizer", choices=("sgd", "adam", "adamw"))
-    momentum: float = _option("float", 0.0, "SGD momentum", check=_unit, rule="in [0, 1)")
+    momentum: float = _option("float", 0.0, "SGD momentum", check=_unit, rule="in [0, 1)", per_member=True)
     nesterov: bool = _option("bool", False, "SGD Nesterov momentum")
-    weight_decay: float = _option("float", 0.0, "weight decay", check=_nonneg, rule=">= 0")
-    betas: tuple[float, ...] = _option("floats", (0.9, 0.999), "Adam betas", check=lambda b: len(b) == 2 and all(0 <= v < 1 for v in b), rule="two values in [0, 1)")
-    eps: float = _option("float", 1e-8, "Adam epsilon", check=_pos, rule="> 0")
+    weight_decay: float = _option("float", 0.0, "weight decay", check=_nonneg, rule=">= 0", per_member=True)
+    betas: tuple[float, ...] = _option("floats", (0.9, 0.999), "Adam betas", check=lambda b: len(b) == 2 and all(0 <= v < 1 for v in b), rule="two values in [0, 1)", per_member=True)
+    eps: float = _option("float", 1e-8, "Adam epsilon", check=_pos, rule="> 0", per_member=True)
     loss: str = _option("str", "mse", "loss function", choices=("mse", "cross_entropy", "bce"))
     online: bool = _option("bool", True, "fresh batch every step (true) or a fixed training set of n_train (false)")
     n_train: int | None = _option("int", None, "training-set size when online is false", check=_pos, rule="> 0")
@@ -81,13 +84,13 @@ class TrainOptions:
     n_test: int = _option("int", 1000, "test-set size (0: no test set)", check=_nonneg, rule=">= 0")
     eval_every: int = _option("int", 100, "steps between evaluations (0: start and end only)", check=_nonneg, rule=">= 0")
     grab_every: int = _option("int", 0, "steps between grabs (0: at the end only)", check=_nonneg, rule=">= 0")
-    thresholds: tuple[float, ...] = _option("floats", (), "train-loss thresholds: the first step the smoothed loss falls below each is recorded")
-    ema: float = _option("float", 0.9, "smoothing of the train loss for thresholds (0: none)", check=_unit, rule="in [0, 1)")
-    stop_on_thresholds: bool = _option("bool", False, "stop once every threshold is crossed")
+    thresholds: tuple[float, ...] = _option("floats", (), "train-loss thresholds: the first step the smoothed loss falls below each is recorded", per_member=True)
+    ema: float = _option("float", 0.9, "smoothing of the train loss for thresholds (0: none)", check=_unit, rule="in [0, 1)", per_member=True)
+    stop_on_thresholds: bool = _option("bool", False, "stop once every threshold is crossed", per_member=True)
     schedule: str = _option("str", "constant", "learning-rate schedule", choices=("constant", "step", "cosine"))
     step_size: int | None = _option("int", None, "schedule step: steps between lr decays", check=_pos, rule="> 0")
-    step_gamma: float = _option("float", 0.1, "schedule step: factor applied to the lr every step_size steps", check=_pos, rule="> 0")
-    min_lr: float = _option("float", 0.0, "schedule cosine: the lr reached at the last step", check=_nonneg, rule=">= 0")
+    step_gamma: float = _option("float", 0.1, "schedule step: factor applied to the lr every step_size steps", check=_pos, rule="> 0", per_member=True)
+    min_lr: float = _option("float", 0.0, "schedule cosine: the lr reached at the last step", check=_nonneg, rule=">= 0", per_member=True)
     changes: tuple[Change, ...] = _option("changes", (), "scheduled changes: a list of {at: STEP, batch_size: N, lr: X}")
     snapshots: tuple[int | str, ...] = _option("snapshots", (), "steps at which the weights are stored as arrays (weights.<param>); 'end' for the last")
     checkpoint_every: int = _option("int", 0, "steps between checkpoints a crashed job resumes from (0: only when stopped)", check=_nonneg, rule=">= 0")

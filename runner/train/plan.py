@@ -95,8 +95,9 @@ def _grab_refs(value: Any) -> list[Any]:
 
 
 @lru_cache(maxsize=4096)
-def _consumers(batchfn_ref: str, model_ref: str, grab_refs: tuple[str, ...]) -> dict[str, list[tuple[str, Param]]]:
-    """Map every config key a plug-in combination takes to (who, param) pairs."""
+def consumers(batchfn_ref: str, model_ref: str, grab_refs: tuple[str, ...]) -> dict[str, list[tuple[str, Param]]]:
+    """Map every config key a plug-in combination takes to (who, param) pairs: who is "batchfn",
+    "model" or "grab <ref>"."""
     table: dict[str, list[tuple[str, Param]]] = {}
     bf = resolve(batchfn_ref, "batchfn")
     names = {p.name for p in params(bf.fn)}
@@ -124,7 +125,7 @@ def check_config(config: dict[str, Any]) -> dict[str, Any]:
     grab_refs = tuple(_grab_refs(config.get("grabs")))
     if not all(isinstance(g, str) for g in grab_refs):
         raise UserError("grabs must be names or 'module:function' strings")
-    consumers = _consumers(config["batchfn"], config["model"], grab_refs)
+    takers_of = consumers(config["batchfn"], config["model"], grab_refs)
     out: dict[str, Any] = {}
     for key, value in config.items():
         if key in PLUGIN_KEYS:
@@ -132,13 +133,13 @@ def check_config(config: dict[str, Any]) -> dict[str, Any]:
             continue
         if key in ("gen", "device"):
             raise UserError(f"{key} is filled in by runner and cannot be set in the config")
-        takers = consumers.get(key, [])
+        takers = takers_of.get(key, [])
         if key in OPTIONS:
             value = check_option(key, value)
         elif not takers:
             if key in MODEL_INJECTED:
                 raise UserError(f"unknown key {key!r}: model {config['model']!r} takes no {key}")
-            known = set(OPTIONS) | set(consumers) | set(PLUGIN_KEYS)
+            known = set(OPTIONS) | set(takers_of) | set(PLUGIN_KEYS)
             hint = did_you_mean(key, known) or "no batch function, model, grab or trainloop option takes it"
             raise UserError(f"unknown key {key!r}: {hint}")
         for who, p in takers:
@@ -147,7 +148,7 @@ def check_config(config: dict[str, Any]) -> dict[str, Any]:
             if p.choices and value not in p.choices:
                 raise UserError(f"{key} must be one of {', '.join(map(str, p.choices))} (for {who}), got {value!r}")
         out[key] = value
-    for key, takers in consumers.items():
+    for key, takers in takers_of.items():
         for who, p in takers:
             if p.required and key not in config and key not in MODEL_INJECTED:
                 raise UserError(f"missing {key!r}: {who} requires it (add it under base: or grid:)")

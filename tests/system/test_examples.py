@@ -26,7 +26,7 @@ def test_an_example_study_validates_and_runs(name):
     jobs = plan_jobs(load_spec(EXAMPLES / name))
     expected_jobs, metrics = STUDIES[name]
     assert len(jobs) == expected_jobs
-    configs = [cfg for _, cfg, _, _ in jobs]
+    configs = [job.config for job in jobs]
     # the first cell, and the last (another dataset, loss or architecture), shortened
     for cfg in (configs[0], configs[-1]):
         short = dict(cfg, **SHORT)
@@ -42,6 +42,6 @@ def test_an_example_study_validates_and_runs(name):
 
 
 def test_the_generalisation_study_keeps_weights_at_init_and_end():
-    _, cfg, _, _ = plan_jobs(load_spec(EXAMPLES / "mlp_generalization.yaml"))[0]
+    cfg = plan_jobs(load_spec(EXAMPLES / "mlp_generalization.yaml"))[0].config
     out = train(dict(cfg, **SHORT, n_train=128), device="cpu")
     assert {s for n, s, _ in out.arrays if n == "weights.net.0.weight"} == {0, 40}

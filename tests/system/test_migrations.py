@@ -77,22 +77,22 @@ def _schema(url: str) -> dict:
 
 
 def test_runner_db_upgrade_migrates_a_schema_1_database(url, new_url, backend, run_cli):
-    assert SCHEMA_VERSION == 2  # a new version needs its own migration test beside this one
+    assert SCHEMA_VERSION == 3  # a new version needs its own migration test beside this one
     _build_schema_1(url, backend)
     refused = run_cli("status", "--db", url)
     assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1
-    assert "older runner (schema 1 < 2): run `runner db upgrade`" in refused.stderr
+    assert "older runner (schema 1 < 3): run `runner db upgrade`" in refused.stderr
 
     out = run_cli("db", "upgrade", "--db", url)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.startswith("upgraded ") and out.stdout.strip().endswith("from schema 1 to 2")
+    assert out.stdout.startswith("upgraded ") and out.stdout.strip().endswith("from schema 1 to 3")
     again = run_cli("db", "upgrade", "--db", url)
-    assert again.returncode == 0 and "at schema 2 already: nothing to do" in again.stdout
+    assert again.returncode == 0 and "at schema 3 already: nothing to do" in again.stdout
 
     fresh = new_url()
     Store(fresh, create=True).close()
     assert _schema(url) == _schema(fresh)  # the migrated schema is the one a new database gets
-    assert dict(sql(url, "SELECT key, value FROM meta")) == {"app": "runner", "schema_version": "2"}
+    assert dict(sql(url, "SELECT key, value FROM meta")) == {"app": "runner", "schema_version": "3"}
 
     with Store(url) as store:  # every old row is there, and the queue works on
         (done, pending) = store.result_rows("old")
@@ -107,6 +107,30 @@ def test_runner_db_upgrade_migrates_a_schema_1_database(url, new_url, backend, r
         versions = {w["worker"]: w["version"] for w in store.worker_rows()}
         assert versions["w1"] is None and versions["w2"] == __import__("runner").__version__
         assert store.counts("old")["old"]["done"] == 2
+
+
+def test_runner_db_upgrade_gives_a_schema_2_database_fusion_keys(url, new_url, backend, run_cli, tmp_path):
+    """2 -> 3: jobs.fusion_key and its index; old jobs keep no key (never fused) and still run."""
+    _build_schema_1(url, backend)
+    sql(url, "ALTER TABLE workers ADD COLUMN version VARCHAR")  # what 1 -> 2 does
+    sql(url, "UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    refused = run_cli("status", "--db", url)
+    assert refused.returncode == 2 and "older runner (schema 2 < 3): run `runner db upgrade`" in refused.stderr
+    out = run_cli("db", "upgrade", "--db", url)
+    assert out.returncode == 0 and out.stdout.strip().endswith("from schema 2 to 3"), out.stderr
+    fresh = new_url()
+    Store(fresh, create=True).close()
+    assert _schema(url) == _schema(fresh)
+    assert sql(url, "SELECT id, fusion_key FROM jobs ORDER BY id") == [(1, None), (2, None)]
+    grid = tmp_path / "g.yaml"
+    grid.write_text("sweep: new\nbatchfn: gaussian_teacher\nmodel: mlp\nbase: {d: 4, batch_size: 8}\n"
+                    "grid: {seed: [0, 1]}\n")
+    assert run_cli("submit", str(grid), "--db", url).returncode == 0
+    keys = sql(url, "SELECT fusion_key FROM jobs WHERE sweep = 'new'")
+    assert len(keys) == 2 and keys[0] == keys[1] and len(keys[0][0]) == 32  # seeds differ only in values
+    with Store(url) as store:
+        job = store.claim("w", host="h", device="cpu", sweep="old")
+        assert job is not None and job.id == 2
 
 
 def test_runner_db_upgrade_refuses_what_it_cannot_upgrade(url, run_cli):

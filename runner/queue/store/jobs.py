@@ -44,6 +44,7 @@ class ClaimedJob:
     token: int
     attempts: int
     max_attempts: int
+    fusion_key: str | None = None  # jobs of one key may train as one batched model (None: never fused)
 
 
 @dataclass(frozen=True)
@@ -123,16 +124,26 @@ _claimed = {"token": jobs_t.c.token + 1, "attempts": jobs_t.c.attempts + 1, "wor
             "host": bindparam("p_host"), "device": bindparam("p_device"), "lease_until": bindparam("p_lease"),
             "started_at": bindparam("p_now"), "finished_at": None}
 _held = (jobs_t.c.id, jobs_t.c.token, jobs_t.c.attempts, jobs_t.c.max_attempts)
+_returned = (*_held, jobs_t.c.sweep, jobs_t.c.config, jobs_t.c.fusion_key)  # what a claim hands the worker
 # FOR UPDATE [SKIP LOCKED] is for PostgreSQL, where claimers run side by side: a claim or a reap
 # skips rows another transaction holds, and a select that precedes a fenced move locks its rows.
 # SQLite renders none of it (BEGIN IMMEDIATE already serialises writers).
 Q_CLAIM = (  # the next pending job by priority, then age: pending -> running, token + 1
     _guarded(S.RUNNING, jobs_t.c.id == _next_pending.limit(1).with_for_update(skip_locked=True).scalar_subquery())
-    .values(_claimed).returning(*_held, jobs_t.c.sweep, jobs_t.c.config))
+    .values(_claimed).returning(*_returned))
 Q_CLAIM_SWEEP = (  # the same within one sweep
     _guarded(S.RUNNING, jobs_t.c.id == _next_pending.where(jobs_t.c.sweep == bindparam("p_sweep")).limit(1)
              .with_for_update(skip_locked=True).scalar_subquery())
-    .values(_claimed).returning(*_held, jobs_t.c.sweep, jobs_t.c.config))
+    .values(_claimed).returning(*_returned))
+# Up to p_most more pending jobs of one fusion key, by priority then age. The pick is a MATERIALIZED
+# CTE: inside `IN (SELECT ... LIMIT n FOR UPDATE SKIP LOCKED)` PostgreSQL re-ran the subquery as the
+# UPDATE went, skipping the rows it had just updated itself, and took every job of the key (40 of
+# 40 with LIMIT 7); computed once, the pick is n rows.
+_picked = (select(jobs_t.c.id).where(jobs_t.c.status == S.PENDING.value, jobs_t.c.fusion_key == bindparam("p_key"))
+           .order_by(jobs_t.c.priority.desc(), jobs_t.c.id).limit(bindparam("p_most"))
+           .with_for_update(skip_locked=True).cte("picked").prefix_with("MATERIALIZED"))
+Q_CLAIM_FUSED = (_guarded(S.RUNNING, jobs_t.c.id.in_(select(_picked.c.id)))
+                 .values(_claimed).returning(*_returned))
 Q_START_ATTEMPT = insert(attempts_t).values(  # one history row per claim
     job_id=bindparam("p_job_id"), token=bindparam("p_token"), worker=bindparam("p_worker"),
     host=bindparam("p_host"), device=bindparam("p_device"), started_at=bindparam("p_now"))
@@ -186,9 +197,10 @@ class JobOps(Reads):
         super().__init__(db, create=create, upgrade=upgrade, autocheckpoint=autocheckpoint)
 
     # --- submit ----------------------------------------------------------------------------------
-    def add_jobs(self, sweep: str, jobs: Sequence[tuple[str, dict]], *, priority: int = 0,
-                 max_attempts: int = 3) -> tuple[int, int]:
-        """Add (config_hash, config) pairs as pending jobs; returns (added, already there)."""
+    def add_jobs(self, sweep: str, jobs: Sequence[tuple[str, dict] | tuple[str, dict, str | None]], *,
+                 priority: int = 0, max_attempts: int = 3) -> tuple[int, int]:
+        """Add (config_hash, config) or (config_hash, config, fusion_key) as pending jobs; returns
+        (added, already there). A job without a fusion key is never fused."""
         if not isinstance(sweep, str) or not sweep:
             raise UserError(f"a sweep needs a non-empty name, got {sweep!r}")
         if max_attempts < 1:
@@ -197,36 +209,52 @@ class JobOps(Reads):
         hashes = select(jobs_t.c.config_hash).where(jobs_t.c.sweep == sweep)
         known = self._read(lambda tx: {r[0] for r in tx.all(hashes)}) if jobs else set()
         now, status = time.time(), S.PENDING.value  # rows are built before the write lock is taken
-        rows = [(sweep, h, _dumps(config), status, int(priority), 0, int(max_attempts), 0, now)
-                for h, config in jobs if h not in known]
+        rows = [(sweep, job[0], _dumps(job[1]), status, int(priority), 0, int(max_attempts), 0, now,
+                 job[2] if len(job) > 2 else None) for job in jobs if job[0] not in known]
         keys = ("sweep", "config_hash", "config", "status", "priority", "attempts", "max_attempts", "token",
-                "created_at")
+                "created_at", "fusion_key")
         added = self._write(lambda tx: tx.many(Q_ADD[tx.dialect.name], keys, rows)) if rows else 0  # ON CONFLICT: racing submits
         return added, len(jobs) - added
 
     # --- workers ---------------------------------------------------------------------------------
     def claim(self, worker: str, *, host: str, device: str, sweep: str | None = None,
               lease_s: float | None = None) -> ClaimedJob | None:
-        """Reap expired leases, then take the next pending job (highest priority, oldest), or None.
+        """Reap expired leases, then take the next pending job (highest priority, oldest), or None."""
+        group = self.claim_group(worker, host=host, device=device, sweep=sweep, lease_s=lease_s, most=1)
+        return group[0] if group else None
+
+    def claim_group(self, worker: str, *, host: str, device: str, most: int, sweep: str | None = None,
+                    lease_s: float | None = None) -> list[ClaimedJob]:
+        """Reap expired leases, take the next pending job (highest priority, oldest) and, in the same
+        transaction, up to `most` - 1 more pending jobs of its fusion key (none when it has no key):
+        the jobs one fused step trains. Each is claimed on its own (its token, lease and attempt row).
+        An empty list when nothing is pending.
 
         PostgreSQL: a process reaps at most every min(REAP_EVERY_S, its shortest lease / 4) seconds;
         finding expired leases scans the index entries of every job that ran since the last
         VACUUM (MVCC keeps them), which on every claim made a fast queue slower the longer it ran."""
+        if most < 1:
+            raise ValueError(f"a claim takes at least one job, not {most}")
         lease = self.lease_s if lease_s is None else lease_s
         self._shortest_lease = min(self._shortest_lease, lease)
 
-        def body(tx: _Tx) -> ClaimedJob | None:
+        def body(tx: _Tx) -> list[ClaimedJob]:
             now = time.time()
             if self.sqlite or now >= self._reap_after:
                 self._reap(tx, now)
                 self._reap_after = now + min(REAP_EVERY_S, self._shortest_lease / 4)
             params = _p(worker=worker, host=host, device=device, now=now, sweep=sweep, lease=now + lease)
-            row = tx.one(Q_CLAIM if sweep is None else Q_CLAIM_SWEEP, params)
-            if row is None:
-                return None
-            job_id, token, attempts, max_attempts, job_sweep, config = row
-            tx.run(Q_START_ATTEMPT, params | _p(job_id=job_id, token=token))
-            return ClaimedJob(job_id, job_sweep, json.loads(config), token, attempts, max_attempts)
+            first = tx.one(Q_CLAIM if sweep is None else Q_CLAIM_SWEEP, params)
+            if first is None:
+                return []
+            rows = [first]
+            if most > 1 and first[6] is not None:  # the same key implies the same sweep (it is hashed in)
+                rows += sorted(tx.all(Q_CLAIM_FUSED, params | _p(key=first[6], most=most - 1)))
+            claimed = []
+            for job_id, token, attempts, max_attempts, job_sweep, config, key in rows:
+                tx.run(Q_START_ATTEMPT, params | _p(job_id=job_id, token=token))
+                claimed.append(ClaimedJob(job_id, job_sweep, json.loads(config), token, attempts, max_attempts, key))
+            return claimed
         return self._write(body)
 
     def heartbeat(self, job_id: int, token: int, lease_s: float | None = None) -> bool:

@@ -34,7 +34,7 @@ from ..states import JobStatus
 if TYPE_CHECKING:
     from .engine import _Tx
 
-SCHEMA_VERSION = 2       # 1: the first schema; 2: workers.version
+SCHEMA_VERSION = 3       # 1: the first schema; 2: workers.version; 3: jobs.fusion_key
 APP = "runner"
 
 metadata = MetaData()
@@ -49,11 +49,13 @@ jobs_t = Table(
     Column("worker", String), Column("host", String), Column("device", String), Column("lease_until", Float),
     Column("created_at", Float, nullable=False), Column("started_at", Float), Column("finished_at", Float),
     Column("error", Text),
+    Column("fusion_key", String),  # schema 3: jobs of one sweep with one key may train as one batched model
     UniqueConstraint("sweep", "config_hash"),
     CheckConstraint(f"status IN ({', '.join(repr(s.value) for s in JobStatus)})", name="ck_jobs_status"),
 )
 Index("ix_jobs_claim", jobs_t.c.status, jobs_t.c.priority.desc(), jobs_t.c.id)
 Index("ix_jobs_sweep", jobs_t.c.sweep, jobs_t.c.status, jobs_t.c.priority.desc(), jobs_t.c.id)
+ix_jobs_fusion = Index("ix_jobs_fusion", jobs_t.c.fusion_key, jobs_t.c.status, jobs_t.c.priority.desc(), jobs_t.c.id)
 results_t = Table("results", metadata, Column("job_id", Integer, ForeignKey("jobs.id"), primary_key=True),
                   Column("summary", Text, nullable=False))
 metrics_t = Table("metrics", metadata, Column("job_id", Integer, ForeignKey("jobs.id"), primary_key=True),
@@ -162,7 +164,13 @@ def _to_schema_2(tx: _Tx) -> None:
     tx.ddl(f"ALTER TABLE workers ADD COLUMN version {workers_t.c.version.type.compile(dialect=tx.dialect)}")
 
 
-MIGRATIONS: dict[int, Callable[[_Tx], None]] = {1: _to_schema_2}
+def _to_schema_3(tx: _Tx) -> None:
+    """2 -> 3: jobs.fusion_key and its index. Jobs submitted before have none and are never fused."""
+    tx.ddl(f"ALTER TABLE jobs ADD COLUMN fusion_key {jobs_t.c.fusion_key.type.compile(dialect=tx.dialect)}")
+    tx.ddl(str(CreateIndex(ix_jobs_fusion).compile(dialect=tx.dialect)))
+
+
+MIGRATIONS: dict[int, Callable[[_Tx], None]] = {1: _to_schema_2, 2: _to_schema_3}
 
 
 def _ensure_schema(tx: _Tx, where: str, upgrade: bool) -> int | None:

@@ -198,6 +198,63 @@ def test_claim_finish_round_trip(store):
     assert len(store.result_rows("s")) == 1
 
 
+def _keyed(n: int, key: str | None, prefix: str) -> list[tuple[str, dict, str | None]]:
+    return [(f"{prefix}{i}", {"i": i, "key": key}, key) for i in range(n)]
+
+
+def test_a_group_claim_takes_jobs_of_the_first_jobs_fusion_key_each_with_its_own_claim(store):
+    store.add_jobs("s", _keyed(5, "k1", "a"))
+    store.add_jobs("s", _keyed(3, "k2", "b"), priority=5)   # k2 first: higher priority
+    store.add_jobs("s", _keyed(1, None, "c"), priority=9)   # first of all, but never fused
+    alone = store.claim_group("w1", host=HOST, device=DEV, most=4)
+    assert [(j.config["key"], j.fusion_key) for j in alone] == [(None, None)]
+    group = store.claim_group("w1", host=HOST, device=DEV, most=4)
+    assert len(alone) == 1 and [j.config["key"] for j in group] == ["k2"] * 3  # all there are of k2
+    group = store.claim_group("w2", host=HOST, device=DEV, most=4)
+    assert [j.config["i"] for j in group] == [0, 1, 2, 3] and {j.fusion_key for j in group} == {"k1"}
+    assert [j.token for j in group] == [1] * 4 and [j.attempts for j in group] == [1] * 4
+    for job in group:  # each its own attempt row, lease and fencing token
+        assert [(a["token"], a["worker"]) for a in store.attempt_rows(job.id)] == [(1, "w2")]
+        assert store.heartbeat(job.id, job.token)
+    store.finish(group[1].id, group[1].token, _done())
+    with pytest.raises(StaleTokenError):
+        store.finish(group[1].id, group[1].token, _done())
+    rest = store.claim_group("w3", host=HOST, device=DEV, most=4)
+    assert [(j.config["key"], j.config["i"]) for j in rest] == [("k1", 4)]
+    assert store.claim_group("w3", host=HOST, device=DEV, most=4) == []
+    assert store.counts("s")["s"]["running"] == 8 and store.counts("s")["s"]["done"] == 1
+
+
+def test_a_group_claim_of_one_is_a_claim_and_zero_is_refused(store):
+    store.add_jobs("s", _keyed(3, "k", "a"))
+    assert [j.config["i"] for j in store.claim_group("w", host=HOST, device=DEV, most=1)] == [0]
+    assert _claim(store).config["i"] == 1
+    with pytest.raises(ValueError):
+        store.claim_group("w", host=HOST, device=DEV, most=0)
+
+
+def _claim_groups_and_finish(db: str, worker: str) -> None:
+    """Process target: claim groups of up to 8 jobs and finish each job until the queue is empty."""
+    with Store(db) as s:
+        while group := s.claim_group(worker, host=HOST, device=DEV, most=8):
+            assert len({j.fusion_key for j in group}) == 1
+            for job in group:
+                s.finish(job.id, job.token, _done({"worker": worker, "group": len(group)}))
+
+
+def test_four_processes_claiming_groups_take_every_job_exactly_once(url):
+    with Store(url, create=True) as s:
+        for k in range(6):
+            s.add_jobs("race", _keyed(40, f"key{k}", f"k{k}-"))
+    ctx = multiprocessing.get_context("spawn")
+    _run_all([ctx.Process(target=_claim_groups_and_finish, args=(url, f"w{i}")) for i in range(4)])
+    with Store(url) as s:
+        rows = s.result_rows()
+        assert len(rows) == 240 and {r["status"] for r in rows} == {"done"} and {r["attempts"] for r in rows} == {1}
+        assert max(r["summary"]["group"] for r in rows) == 8
+    assert sql(url, "SELECT count(*), count(DISTINCT job_id), max(token) FROM attempts") == [(240, 240, 1)]
+
+
 def test_device_counts_for_the_progress_display(store):
     store.add_jobs("s", _jobs(4))
     early = _claim(store, device="cuda:0")
