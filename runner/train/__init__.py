@@ -5,7 +5,9 @@
 Lives here: the loop (loop), its data pipeline (data), learning-rate schedule (schedule), losses and
 optimizers (optim), step capture as CUDA graphs (capture), loss thresholds (thresholds), recorded
 series (records), grab calls (grabbing), checkpoint files (checkpoints), built-in models (models),
-the trainloop's option table (options) and the validation of a job config into a plan (plan).
+the trainloop's option table (options), the validation of a job config into a plan (plan), and
+fused trials: which jobs may train together (fusion), K models stacked into one (stacked) and a
+group of jobs trained as one batched model (fused).
 
 May import: the base modules (runner.errors, runner.registry, runner.hashing, runner.npy, runner.text)
 and nothing from queue, pool, results or cli, so it runs alone and in tests. Importing this package

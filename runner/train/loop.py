@@ -28,6 +28,7 @@ from .capture import StepGraph, capture_blocker
 from .data import Batch, JobData
 from .grabbing import GrabContext, run_grabs
 from .optim import LOSSES, accuracy, make_optimizer, precision
+from .options import TrainOptions
 from .plan import JobPlan, plan_job
 from .plan import params as model_params
 from .records import Records
@@ -289,28 +290,40 @@ class _Loop:
         self.wall_before = float(state["wall_s"])
 
     def _result(self, status: RunStatus, steps_run: int, wall_s: float) -> TrainResult:
-        metrics = self.records.metrics
-        final = {n: v for s, n, v in metrics if s == steps_run and n.endswith(("_loss", "_acc")) and n != "batch_loss"}
-        summary: dict[str, Any] = {
-            "final_train_loss": finite_or_none(final.get("train_loss")),
-            "final_test_loss": finite_or_none(final.get("test_loss")),
-            "steps": steps_run,
-            "wall_s": round(wall_s, 4),
-            "setup_s": round(self.setup_s, 4),
-            "device": str(self.device),
-            "host": socket.gethostname(),
-            "precision": self.o.precision,
-            "step_capture": self.stepper.describe() if self.stepper is not None else self.capture_note,
-            **self.tracker.summary(),
-        }
-        if self.resumed_from is not None:
-            summary["resumed_from_step"] = self.resumed_from
-        for key in ("train_acc", "test_acc"):
-            if key in final:
-                summary[f"final_{key}"] = finite_or_none(final[key])
-        reason = None
-        if status == RunStatus.DIVERGED:
-            summary["diverged_at"] = self.tracker.nonfinite_at
-            reason = f"non-finite train loss at step {self.tracker.nonfinite_at}"
-        finite = [m for m in metrics if np.isfinite(m[2])]
-        return TrainResult(status, summary, finite, self.records.arrays, reason)
+        capture = self.stepper.describe() if self.stepper is not None else self.capture_note
+        return job_result(status, steps_run, wall_s, setup_s=self.setup_s, device=self.device, options=self.o,
+                          tracker=self.tracker, records=self.records, step_capture=capture,
+                          resumed_from=self.resumed_from)
+
+
+def job_result(status: RunStatus, steps_run: int, wall_s: float, *, setup_s: float, device: torch.device,
+               options: TrainOptions, tracker: LossTracker, records: Records, step_capture: str,
+               resumed_from: int | None, extra: dict[str, Any] | None = None) -> TrainResult:
+    """What a run ended with: its summary (the result columns), finite metric points and arrays, and
+    the reason it diverged. `extra` adds summary keys (a fused member's `fused`)."""
+    metrics = records.metrics
+    final = {n: v for s, n, v in metrics if s == steps_run and n.endswith(("_loss", "_acc")) and n != "batch_loss"}
+    summary: dict[str, Any] = {
+        "final_train_loss": finite_or_none(final.get("train_loss")),
+        "final_test_loss": finite_or_none(final.get("test_loss")),
+        "steps": steps_run,
+        "wall_s": round(wall_s, 4),
+        "setup_s": round(setup_s, 4),
+        "device": str(device),
+        "host": socket.gethostname(),
+        "precision": options.precision,
+        "step_capture": step_capture,
+        **(extra or {}),
+        **tracker.summary(),
+    }
+    if resumed_from is not None:
+        summary["resumed_from_step"] = resumed_from
+    for key in ("train_acc", "test_acc"):
+        if key in final:
+            summary[f"final_{key}"] = finite_or_none(final[key])
+    reason = None
+    if status == RunStatus.DIVERGED:
+        summary["diverged_at"] = tracker.nonfinite_at
+        reason = f"non-finite train loss at step {tracker.nonfinite_at}"
+    finite = [m for m in metrics if np.isfinite(m[2])]
+    return TrainResult(status, summary, finite, records.arrays, reason)

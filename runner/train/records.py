@@ -57,17 +57,26 @@ class Records:
     def flush(self, losses: list[torch.Tensor], first_step: int) -> np.ndarray:
         """The one host read per chunk: losses and pending evaluations come over together. Returns
         the losses of steps first_step, first_step+1, ... on the host (for the loss tracker)."""
-        scalars = [t for _, _, t in self.pending]
+        scalars = self.pending_values()
         # this is a CPU-GPU sync point: .cpu() waits for every queued step of the chunk
         merged = torch.stack([*losses, *scalars]).float().cpu().numpy() if (losses or scalars) else np.zeros(0)
-        chunk, evals = merged[: len(losses)], merged[len(losses):]
+        chunk = merged[: len(losses)]
+        self.absorb(chunk, first_step, merged[len(losses):])
+        return chunk
+
+    def pending_values(self) -> list[torch.Tensor]:
+        """The device scalars awaiting the host read, in order (a fused group reads many at once)."""
+        return [t for _, _, t in self.pending]
+
+    def absorb(self, chunk: np.ndarray, first_step: int, evals: np.ndarray) -> None:
+        """Keep what a host read brought: the chunk's train losses (batch_loss at the evaluation
+        cadence) and the pending values, in the order pending_values gave them."""
         for i, value in enumerate(chunk.tolist()):
             s = first_step + i
             if every(self.eval_every, s) or s == 0:
                 self.metrics.append((s, "batch_loss", value))
         self.metrics.extend((s, n, v) for (s, n, _), v in zip(self.pending, evals.tolist()))
         self.pending.clear()
-        return chunk
 
     def state(self) -> dict[str, Any]:
         """The series so far, as checkpoint-safe lists and tensors (nothing is pending at a checkpoint)."""

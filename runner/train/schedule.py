@@ -18,9 +18,9 @@ class LrPlan:
     schedule (constant, step decay, cosine to min_lr). Applied as a factor on each parameter
     group's own initial lr, so muP optimizers keep their per-group width scaling."""
 
-    def __init__(self, o: TrainOptions, optimizer: torch.optim.Optimizer):
-        self.o, self.optimizer = o, optimizer
-        self.initial = [g["lr"] for g in optimizer.param_groups]
+    def __init__(self, o: TrainOptions, optimizer: torch.optim.Optimizer | None = None):
+        self.o, self.optimizer = o, optimizer  # no optimizer: lr(step) only (a fused group sets its own)
+        self.initial = [g["lr"] for g in optimizer.param_groups] if optimizer is not None else []
         self.changes = [(c.at, c.lr) for c in o.changes if c.lr is not None]
         step_size = o.step_size if o.schedule == "step" else None
         self.every_step = o.schedule == "cosine"
@@ -43,6 +43,7 @@ class LrPlan:
         return base
 
     def apply(self, step: int) -> None:
+        assert self.optimizer is not None, "an LrPlan without an optimizer only computes lr(step)"
         factor = self.lr(step) / self.o.lr
         for group, initial in zip(self.optimizer.param_groups, self.initial):
             group["lr"] = initial * factor

@@ -1,0 +1,292 @@
+"""A fused group: jobs of one fusion key trained as one batched model, each still its own job.
+
+Every member keeps what it would have alone: its data (its own JobData, generators seeded from its
+own seed, so it sees exactly the batches it would see alone), its initial weights (built alone, then
+stacked), its learning rate and optimizer scalars, its thresholds and divergence, its evaluations,
+grabs and snapshots (run on that member's weights), and its own TrainResult. A member that diverges
+or stops on its thresholds ends at the step it would end alone and is frozen (learning rate 0)
+while the others go on. What cannot be fused runs each job alone, and every summary says which:
+`fused: K` or `fused: off: <why>`.
+
+Not yet: checkpoints (a stopped group ends its members 'stopped' without one) and step capture.
+"""
+from __future__ import annotations
+
+import contextlib
+import inspect
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from ..hashing import canonical_json
+from .data import Batch, JobData
+from .fusion import per_member_keys
+from .grabbing import GrabContext, run_grabs
+from .loop import CHUNK, RunStatus, TrainResult, build_model, default_device, derive_seeds, job_result, train
+from .optim import LOSSES, accuracy, precision
+from .plan import JobPlan, plan_job
+from .records import Records
+from .schedule import LrPlan, every
+from .stacked import StackedModel, StackedOptimizer, fusion_blocker, summed_loss_backward
+from .thresholds import LossTracker
+
+STEP_CAPTURE = "off: fused steps run eagerly"
+
+
+def train_group(configs: Sequence[dict[str, Any] | JobPlan], *, device: str | torch.device | None = None,
+                should_stop: Callable[[], bool] | None = None) -> list[TrainResult]:
+    """Train jobs of one fusion key as one batched model; their results in the order given. Where
+    they cannot be fused, each is trained alone (`fused: off: <why>` in its summary)."""
+    plans = [c if isinstance(c, JobPlan) else plan_job(dict(c)) for c in configs]
+    _check_one_key(plans)
+    dev = torch.device(device) if device is not None else default_device()
+    stop = should_stop or (lambda: False)
+    started = time.perf_counter()
+    if len(plans) > 1:
+        with precision(plans[0].options.precision, dev) as autocast:
+            group = _Group(plans, dev, autocast, stop, started)
+            if group.blocker is None:
+                return group.run()
+        why = group.blocker
+    else:
+        why = "no other job of its key to fuse with"
+    return [_alone(plan, dev, stop, why) for plan in plans]
+
+
+def _check_one_key(plans: Sequence[JobPlan]) -> None:
+    """The caller (the claim) groups by fusion key; a group of several keys is a bug, not a fallback."""
+    def shared(plan: JobPlan) -> str:
+        drop = per_member_keys(plan.config)
+        return canonical_json({k: v for k, v in plan.config.items() if k not in drop})
+
+    if len({shared(plan) for plan in plans}) > 1:
+        raise ValueError("a fused group holds jobs of one fusion key only")
+
+
+def _alone(plan: JobPlan, device: torch.device, should_stop: Callable[[], bool], why: str) -> TrainResult:
+    result = train(plan, device=device, should_stop=should_stop)
+    result.summary["fused"] = f"off: {why}"
+    return result
+
+
+@dataclass(eq=False)  # compared by identity: its fields hold tensors
+class _Member:
+    """One job of the group: everything it would have alone but its weights (those are stacked)."""
+
+    plan: JobPlan
+    data: JobData
+    tracker: LossTracker
+    records: Records
+    lr_plan: LrPlan
+    init_params: list[torch.Tensor]
+    batch: Batch | None = None            # its last step's batch (grabs see it)
+    status: RunStatus | None = None       # set when it ends
+    steps_run: int = 0
+    wall_s: float = 0.0
+
+    @property
+    def active(self) -> bool:
+        return self.status is None
+
+
+class _Group:
+    """The run of one fused group: `__init__` builds the members and the stack, `run()` trains."""
+
+    def __init__(self, plans: Sequence[JobPlan], device: torch.device,
+                 autocast: Callable[[], contextlib.AbstractContextManager[Any]], should_stop: Callable[[], bool],
+                 started: float):
+        self.o, self.device, self.autocast, self.should_stop = plans[0].options, device, autocast, should_stop
+        self.started = started
+        self.loss_fn = LOSSES[self.o.loss]
+        self.members: list[_Member] = []
+        models = []
+        for plan in plans:  # each member exactly as it would be built alone
+            seeds = derive_seeds(plan.options.seed)
+            data = JobData(plan, device, seeds)
+            model = build_model(plan, data, device, seeds["model"])
+            models.append(model)
+            self.members.append(_Member(plan, data, LossTracker(plan.options.thresholds, plan.options.ema),
+                                        Records(plan.options.eval_every), LrPlan(plan.options),
+                                        [p.detach().clone() for p in model.parameters()]))
+        self.blocker = fusion_blocker(models, self.o) or self._plugin_blocker() or self._data_blocker()
+        self.stacked: StackedModel | None = None
+        self.optimizer: StackedOptimizer | None = None
+        self.grads: dict[str, torch.Tensor] | None = None  # the last step's, per stacked parameter
+        if self.blocker is None:
+            self.stacked = StackedModel(models)
+            self.optimizer = StackedOptimizer(self.stacked.params, [m.plan.options for m in self.members])
+            self.blocker = self._trial_forward()
+        self.setup_s = time.perf_counter() - started
+
+    # what cannot be fused -----------------------------------------------------------------------
+    def _plugin_blocker(self) -> str | None:
+        for plugin, _ in self.members[0].plan.grabs:
+            if "optimizer" in inspect.signature(plugin.fn).parameters:
+                return f"grab {plugin.ref} reads the optimizer, which a fused member has no torch.optim of"
+        return None
+
+    def _data_blocker(self) -> str | None:
+        shapes = {(tuple(X.shape), tuple(y.shape)) for X, y in (m.data.probe(0) for m in self.members)}
+        return None if len(shapes) == 1 else f"the members' data differ in shape ({sorted(shapes)[:2]})"
+
+    def _trial_forward(self) -> str | None:
+        X = torch.stack([m.data.probe(0)[0][:2] for m in self.members])
+        try:
+            with torch.no_grad(), self.autocast():
+                self.stacked(X)  # type: ignore[misc]
+        except Exception as exc:  # noqa: BLE001 - whatever vmap refuses: run the jobs alone
+            return f"the model cannot run under vmap ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
+        return None
+
+    # the run ------------------------------------------------------------------------------------
+    def run(self) -> list[TrainResult]:
+        o, members = self.o, self.members
+        change_steps = {c.at for c in o.changes if c.batch_size is not None}
+        snapshot_steps = {s for s in o.snapshots if s != "end"}
+        lr_steps, lr_every_step = members[0].lr_plan.steps, members[0].lr_plan.every_step  # in the key: shared
+        losses: list[torch.Tensor] = []  # this chunk's [K] losses, still on the device
+        first = 0
+        for step in range(o.steps):
+            active = [m for m in members if m.active]
+            if step in change_steps:
+                for m in active:
+                    m.data.apply_changes(step)
+            if lr_every_step or step in lr_steps:
+                self._set_lr(step)
+            if every(o.eval_every, step) or step == 0:
+                self._evaluate(step, active, final=False)
+            if step in snapshot_steps:
+                self._snapshot(step, active)
+            if every(o.grab_every, step) and members[0].plan.grabs:
+                self._grab(step, active)
+            losses.append(self._step(step))
+            stop = self.should_stop()
+            if len(losses) == CHUNK or step + 1 == o.steps or stop:
+                self._flush(losses, first)  # the one CPU-GPU sync of a chunk, for every member at once
+                losses, first = [], step + 1
+                self._end_finished(step + 1)
+                if not any(m.active for m in members):
+                    break
+                if stop:
+                    for m in members:
+                        if m.active:
+                            self._end(m, RunStatus.STOPPED, step + 1)
+                    break
+        for m in members:
+            if m.active:
+                self._end(m, RunStatus.DONE, o.steps)
+        self._flush([], first)
+        return [job_result(m.status, m.steps_run, m.wall_s, setup_s=self.setup_s, device=self.device,  # type: ignore[arg-type]
+                           options=m.plan.options, tracker=m.tracker, records=m.records, step_capture=STEP_CAPTURE,
+                           resumed_from=None, extra={"fused": len(members)}) for m in members]
+
+    def _step(self, step: int) -> torch.Tensor:
+        """One step of every member on its own batch; frozen members reuse their last batch and their
+        learning rate of 0 leaves their weights as they are. Returns the [K] losses."""
+        for m in self.members:
+            if m.active or m.batch is None:
+                m.batch = m.data.next_batch(step)
+        X = torch.stack([m.batch[0] for m in self.members])  # type: ignore[index]
+        y = torch.stack([m.batch[1] for m in self.members])  # type: ignore[index]
+        with self.autocast():
+            losses = self.stacked.losses(self.loss_fn, X, y)  # type: ignore[union-attr]
+        self.grads = summed_loss_backward(self.stacked, losses)  # type: ignore[arg-type]
+        self.optimizer.step(list(self.grads.values()))  # type: ignore[union-attr]
+        return losses.detach()
+
+    def _set_lr(self, step: int) -> None:
+        """Each member's learning rate at this step; 0 for the members that ended."""
+        self.optimizer.set_lr([m.lr_plan.lr(step) if m.active else 0.0 for m in self.members])  # type: ignore[union-attr]
+
+    # measurements -------------------------------------------------------------------------------
+    def _evaluate(self, step: int, members: Sequence[_Member], final: bool) -> None:
+        """Test (and offline: train) loss and accuracy of these members, as each would measure alone."""
+        if not members:
+            return
+        o, stacked = self.o, self.stacked
+        if members[0].lr_plan.varies and not final:
+            for m in members:
+                m.records.metric(step, "lr", m.lr_plan.lr(step))
+        sets: list[tuple[str, list[Batch | None]]] = [("test", [self._test_set(m) for m in self.members])]
+        if self.members[0].data.X_train is not None:
+            sets.append(("train", [(m.data.X_train, m.data.y_train) for m in self.members]))  # type: ignore[misc]
+        elif final:  # online: a fresh batch at the end, drawn from each ending member's stream
+            sets.append(("train", [m.data.next_batch(step) if m in members else m.batch for m in self.members]))
+        stacked.train(False)  # type: ignore[union-attr]
+        with torch.no_grad(), self.autocast():
+            for name, data in sets:
+                if data[0] is None:
+                    continue
+                X, y = torch.stack([d[0] for d in data]), torch.stack([d[1] for d in data])  # type: ignore[index]
+                out = stacked(X)  # type: ignore[misc]
+                loss = torch.func.vmap(self.loss_fn)(out, y).float()
+                acc = torch.func.vmap(lambda a, b: accuracy(o.loss, a, b))(out, y) if o.loss != "mse" else None
+                for i, m in enumerate(self.members):
+                    if m in members:
+                        m.records.scalar(step, f"{name}_loss", loss[i])
+                        if acc is not None:
+                            m.records.scalar(step, f"{name}_acc", acc[i])
+        stacked.train(True)  # type: ignore[union-attr]
+
+    @staticmethod
+    def _test_set(m: _Member) -> Batch | None:
+        return None if m.data.X_test is None else (m.data.X_test, m.data.y_test)  # type: ignore[return-value]
+
+    def _grab(self, step: int, members: Sequence[_Member]) -> None:
+        """Each member's grabs on that member's weights (and its last gradients), as alone."""
+        for m in members:
+            i = self.members.index(m)
+            module = self.stacked.member(i, self.grads)  # type: ignore[union-attr]
+            ctx = GrabContext(model=module, step=step, X_train=m.data.X_train, y_train=m.data.y_train,
+                              X_test=m.data.X_test, y_test=m.data.y_test, optimizer=None,  # type: ignore[arg-type]
+                              init_params=m.init_params, config=m.plan.config, loss_fn=self.loss_fn, batch=m.batch)
+            run_grabs(m.plan.grabs, ctx, m.records.record)
+
+    def _snapshot(self, step: int, members: Sequence[_Member]) -> None:
+        for m in members:
+            m.records.weights(step, self.stacked.member(self.members.index(m)))  # type: ignore[union-attr]
+
+    # ends ---------------------------------------------------------------------------------------
+    def _end_finished(self, steps_run: int) -> None:
+        """After a host read: members whose loss went non-finite end diverged, those whose thresholds
+        are all crossed (and that stop on them) end done, at this step, as they would alone."""
+        for m in self.members:
+            if not m.active:
+                continue
+            if m.tracker.nonfinite_at is not None:
+                self._end(m, RunStatus.DIVERGED, steps_run)
+            elif m.plan.options.stop_on_thresholds and m.tracker.all_crossed:
+                self._end(m, RunStatus.DONE, steps_run)
+
+    def _end(self, m: _Member, status: RunStatus, steps_run: int) -> None:
+        """End one member: its final evaluation, grabs and snapshot (done), then freeze it."""
+        m.status, m.steps_run = status, steps_run
+        if status == RunStatus.DONE:
+            self._evaluate(steps_run, [m], final=True)
+            if m.plan.grabs:
+                self._grab(steps_run, [m])
+            if "end" in m.plan.options.snapshots or steps_run in m.plan.options.snapshots:
+                self._snapshot(steps_run, [m])
+        m.wall_s = time.perf_counter() - self.started
+        self._set_lr(steps_run)
+
+    def _flush(self, losses: list[torch.Tensor], first: int) -> None:
+        """One host read for the whole group: the chunk's losses of every member and every value
+        awaiting the read; each active member's tracker and records take their part."""
+        pending = [m.records.pending_values() for m in self.members]
+        parts = [torch.stack(losses).float().reshape(-1)] if losses else []
+        parts += [torch.stack(p).float().reshape(-1) for p in pending if p]
+        values = torch.cat(parts).cpu().numpy() if parts else np.zeros(0)  # a CPU-GPU sync point
+        n, k = len(losses), len(self.members)
+        chunk, at = values[: n * k].reshape(n, k), n * k
+        for i, m in enumerate(self.members):
+            evals = values[at:at + len(pending[i])]
+            at += len(pending[i])
+            mine = chunk[:, i] if m.active else np.zeros(0)
+            m.records.absorb(mine, first, evals)
+            if m.active:
+                m.tracker.update(mine, first)
+

@@ -1,0 +1,117 @@
+"""Fused groups on the CPU: K jobs of one fusion key trained as one batched model give what each gives
+alone: the same metric points, statuses, threshold steps and final values, within a tolerance that
+batched kernels need (measured here: worst relative difference about 1e-6 for values above 1e-7;
+asserted: 1e-5, or 1e-7 absolute)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import runner
+from runner.train.fused import train_group
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+RTOL, ATOL = 1e-5, 1e-7  # ATOL: a loss trained down to 1e-9 differs in float32 noise, not in what it means
+
+MOONS = dict(batchfn="moons", model="mlp", batch_size=32, width=16, depth=2, steps=120, n_test=128, eval_every=20,
+             loss="cross_entropy")
+TEACHER = dict(batchfn="gaussian_teacher", model="mlp", d=6, k=3, batch_size=32, width=16, depth=2, steps=120,
+               n_test=128, eval_every=20)
+
+
+def members(base: dict, **per_member: list) -> list[dict]:
+    """Configs of one key: base, each with the i-th value of every per-member list."""
+    n = len(next(iter(per_member.values())))
+    return [dict(base, **{k: v[i] for k, v in per_member.items()}) for i in range(n)]
+
+
+SCENARIOS = {
+    "sgd-seeds-lrs-momentum": members(MOONS, seed=[0, 1, 2, 3], lr=[0.05, 0.1, 0.05, 0.2], momentum=[0.0, 0.9, 0.5, 0.0],
+                                      weight_decay=[0.0, 1e-3, 0.0, 1e-2]),
+    "nesterov": members(dict(TEACHER, nesterov=True), seed=[0, 1, 2], lr=[0.02, 0.05, 0.01], momentum=[0.9, 0.5, 0.8]),
+    "adam": members(dict(TEACHER, optimizer="adam"), seed=[0, 1, 2], lr=[1e-3, 3e-3, 1e-2], betas=[[0.9, 0.999],
+                    [0.8, 0.99], [0.95, 0.9]], eps=[1e-8, 1e-6, 1e-8], weight_decay=[0.0, 1e-2, 0.0]),
+    "adamw": members(dict(TEACHER, optimizer="adamw"), seed=[3, 4], lr=[1e-3, 5e-3], weight_decay=[1e-2, 0.1]),
+    "offline-minibatches-and-changes": members(dict(TEACHER, online=False, n_train=96, changes=[{"at": 40, "batch_size": 48},
+                                                                                              {"at": 80, "lr": 0.01}]),
+                                               seed=[0, 1, 2], lr=[0.05, 0.02, 0.1]),
+    "offline-full-batch-step-schedule": members(dict(TEACHER, online=False, n_train=64, batch_size=None,
+                                                     schedule="step", step_size=30),
+                                                seed=[0, 1], lr=[0.1, 0.05], step_gamma=[0.5, 0.9]),
+    "cosine": members(dict(MOONS, schedule="cosine"), seed=[0, 1], lr=[0.1, 0.2], min_lr=[0.0, 0.01]),
+    "grabs-and-snapshots": members(dict(TEACHER, grabs=["weight_norm", "grad_norm", "dist_from_init"], grab_every=40,
+                                        snapshots=[0, 60, "end"]), seed=[0, 1], lr=[0.05, 0.1]),
+    "xor-bce-centered": members(dict(batchfn="xor", model="mlp", batch_size=32, width=16, depth=1, steps=100,
+                                     n_test=64, eval_every=25, loss="bce", center=True), seed=[0, 1], lr=[0.1, 0.3]),
+    "deep-linear": members(dict(batchfn="linear_teacher", model="dln", d=8, width=16, depth=3, batch_size=32,
+                                steps=100, n_test=64, eval_every=25, gamma=0.5), seed=[0, 1, 2], lr=[0.02, 0.05, 0.1]),
+}
+
+
+def assert_same(alone: runner.TrainResult, fused: runner.TrainResult) -> float:
+    """Equal statuses, steps and threshold crossings; the same metric points and arrays within RTOL.
+    Returns the worst relative difference seen."""
+    assert fused.status == alone.status and fused.reason == alone.reason
+    skip = {"wall_s", "setup_s", "fused", "step_capture"}
+    numbers = {k for k, v in alone.summary.items() if isinstance(v, float)}
+    assert {k: v for k, v in fused.summary.items() if k not in skip | numbers} == \
+        {k: v for k, v in alone.summary.items() if k not in skip | numbers}
+    worst = 0.0
+    for key in numbers - skip:
+        assert fused.summary[key] == pytest.approx(alone.summary[key], rel=RTOL, abs=ATOL), key
+    a, f = {(s, n): v for s, n, v in alone.metrics}, {(s, n): v for s, n, v in fused.metrics}
+    assert a.keys() == f.keys()
+    for key, value in a.items():
+        assert f[key] == pytest.approx(value, rel=RTOL, abs=ATOL), key
+        worst = max(worst, abs(f[key] - value) / abs(value) if abs(value) > ATOL else 0.0)
+    assert [(n, s) for n, s, _ in alone.arrays] == [(n, s) for n, s, _ in fused.arrays]
+    for (_, _, x), (_, _, y) in zip(alone.arrays, fused.arrays):
+        np.testing.assert_allclose(y, x, rtol=RTOL, atol=1e-6)
+    return worst
+
+
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+def test_a_fused_group_gives_what_each_job_gives_alone(name, show):
+    configs = SCENARIOS[name]
+    alone = [runner.train(c, device="cpu") for c in configs]
+    fused = train_group(configs, device="cpu")
+    assert [r.summary["fused"] for r in fused] == [len(configs)] * len(configs)
+    worst = max(assert_same(a, f) for a, f in zip(alone, fused))
+    show(f"fused {name}: {len(configs)} members, worst relative difference {worst:.1e}")
+
+
+def test_members_end_on_their_own_steps_and_the_others_go_on():
+    """One member diverges, one stops on its thresholds, one trains to the end: each as alone."""
+    base = dict(TEACHER, steps=600, thresholds=[0.5])
+    configs = [dict(base, seed=0, lr=1e3), dict(base, seed=1, lr=0.05, stop_on_thresholds=True),
+               dict(base, seed=2, lr=0.05)]
+    alone = [runner.train(c, device="cpu") for c in configs]
+    fused = train_group(configs, device="cpu")
+    assert [r.status for r in fused] == ["diverged", "done", "done"]
+    assert fused[1].summary["steps"] < 600 == fused[2].summary["steps"]
+    for a, f in zip(alone, fused):
+        assert_same(a, f)
+
+
+def test_what_cannot_be_fused_runs_alone_and_says_why():
+    mup = members(dict(TEACHER, parametrization="mup", base_width=8), seed=[0, 1], lr=[0.05, 0.1])
+    dropout = members(dict(TEACHER, dropout=0.1), seed=[0, 1], lr=[0.05, 0.1])
+    for configs, why in ((mup, "muP"), (dropout, "dropout")):
+        results = train_group(configs, device="cpu")
+        assert all(r.summary["fused"].startswith("off: ") and why in r.summary["fused"] for r in results)
+        for a, f in zip([runner.train(c, device="cpu") for c in configs], results):
+            assert f.summary["final_test_loss"] == a.summary["final_test_loss"]  # run alone: bit for bit
+    lone = train_group([dict(TEACHER, steps=10)], device="cpu")
+    assert lone[0].summary["fused"] == "off: no other job of its key to fuse with"
+
+
+def test_a_group_of_several_keys_is_refused():
+    with pytest.raises(ValueError, match="one fusion key"):
+        train_group([dict(TEACHER, width=16), dict(TEACHER, width=32)], device="cpu")
+
+
+def test_a_stop_request_ends_every_member_stopped():
+    calls = iter(range(10**6))
+    results = train_group(members(TEACHER, seed=[0, 1], lr=[0.05, 0.1]), device="cpu",
+                          should_stop=lambda: next(calls) >= 50)
+    assert [r.status for r in results] == ["stopped", "stopped"] and results[0].summary["steps"] == 51
