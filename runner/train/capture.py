@@ -20,13 +20,14 @@ from .options import TrainOptions
 WARMUP_STEPS = 2  # eager steps before the first capture; 1 before a re-capture
 
 
-def capture_blocker(options: TrainOptions, device: torch.device) -> str | None:
-    """Why this job's steps cannot be captured (None: they can)."""
+def capture_blocker(options: TrainOptions, device: torch.device, lr_is_a_tensor: bool = False) -> str | None:
+    """Why this job's steps cannot be captured (None: they can). lr_is_a_tensor: the step reads its
+    learning rate from a tensor (a fused group's), so a schedule changing it every step is no bar."""
     if not options.capture:
         return "capture: false in the config"
     if device.type != "cuda":
         return f"device {device.type} (graphs need CUDA)"
-    if options.schedule == "cosine":
+    if options.schedule == "cosine" and not lr_is_a_tensor:
         return "the cosine schedule changes the lr every step"
     return None
 

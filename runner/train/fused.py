@@ -8,7 +8,8 @@ or stops on its thresholds ends at the step it would end alone and is frozen (le
 while the others go on. What cannot be fused runs each job alone, and every summary says which:
 `fused: K` or `fused: off: <why>`.
 
-Not yet: checkpoints (a stopped group ends its members 'stopped' without one) and step capture.
+On a GPU the whole fused step is captured as one CUDA graph (runner.train.fused_capture). Not yet:
+checkpoints (a stopped group ends its members 'stopped' without one).
 """
 from __future__ import annotations
 
@@ -22,7 +23,9 @@ import numpy as np
 import torch
 
 from ..hashing import canonical_json
+from .capture import capture_blocker
 from .data import Batch, JobData
+from .fused_capture import FusedGraph
 from .fusion import per_member_keys
 from .grabbing import GrabContext, run_grabs
 from .loop import CHUNK, RunStatus, TrainResult, build_model, default_device, derive_seeds, job_result, train
@@ -32,8 +35,6 @@ from .records import Records
 from .schedule import LrPlan, every
 from .stacked import StackedModel, StackedOptimizer, fusion_blocker, summed_loss_backward
 from .thresholds import LossTracker
-
-STEP_CAPTURE = "off: fused steps run eagerly"
 
 
 def train_group(configs: Sequence[dict[str, Any] | JobPlan], *, device: str | torch.device | None = None,
@@ -119,6 +120,10 @@ class _Group:
             self.stacked = StackedModel(models)
             self.optimizer = StackedOptimizer(self.stacked.params, [m.plan.options for m in self.members])
             self.blocker = self._trial_forward()
+        why_not = capture_blocker(self.o, device, lr_is_a_tensor=True)
+        self.capture_note = f"off: {why_not}" if why_not else ""
+        self.graph = FusedGraph(self._compute, [m.data for m in self.members], device) if not why_not else None
+        self.current_step = 0
         self.setup_s = time.perf_counter() - started
 
     # what cannot be fused -----------------------------------------------------------------------
@@ -152,8 +157,10 @@ class _Group:
         for step in range(o.steps):
             active = [m for m in members if m.active]
             if step in change_steps:
-                for m in active:
+                for m in self.members:  # every member's stream, as the graph draws for all
                     m.data.apply_changes(step)
+                if self.graph is not None:
+                    self.graph.reset()  # the graph holds the old batch size
             if lr_every_step or step in lr_steps:
                 self._set_lr(step)
             if every(o.eval_every, step) or step == 0:
@@ -179,23 +186,38 @@ class _Group:
             if m.active:
                 self._end(m, RunStatus.DONE, o.steps)
         self._flush([], first)
+        capture = self.graph.describe() if self.graph is not None else self.capture_note
         return [job_result(m.status, m.steps_run, m.wall_s, setup_s=self.setup_s, device=self.device,  # type: ignore[arg-type]
-                           options=m.plan.options, tracker=m.tracker, records=m.records, step_capture=STEP_CAPTURE,
+                           options=m.plan.options, tracker=m.tracker, records=m.records, step_capture=capture,
                            resumed_from=None, extra={"fused": len(members)}) for m in members]
 
     def _step(self, step: int) -> torch.Tensor:
-        """One step of every member on its own batch; frozen members reuse their last batch and their
-        learning rate of 0 leaves their weights as they are. Returns the [K] losses."""
-        for m in self.members:
-            if m.active or m.batch is None:
-                m.batch = m.data.next_batch(step)
-        X = torch.stack([m.batch[0] for m in self.members])  # type: ignore[index]
-        y = torch.stack([m.batch[1] for m in self.members])  # type: ignore[index]
+        """One step of every member on its own batch (replayed as a graph once captured). Returns the
+        [K] losses, left on the device."""
+        self.current_step = step
+        if self.graph is not None:
+            losses, self.grads, batches = self.graph.step(lambda: self._draw(step))
+        else:
+            losses, self.grads, batches = self._compute(self._draw(step))
+        for m, batch in zip(self.members, batches):
+            m.batch = batch
+        return losses
+
+    def _draw(self, step: int) -> list[Batch]:
+        """Each member's batch for this step; a frozen member reuses its last one (nothing drawn)."""
+        return [m.data.next_batch(step) if m.active or m.batch is None else m.batch for m in self.members]
+
+    def _compute(self, batches: Sequence[Batch] | None) -> tuple[torch.Tensor, dict[str, torch.Tensor], list[Batch]]:
+        """The fused step itself: the batches (drawn here, every member's, when None: inside a graph),
+        one batched forward, one backward of the summed loss, one optimizer step."""
+        if batches is None:
+            batches = [m.data.next_batch(self.current_step) for m in self.members]
+        X, y = torch.stack([b[0] for b in batches]), torch.stack([b[1] for b in batches])
         with self.autocast():
             losses = self.stacked.losses(self.loss_fn, X, y)  # type: ignore[union-attr]
-        self.grads = summed_loss_backward(self.stacked, losses)  # type: ignore[arg-type]
-        self.optimizer.step(list(self.grads.values()))  # type: ignore[union-attr]
-        return losses.detach()
+        grads = summed_loss_backward(self.stacked, losses)  # type: ignore[arg-type]
+        self.optimizer.step(list(grads.values()))  # type: ignore[union-attr]
+        return losses.detach(), grads, [(X[i], y[i]) for i in range(len(batches))]
 
     def _set_lr(self, step: int) -> None:
         """Each member's learning rate at this step; 0 for the members that ended."""
