@@ -67,3 +67,16 @@ def test_results_read_benchmark_quick_runs_and_prints_its_table(show):
     assert labels == ["results()", "curves(test_loss), 400 jobs", "curves(test_loss), all jobs",
                       "grid_array(lr x width x seed)"]
     assert lines[-4].split()[1:3] == ["400", "400"]  # results(): 400 jobs, 400 rows
+
+
+def test_fused_benchmark_quick_runs_and_prints_its_table(show):
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "fused.py"), "--quick"], check=False, cwd=ROOT,
+                          env=cli_env(), capture_output=True, text=True, timeout=300)
+    show(f"\n$ python benchmarks/fused.py --quick\n{done.stdout}{done.stderr}")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].split()[:3] == ["fused", "benchmark", "cpu"]
+    alone, *fused = [line.split() for line in lines[2:]]
+    assert alone[:3] == ["tiny", "alone", "2"] and alone[-1] == "1.0x"
+    assert [r[:4] for r in fused] == [["tiny", "fused", "K=4", "4"], ["tiny", "fused", "K=16", "16"]]
+    assert all(float(r[-1]) < 1e-4 for r in fused)  # each member's final loss is the job's alone
