@@ -77,6 +77,7 @@ def _alone(plan: JobPlan, device: torch.device, should_stop: Callable[[], bool],
 class _Member:
     """One job of the group: everything it would have alone but its weights (those are stacked)."""
 
+    index: int                            # its place in the stack
     plan: JobPlan
     data: JobData
     tracker: LossTracker
@@ -109,7 +110,7 @@ class _Group:
             data = JobData(plan, device, seeds)
             model = build_model(plan, data, device, seeds["model"])
             models.append(model)
-            self.members.append(_Member(plan, data, LossTracker(plan.options.thresholds, plan.options.ema),
+            self.members.append(_Member(len(self.members), plan, data, LossTracker(plan.options.thresholds, plan.options.ema),
                                         Records(plan.options.eval_every), LrPlan(plan.options),
                                         [p.detach().clone() for p in model.parameters()]))
         self.blocker = fusion_blocker(models, self.o) or self._plugin_blocker() or self._data_blocker()
@@ -178,13 +179,9 @@ class _Group:
                 if not any(m.active for m in members):
                     break
                 if stop:
-                    for m in members:
-                        if m.active:
-                            self._end(m, RunStatus.STOPPED, step + 1)
+                    self._end([m for m in members if m.active], RunStatus.STOPPED, step + 1)
                     break
-        for m in members:
-            if m.active:
-                self._end(m, RunStatus.DONE, o.steps)
+        self._end([m for m in members if m.active], RunStatus.DONE, o.steps)
         self._flush([], first)
         capture = self.graph.describe() if self.graph is not None else self.capture_note
         return [job_result(m.status, m.steps_run, m.wall_s, setup_s=self.setup_s, device=self.device,  # type: ignore[arg-type]
@@ -236,7 +233,8 @@ class _Group:
         if self.members[0].data.X_train is not None:
             sets.append(("train", [(m.data.X_train, m.data.y_train) for m in self.members]))  # type: ignore[misc]
         elif final:  # online: a fresh batch at the end, drawn from each ending member's stream
-            sets.append(("train", [m.data.next_batch(step) if m in members else m.batch for m in self.members]))
+            chosen = {m.index for m in members}
+            sets.append(("train", [m.data.next_batch(step) if m.index in chosen else m.batch for m in self.members]))
         stacked.train(False)  # type: ignore[union-attr]
         with torch.no_grad(), self.autocast():
             for name, data in sets:
@@ -246,11 +244,10 @@ class _Group:
                 out = stacked(X)  # type: ignore[misc]
                 loss = torch.func.vmap(self.loss_fn)(out, y).float()
                 acc = torch.func.vmap(lambda a, b: accuracy(o.loss, a, b))(out, y) if o.loss != "mse" else None
-                for i, m in enumerate(self.members):
-                    if m in members:
-                        m.records.scalar(step, f"{name}_loss", loss[i])
-                        if acc is not None:
-                            m.records.scalar(step, f"{name}_acc", acc[i])
+                for m in members:
+                    m.records.scalar(step, f"{name}_loss", loss[m.index])
+                    if acc is not None:
+                        m.records.scalar(step, f"{name}_acc", acc[m.index])
         stacked.train(True)  # type: ignore[union-attr]
 
     @staticmethod
@@ -260,8 +257,7 @@ class _Group:
     def _grab(self, step: int, members: Sequence[_Member]) -> None:
         """Each member's grabs on that member's weights (and its last gradients), as alone."""
         for m in members:
-            i = self.members.index(m)
-            module = self.stacked.member(i, self.grads)  # type: ignore[union-attr]
+            module = self.stacked.member(m.index, self.grads)  # type: ignore[union-attr]
             ctx = GrabContext(model=module, step=step, X_train=m.data.X_train, y_train=m.data.y_train,
                               X_test=m.data.X_test, y_test=m.data.y_test, optimizer=None,  # type: ignore[arg-type]
                               init_params=m.init_params, config=m.plan.config, loss_fn=self.loss_fn, batch=m.batch)
@@ -269,30 +265,33 @@ class _Group:
 
     def _snapshot(self, step: int, members: Sequence[_Member]) -> None:
         for m in members:
-            m.records.weights(step, self.stacked.member(self.members.index(m)))  # type: ignore[union-attr]
+            m.records.weights(step, self.stacked.member(m.index))  # type: ignore[union-attr]
 
     # ends ---------------------------------------------------------------------------------------
     def _end_finished(self, steps_run: int) -> None:
         """After a host read: members whose loss went non-finite end diverged, those whose thresholds
         are all crossed (and that stop on them) end done, at this step, as they would alone."""
-        for m in self.members:
-            if not m.active:
-                continue
-            if m.tracker.nonfinite_at is not None:
-                self._end(m, RunStatus.DIVERGED, steps_run)
-            elif m.plan.options.stop_on_thresholds and m.tracker.all_crossed:
-                self._end(m, RunStatus.DONE, steps_run)
+        active = [m for m in self.members if m.active]
+        self._end([m for m in active if m.tracker.nonfinite_at is not None], RunStatus.DIVERGED, steps_run)
+        self._end([m for m in active if m.tracker.nonfinite_at is None and m.plan.options.stop_on_thresholds
+                   and m.tracker.all_crossed], RunStatus.DONE, steps_run)
 
-    def _end(self, m: _Member, status: RunStatus, steps_run: int) -> None:
-        """End one member: its final evaluation, grabs and snapshot (done), then freeze it."""
-        m.status, m.steps_run = status, steps_run
+    def _end(self, ending: Sequence[_Member], status: RunStatus, steps_run: int) -> None:
+        """End these members at one step: their final evaluation (one for them all), grabs and
+        snapshots when done, then freeze them (learning rate 0)."""
+        if not ending:
+            return
+        for m in ending:
+            m.status, m.steps_run = status, steps_run
         if status == RunStatus.DONE:
-            self._evaluate(steps_run, [m], final=True)
-            if m.plan.grabs:
-                self._grab(steps_run, [m])
-            if "end" in m.plan.options.snapshots or steps_run in m.plan.options.snapshots:
-                self._snapshot(steps_run, [m])
-        m.wall_s = time.perf_counter() - self.started
+            self._evaluate(steps_run, ending, final=True)
+            if ending[0].plan.grabs:
+                self._grab(steps_run, ending)
+            self._snapshot(steps_run, [m for m in ending if "end" in m.plan.options.snapshots  # as alone:
+                                       or (steps_run in m.plan.options.snapshots and steps_run == self.o.steps)])
+        wall = time.perf_counter() - self.started
+        for m in ending:
+            m.wall_s = wall
         self._set_lr(steps_run)
 
     def _flush(self, losses: list[torch.Tensor], first: int) -> None:

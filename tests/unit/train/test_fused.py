@@ -93,7 +93,7 @@ def test_a_fused_group_gives_what_each_job_gives_alone(name, device, show):
 
 def test_members_end_on_their_own_steps_and_the_others_go_on():
     """One member diverges, one stops on its thresholds, one trains to the end: each as alone."""
-    base = dict(TEACHER, steps=600, thresholds=[0.5])
+    base = dict(TEACHER, steps=600, thresholds=[0.5], snapshots=[600, "end"])  # 600: only for who gets there
     configs = [dict(base, seed=0, lr=1e3), dict(base, seed=1, lr=0.05, stop_on_thresholds=True),
                dict(base, seed=2, lr=0.05)]
     alone = [runner.train(c, device="cpu") for c in configs]
