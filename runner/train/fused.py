@@ -22,11 +22,10 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from ..hashing import canonical_json
 from .capture import capture_blocker
 from .data import Batch, JobData
 from .fused_capture import FusedGraph
-from .fusion import per_member_keys
+from .fusion import fusion_key
 from .grabbing import GrabContext, run_grabs
 from .loop import CHUNK, RunStatus, TrainResult, build_model, default_device, derive_seeds, job_result, train
 from .optim import LOSSES, accuracy, precision
@@ -59,11 +58,7 @@ def train_group(configs: Sequence[dict[str, Any] | JobPlan], *, device: str | to
 
 def _check_one_key(plans: Sequence[JobPlan]) -> None:
     """The caller (the claim) groups by fusion key; a group of several keys is a bug, not a fallback."""
-    def shared(plan: JobPlan) -> str:
-        drop = per_member_keys(plan.config)
-        return canonical_json({k: v for k, v in plan.config.items() if k not in drop})
-
-    if len({shared(plan) for plan in plans}) > 1:
+    if len({fusion_key("", plan.config) for plan in plans}) > 1:
         raise ValueError("a fused group holds jobs of one fusion key only")
 
 
