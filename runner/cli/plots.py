@@ -18,6 +18,15 @@ def _band_option(fn: Callable[..., Any]) -> Callable[..., Any]:
                         help="spread drawn around the mean: min to max, or +- one standard deviation")(fn)
 
 
+def _draw(db: str, sweep: str | None, output: str, draw: Callable[[Any, str], Any]) -> None:
+    """Open the sweep once, draw one figure of it into `output`, say so."""
+    from ..results.sweep import Sweep
+
+    with Sweep(db, sweep) as opened:
+        draw(opened, output)
+    click.echo(f"wrote {output}")
+
+
 @main.group(context_settings={"help_option_names": ["-h", "--help"]})
 def plot() -> None:
     """Figures of a sweep: curves, heatmap, scaling. Each writes one PNG (or .svg, .pdf with -o)."""
@@ -34,12 +43,9 @@ def plot() -> None:
 def curves(db: str, sweep: str | None, metric: str, by: str, band: str, output: str | None) -> None:
     """Mean metric against step, by one key. One line per value of --by, averaged over the other keys."""
     from ..results.plots import plot_curves
-    from ..results.sweep import Sweep
 
-    with Sweep(db, sweep) as opened:
-        output = output or f"curves_{metric}_by_{by}.png"
-        plot_curves(opened, None, metric, by, output, band=band)
-    click.echo(f"wrote {output}")
+    _draw(db, sweep, output or f"curves_{metric}_by_{by}.png",
+          lambda opened, out: plot_curves(opened, None, metric, by, out, band=band))
 
 
 @plot.command()
@@ -53,12 +59,9 @@ def curves(db: str, sweep: str | None, metric: str, by: str, band: str, output: 
 def heatmap(db: str, sweep: str | None, value: str, x: str, y: str, output: str | None) -> None:
     """Mean summary value over two keys. Averaged over the other keys; cells without a value grey."""
     from ..results.plots import plot_heatmap
-    from ..results.sweep import Sweep
 
-    with Sweep(db, sweep) as opened:
-        output = output or f"heatmap_{value}_{x}_{y}.png"
-        plot_heatmap(opened, None, value, x, y, output)
-    click.echo(f"wrote {output}")
+    _draw(db, sweep, output or f"heatmap_{value}_{x}_{y}.png",
+          lambda opened, out: plot_heatmap(opened, None, value, x, y, out))
 
 
 @plot.command()
@@ -73,12 +76,9 @@ def heatmap(db: str, sweep: str | None, value: str, x: str, y: str, output: str 
 def scaling(db: str, sweep: str | None, value: str, x: str, by: str, band: str, output: str | None) -> None:
     """Summary value against a size, log-log. Learning curves: one line per value of --by, mean over seeds."""
     from ..results.plots import plot_scaling
-    from ..results.sweep import Sweep
 
-    with Sweep(db, sweep) as opened:
-        output = output or f"scaling_{value}_{x}.png"
-        plot_scaling(opened, None, value, x, None if by.lower() == "none" else by, output, band=band)
-    click.echo(f"wrote {output}")
+    _draw(db, sweep, output or f"scaling_{value}_{x}.png",
+          lambda opened, out: plot_scaling(opened, None, value, x, None if by.lower() == "none" else by, out, band=band))
 
 
 @main.command()
