@@ -35,6 +35,8 @@ def submit(grid: str, overrides: tuple[str, ...], db: str, dry_run: bool) -> Non
 @db_option
 @sweep_option("only run jobs of this sweep")
 @click.option("--max-jobs", default=None, type=int, help="each worker exits after this many jobs")
+@click.option("--fuse", default=1, show_default=True, type=int,
+              help="train up to K pending jobs of one fusion key as one batched model (1: each job alone)")
 @click.option("--wait", is_flag=True, help="keep polling for new jobs instead of exiting when the queue is empty")
 @click.option("--lease", "lease_s", default=60.0, show_default=True, type=float, help="seconds a claim lasts without a heartbeat")
 @click.option("--checkpoint-dir", default=None, envvar="RUNNER_CHECKPOINT_DIR", show_envvar=True,
@@ -49,7 +51,7 @@ def submit(grid: str, overrides: tuple[str, ...], db: str, dry_run: bool) -> Non
 @click.option("--quiet", is_flag=True, help="no progress display")
 @click.option("-v", "--verbose", is_flag=True, help="log every job")
 @user_errors
-def workers(devices: str | None, per_device: int, db: str, sweep: str | None, max_jobs: int | None, wait: bool,
+def workers(devices: str | None, per_device: int, db: str, sweep: str | None, max_jobs: int | None, fuse: int, wait: bool,
             lease_s: float, checkpoint_dir: str | None, worker_mib: int | None, host_id: str | None, mps: str,
             quiet: bool, verbose: bool) -> None:
     """Run workers pinned to devices until the queue is empty (or forever with --wait)."""
@@ -58,7 +60,7 @@ def workers(devices: str | None, per_device: int, db: str, sweep: str | None, ma
 
     level = "INFO" if verbose else "WARNING"
     logging.basicConfig(level=level, format="%(asctime)s [supervisor] %(message)s", stream=sys.stderr)
-    code = run_workers(db, parse_devices(devices), per_device=per_device, sweep=sweep, max_jobs=max_jobs, wait=wait,
+    code = run_workers(db, parse_devices(devices), per_device=per_device, sweep=sweep, max_jobs=max_jobs, fuse=fuse, wait=wait,
                        lease_s=lease_s, checkpoint_dir=checkpoint_dir, host_id=host_id, mps=mps, show_progress=not quiet,
                        log_level=level, **({} if worker_mib is None else {"worker_mib": worker_mib}))
     sys.exit(code)

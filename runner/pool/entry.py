@@ -28,6 +28,7 @@ class WorkerOptions:
     threads: int        # torch intra-op threads
     sweep: str | None = None
     max_jobs: int | None = None
+    fuse: int = 1       # jobs of one fusion key claimed and trained as one batched model (1: none fused)
     wait: bool = False
     poll_s: float = 1.0
     lease_s: float = 60.0

@@ -19,7 +19,8 @@ from ..hashing import config_hash
 from ..npy import to_npy
 from ..queue.store import ClaimedJob, JobOutcome, JobStatus, StaleTokenError, Store
 from ..train import checkpoints
-from ..train.loop import RunStatus, train
+from ..train.fused import train_group
+from ..train.loop import RunStatus, TrainResult, train
 from .checkpoint_dir import job_path
 from .entry import WorkerOptions
 
@@ -37,8 +38,8 @@ class Worker:
         self.device = "cuda:0" if opts.visible else "cpu"
         self.host = opts.host
         self.store = Store(opts.db, lease_s=opts.lease_s, autocheckpoint=False)  # the supervisor checkpoints
-        self.current: tuple[int, int] | None = None  # (job id, token) being trained
-        self.lease_lost = threading.Event()
+        self.current: list[tuple[int, int]] = []  # (job id, token) of the jobs being trained
+        self.lost: set[int] = set()  # ids of those whose lease the heartbeat found taken over
         self.parent = os.getppid()
         # Where every job of this process runs: fixed for the worker's life, so read once.
         self.where = {"device": opts.device_label, "host": self.host, "cuda_visible_devices": opts.visible}
@@ -56,9 +57,10 @@ class Worker:
         done = 0
         try:
             while not self.stop.is_set():
-                job = self.store.claim(self.opts.worker_id, host=self.host, device=self.opts.device_label,
-                                       sweep=self.opts.sweep, lease_s=self.opts.lease_s)
-                if job is None:
+                most = self.opts.fuse if not self.opts.max_jobs else min(self.opts.fuse, self.opts.max_jobs - done)
+                jobs = self.store.claim_group(self.opts.worker_id, host=self.host, device=self.opts.device_label,
+                                              most=most, sweep=self.opts.sweep, lease_s=self.opts.lease_s)
+                if not jobs:
                     if self.opts.wait:
                         self.stop.wait(self.opts.poll_s)
                         continue
@@ -69,8 +71,8 @@ class Worker:
                     # often: the pool ends when the last of us has seen the last job finish.
                     self.stop.wait(min(self.opts.poll_s, DRAIN_POLL_S))
                     continue
-                self._run_job(job)
-                done += 1
+                self._run_jobs(jobs)
+                done += len(jobs)
                 if self.opts.max_jobs and done >= self.opts.max_jobs:
                     break
         finally:
@@ -84,75 +86,85 @@ class Worker:
         return any(by_state.get(JobStatus.RUNNING.value, 0) for by_state in counts.values())
 
     def _heartbeat(self) -> None:
-        """Renew the current job's lease; notice a lost lease or a dead supervisor."""
+        """Renew the leases of the jobs in hand; notice a lost lease or a dead supervisor."""
         interval = max(0.05, self.opts.lease_s / 4)
         while not self.stop.wait(interval):
-            if os.getppid() != self.parent:  # the supervisor died: stop and hand the job back
+            if os.getppid() != self.parent:  # the supervisor died: stop and hand the jobs back
                 log.warning("supervisor is gone; stopping")
                 self.stop.set()
                 return
-            current = self.current
+            held = self.current
             try:
-                if current is not None and not self.store.heartbeat(*current, lease_s=self.opts.lease_s):
-                    if self.current == current:
-                        log.warning("job %d: heartbeat refused, lease lost (token %d is stale)", *current)
-                        self.lease_lost.set()
-                self.store.worker_seen(self.opts.worker_id, job_id=current[0] if current else None)
+                for job_id, token in held:
+                    if not self.store.heartbeat(job_id, token, lease_s=self.opts.lease_s) and held is self.current:
+                        log.warning("job %d: heartbeat refused, lease lost (token %d is stale)", job_id, token)
+                        self.lost.add(job_id)
+                self.store.worker_seen(self.opts.worker_id, job_id=held[0][0] if held else None)
             except Exception as exc:  # a transient database error must not kill the heartbeat
                 log.warning("heartbeat failed: %s", exc)
 
-    def _run_job(self, job: ClaimedJob) -> None:
-        self.lease_lost.clear()
-        self.current = (job.id, job.token)
-        ckpt = job_path(self.opts.checkpoint_dir, job.id, config_hash(job.config))
+    def _run_jobs(self, jobs: list[ClaimedJob]) -> None:
+        """Train the claimed jobs (one alone, several of one fusion key as one fused group) and write
+        each one's outcome back under its own fencing token."""
+        self.lost = set()
+        self.current = [(job.id, job.token) for job in jobs]
+        ckpts = [job_path(self.opts.checkpoint_dir, job.id, config_hash(job.config)) for job in jobs]
         try:
-            outcome = self._train(job, ckpt)
-            if outcome is None:  # stopped (released with a checkpoint) or taken over: nothing to write
-                return
-            try:
-                self.store.finish(job.id, job.token, outcome)
-            except StaleTokenError as exc:
-                log.warning("job %d: write-back refused, another worker owns it now (%s)", job.id, exc)
-                return
-            if outcome.status != JobStatus.FAILED:  # a failed job keeps its checkpoint: its retry resumes there
-                checkpoints.remove(ckpt)
+            for job, ckpt, outcome in zip(jobs, ckpts, self._train(jobs, ckpts)):
+                if outcome is None:  # stopped (released) or taken over: nothing to write
+                    continue
+                try:
+                    self.store.finish(job.id, job.token, outcome)
+                except StaleTokenError as exc:
+                    log.warning("job %d: write-back refused, another worker owns it now (%s)", job.id, exc)
+                    continue
+                if outcome.status != JobStatus.FAILED:  # a failed job keeps its checkpoint: its retry resumes there
+                    checkpoints.remove(ckpt)
         finally:
-            self.current = None
+            self.current = []
 
-    def _train(self, job: ClaimedJob, ckpt: Path) -> JobOutcome | None:
-        """Train one claimed job; its JobOutcome, or None when there is nothing to write back."""
+    def _train(self, jobs: list[ClaimedJob], ckpts: list[Path]) -> list[JobOutcome | None]:
+        """Train the claimed jobs; a JobOutcome per job, or None where there is nothing to write back.
+        A fused group keeps no checkpoints: a stopped member starts over."""
         t0 = time.perf_counter()
         if self.device != "cpu":
             torch.cuda.reset_peak_memory_stats()
 
         def should_stop() -> bool:
-            if self.lease_lost.is_set():
+            if all(job.id in self.lost for job in jobs):  # nobody left to write for: stop now
                 raise _LeaseLost
             return self.stop.is_set()
 
-        error = None
+        error, results = None, None
         try:
-            result = train(job.config, device=self.device, should_stop=should_stop, checkpoint_path=ckpt)
-            if self.lease_lost.is_set():
-                raise _LeaseLost
+            if len(jobs) == 1:
+                results = [train(jobs[0].config, device=self.device, should_stop=should_stop, checkpoint_path=ckpts[0])]
+            else:
+                results = train_group([job.config for job in jobs], device=self.device, should_stop=should_stop)
         except _LeaseLost:
-            log.warning("job %d: write-back refused: token %d is stale (the lease expired and another worker "
-                        "took the job, or it was cancelled); abandoned without writing", job.id, job.token)
-            result = None
+            for job in jobs:
+                self._abandoned(job)
         except Exception:
             error = traceback.format_exc()
-            log.warning("job %d failed: %s", job.id, error.strip().splitlines()[-1])
-            result = None
-        if result is None:
-            # Outside the except block: the traceback no longer pins the job's tensors.
+            log.warning("jobs %s failed: %s", [job.id for job in jobs], error.strip().splitlines()[-1])
+        if results is None:
+            # Outside the except block: the traceback no longer pins the jobs' tensors.
             _free_memory()
-            if error is None:
-                return None
-            return JobOutcome(JobStatus.FAILED, {**self.where, "wall_s": round(time.perf_counter() - t0, 4)}, error=error)
+            summary = {**self.where, "wall_s": round(time.perf_counter() - t0, 4)}
+            return [None if error is None or job.id in self.lost else JobOutcome(JobStatus.FAILED, summary, error=error)
+                    for job in jobs]
+        return [self._outcome(job, result) for job, result in zip(jobs, results)]
+
+    def _outcome(self, job: ClaimedJob, result: TrainResult) -> JobOutcome | None:
+        """What to write back for one trained job: its outcome, or None (released after a stop, or
+        its lease was lost and another worker owns it)."""
+        if job.id in self.lost:
+            self._abandoned(job)
+            return None
         if result.status == RunStatus.STOPPED:
             try:
                 self.store.release(job.id, job.token, reason="worker stopped", count_attempt=False)
-                log.info("job %d: stopped at step %d, checkpoint saved, back in the queue", job.id, result.summary["steps"])
+                log.info("job %d: stopped at step %d, back in the queue", job.id, result.summary["steps"])
             except StaleTokenError as exc:
                 log.warning("job %d: release refused, another worker owns it now (%s)", job.id, exc)
             return None
@@ -162,6 +174,12 @@ class Worker:
         status = JobStatus.DIVERGED if result.status == RunStatus.DIVERGED else JobStatus.DONE
         arrays = [(name, step, to_npy(a)) for name, step, a in result.arrays]
         return JobOutcome(status, summary, result.metrics, arrays, error=result.reason)
+
+
+    @staticmethod
+    def _abandoned(job: ClaimedJob) -> None:
+        log.warning("job %d: write-back refused: token %d is stale (the lease expired and another worker "
+                    "took the job, or it was cancelled); abandoned without writing", job.id, job.token)
 
 
 def _warm_up(device: str) -> None:

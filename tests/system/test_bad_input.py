@@ -121,6 +121,7 @@ CASES: dict[str, Case] = {
     "lease_zero": Case(("workers", "--devices", "cpu", "--lease", "0"), ("--lease must be a positive number",)),
     "lease_negative": Case(("workers", "--devices", "cpu", "--lease", "-5"), ("--lease must be a positive", "-5")),
     "max_jobs_zero": Case(("workers", "--devices", "cpu", "--max-jobs", "0"), ("--max-jobs must be at least 1",)),
+    "fuse_zero": Case(("workers", "--devices", "cpu", "--fuse", "0"), ("--fuse must be at least 1", "each job trains alone")),
     # --- cancel, retry, status, results ----------------------------------------------------------
     "cancel_missing_job": Case(("cancel", "999"), ("no job 999 in", "check the ids with `runner results`")),
     "cancel_missing_sweep": Case(("cancel", "--sweep", "nosuch"), ("no sweep 'nosuch'", "sweeps there: ok",
