@@ -108,7 +108,7 @@ class _Group:
             self.members.append(_Member(len(self.members), plan, data, LossTracker(plan.options.thresholds, plan.options.ema),
                                         Records(plan.options.eval_every), LrPlan(plan.options),
                                         [p.detach().clone() for p in model.parameters()]))
-        self.blocker = fusion_blocker(models, self.o) or self._plugin_blocker() or self._data_blocker()
+        self.blocker = fusion_blocker(models) or self._plugin_blocker() or self._data_blocker()
         self.stacked: StackedModel | None = None
         self.optimizer: StackedOptimizer | None = None
         self.grads: dict[str, torch.Tensor] | None = None  # the last step's, per stacked parameter

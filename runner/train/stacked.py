@@ -19,7 +19,7 @@ from .optim import LossFn
 from .options import TrainOptions
 
 
-def fusion_blocker(models: Sequence[nn.Module], options: TrainOptions) -> str | None:
+def fusion_blocker(models: Sequence[nn.Module]) -> str | None:
     """Why these models cannot train as one (None: they can); checked before anything runs."""
     first = models[0]
     if any(hasattr(p, "infshape") for p in first.parameters()):
