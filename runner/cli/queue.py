@@ -35,8 +35,9 @@ def submit(grid: str, overrides: tuple[str, ...], db: str, dry_run: bool) -> Non
 @db_option
 @sweep_option("only run jobs of this sweep")
 @click.option("--max-jobs", default=None, type=int, help="each worker exits after this many jobs")
-@click.option("--fuse", default=1, show_default=True, type=int,
-              help="train up to K pending jobs of one fusion key as one batched model (1: each job alone)")
+@click.option("--fuse", default="auto", show_default=True,
+              help="train up to K pending jobs of one fusion key as one batched model (1: each job alone; "
+                   "auto: up to 1024 on a GPU as memory allows, 16 on the CPU)")
 @click.option("--wait", is_flag=True, help="keep polling for new jobs instead of exiting when the queue is empty")
 @click.option("--lease", "lease_s", default=60.0, show_default=True, type=float, help="seconds a claim lasts without a heartbeat")
 @click.option("--checkpoint-dir", default=None, envvar="RUNNER_CHECKPOINT_DIR", show_envvar=True,
@@ -51,7 +52,7 @@ def submit(grid: str, overrides: tuple[str, ...], db: str, dry_run: bool) -> Non
 @click.option("--quiet", is_flag=True, help="no progress display")
 @click.option("-v", "--verbose", is_flag=True, help="log every job")
 @user_errors
-def workers(devices: str | None, per_device: int, db: str, sweep: str | None, max_jobs: int | None, fuse: int, wait: bool,
+def workers(devices: str | None, per_device: int, db: str, sweep: str | None, max_jobs: int | None, fuse: str, wait: bool,
             lease_s: float, checkpoint_dir: str | None, worker_mib: int | None, host_id: str | None, mps: str,
             quiet: bool, verbose: bool) -> None:
     """Run workers pinned to devices until the queue is empty (or forever with --wait)."""

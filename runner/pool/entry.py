@@ -28,7 +28,8 @@ class WorkerOptions:
     threads: int        # torch intra-op threads
     sweep: str | None = None
     max_jobs: int | None = None
-    fuse: int = 1       # jobs of one fusion key claimed and trained as one batched model (1: none fused)
+    fuse: int | str = "auto"  # jobs of one fusion key trained as one batched model: a number (1: none fused) or auto
+    memory_share: float = 1.0  # the fraction of its GPU's memory this worker may use (1 / workers per GPU)
     wait: bool = False
     poll_s: float = 1.0
     lease_s: float = 60.0

@@ -22,6 +22,7 @@ from . import mps
 from .bytecode import missing_bytecode_hint
 from .devices import DEFAULT_WORKER_MIB, Device, check_fits
 from .entry import WorkerOptions, worker_main
+from .group_size import parse_fuse
 from .progress import Progress
 
 log = logging.getLogger("runner.supervisor")
@@ -51,7 +52,7 @@ class WorkerPool:
     per_device: int = 1
     sweep: str | None = None
     max_jobs: int | None = None
-    fuse: int = 1                      # up to this many jobs of one fusion key trained as one batched model
+    fuse: int | str = "auto"           # up to this many jobs of one fusion key trained as one batched model
     wait: bool = False
     lease_s: float = 60.0
     checkpoint_dir: str | None = None  # None: beside the database (runner.pool.checkpoint_dir.default_dir)
@@ -66,8 +67,7 @@ class WorkerPool:
             raise UserError(f"--per-device must be at least 1, got {self.per_device}")
         if self.max_jobs is not None and self.max_jobs < 1:
             raise UserError(f"--max-jobs must be at least 1, got {self.max_jobs}")
-        if self.fuse < 1:
-            raise UserError(f"--fuse must be at least 1 (1: each job trains alone), got {self.fuse}")
+        self.fuse = parse_fuse(self.fuse)
         mps.check_mode(self.mps, self.devices)
         if not self.lease_s > 0:
             raise UserError(f"--lease must be a positive number of seconds, got {self.lease_s}")
@@ -89,7 +89,7 @@ class WorkerPool:
             db=self.db, checkpoint_dir=self.checkpoint_dir, worker_id=slot.worker_id, host=self.host,
             device_label=slot.device.label, visible=slot.device.visible,
             threads=self.cpu_threads if slot.device.is_cpu else 1, sweep=self.sweep, max_jobs=self.max_jobs, fuse=self.fuse,
-            wait=self.wait, lease_s=self.lease_s, log_level=self.log_level,
+            memory_share=1.0 / self.per_device, wait=self.wait, lease_s=self.lease_s, log_level=self.log_level,
         )
         slot.process = self.ctx.Process(target=worker_main, args=(opts,), name=slot.worker_id, daemon=False)
         slot.process.start()

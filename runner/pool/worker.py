@@ -20,9 +20,11 @@ from ..npy import to_npy
 from ..queue.store import ClaimedJob, JobOutcome, JobStatus, StaleTokenError, Store
 from ..train import checkpoints
 from ..train.fused import train_group
+from ..train.fused_memory import members_that_fit
 from ..train.loop import RunStatus, TrainResult, train
 from .checkpoint_dir import job_path
 from .entry import WorkerOptions
+from .group_size import MEMORY_FRACTION, most_jobs
 
 log = logging.getLogger("runner.worker")
 
@@ -57,7 +59,9 @@ class Worker:
         done = 0
         try:
             while not self.stop.is_set():
-                most = self.opts.fuse if not self.opts.max_jobs else min(self.opts.fuse, self.opts.max_jobs - done)
+                most = most_jobs(self.opts.fuse, on_cpu=self.device == "cpu")
+                if self.opts.max_jobs:
+                    most = min(most, self.opts.max_jobs - done)
                 jobs = self.store.claim_group(self.opts.worker_id, host=self.host, device=self.opts.device_label,
                                               most=most, sweep=self.opts.sweep, lease_s=self.opts.lease_s)
                 if not jobs:
@@ -71,6 +75,7 @@ class Worker:
                     # often: the pool ends when the last of us has seen the last job finish.
                     self.stop.wait(min(self.opts.poll_s, DRAIN_POLL_S))
                     continue
+                jobs = self._what_fits(jobs)
                 self._run_jobs(jobs)
                 done += len(jobs)
                 if self.opts.max_jobs and done >= self.opts.max_jobs:
@@ -80,6 +85,27 @@ class Worker:
             self.store.worker_exited(self.opts.worker_id)
             self.store.close()
         log.debug("exiting after %d jobs", done)
+
+    def _what_fits(self, jobs: list[ClaimedJob]) -> list[ClaimedJob]:
+        """On a GPU with --fuse auto, the claimed jobs one group can hold in this worker's share of
+        the GPU's memory; the others go back to the queue unstarted (no attempt used)."""
+        if len(jobs) < 2 or self.device == "cpu" or self.opts.fuse != "auto":
+            return jobs
+        budget = torch.cuda.get_device_properties(0).total_memory * self.opts.memory_share * MEMORY_FRACTION
+        try:
+            fit = members_that_fit([job.config for job in jobs], self.device, budget)
+        except Exception as exc:  # noqa: BLE001 - a job that cannot even be built fails in training, with its traceback
+            log.debug("memory estimate failed (%s); the group is trained as claimed", exc)
+            return jobs
+        for job in jobs[fit:]:
+            try:
+                self.store.release(job.id, job.token, reason=f"a fused group of {fit} fills this worker's GPU memory",
+                                   count_attempt=False)
+            except StaleTokenError:
+                pass
+        if fit < len(jobs):
+            log.info("fused group of %d: %d claimed jobs would not fit in memory, back in the queue", fit, len(jobs) - fit)
+        return jobs[:fit]
 
     def _others_running(self) -> bool:
         counts = self.store.counts(self.opts.sweep)
@@ -125,7 +151,7 @@ class Worker:
 
     def _train(self, jobs: list[ClaimedJob], ckpts: list[Path]) -> list[JobOutcome | None]:
         """Train the claimed jobs; a JobOutcome per job, or None where there is nothing to write back.
-        A fused group keeps no checkpoints: a stopped member starts over."""
+        Every job, fused or alone, resumes from and saves its own checkpoint file."""
         t0 = time.perf_counter()
         if self.device != "cpu":
             torch.cuda.reset_peak_memory_stats()
@@ -140,7 +166,8 @@ class Worker:
             if len(jobs) == 1:
                 results = [train(jobs[0].config, device=self.device, should_stop=should_stop, checkpoint_path=ckpts[0])]
             else:
-                results = train_group([job.config for job in jobs], device=self.device, should_stop=should_stop)
+                results = train_group([job.config for job in jobs], device=self.device, should_stop=should_stop,
+                                      checkpoint_paths=ckpts)
         except _LeaseLost:
             for job in jobs:
                 self._abandoned(job)

@@ -12,12 +12,12 @@ from typing import Any, Mapping, NamedTuple, Sequence
 
 from ..hashing import config_hash
 from ..registry import to_reference
-from ..train.fusion import fusion_keys
+from ..train.fusion import capped, fusion_keys
 from ..train.options import OPTIONS
 from ..train.plan import check_config
 from .grid import GridSpec, axis_names, expand, load_grid, parse_grid
 
-QUEUE_KEYS = ("priority", "max_attempts")  # stored as job columns, not part of the config hash
+QUEUE_KEYS = ("priority", "max_attempts", "fuse")  # stored with the job, not part of the config hash
 DEFAULT_DB = "jobs.db"
 
 
@@ -72,7 +72,7 @@ class PlannedJob(NamedTuple):
     config: dict[str, Any]
     priority: int
     max_attempts: int
-    fusion_key: str  # jobs of the sweep with the same key may train as one batched model
+    fusion_key: str | None  # jobs of the sweep with the same key may train as one batched model
 
 
 def plan_jobs(spec: GridSpec) -> list[PlannedJob]:
@@ -87,10 +87,11 @@ def plan_jobs(spec: GridSpec) -> list[PlannedJob]:
             raise
         priority = config.pop("priority", OPTIONS["priority"].default)
         max_attempts = config.pop("max_attempts", OPTIONS["max_attempts"].default)
-        cells.append((config, priority, max_attempts))
-    keys = fusion_keys(spec.sweep, [config for config, _, _ in cells], axis_names(spec))
-    return [PlannedJob(config_hash(config), config, priority, max_attempts, key)
-            for (config, priority, max_attempts), key in zip(cells, keys)]
+        fuse = config.pop("fuse", OPTIONS["fuse"].default)
+        cells.append((config, priority, max_attempts, fuse))
+    keys = fusion_keys(spec.sweep, [cell[0] for cell in cells], axis_names(spec))
+    return [PlannedJob(config_hash(config), config, priority, max_attempts, capped(key, fuse))
+            for (config, priority, max_attempts, fuse), key in zip(cells, keys)]
 
 
 def submit(grid: str | os.PathLike | Mapping[str, Any], *, db: str = DEFAULT_DB, overrides: Sequence[str] = (),

@@ -30,6 +30,9 @@ class JobData:
         self.data_gen: torch.Generator | None = None  # online: the stream's generator, saved in checkpoints
         self.sampler: _EpochSampler | None = None     # offline minibatches: epoch permutations
         self.online_batch_size = o.batch_size         # online: the stream's current batch size
+        self.stream: BatchFn | None = None            # online: the batch function (of draw_ahead steps' rows)
+        self.block: Batch | None = None               # online, draw_ahead > 1: the rows of the steps drawn ahead
+        self.block_pos = 0                            # the next step's place in the block
         if o.n_test:
             # Same data seed as training, so whatever the factory draws up front (a teacher) is shared;
             # the samples themselves come from the test stream, which never overlaps training's.
@@ -40,8 +43,9 @@ class JobData:
         self.next_batch: BatchFn
         self.n_classes: int | None  # a classification batch function says how many classes it draws
         if o.online:
-            self.next_batch, self.data_gen = self._factory(o.batch_size, seeds["data"])  # type: ignore[arg-type]
-            self.n_classes = getattr(self.next_batch, "n_classes", None)
+            self.stream, self.data_gen = self._factory(o.batch_size * o.draw_ahead, seeds["data"])  # type: ignore[operator]
+            self.n_classes = getattr(self.stream, "n_classes", None)
+            self.next_batch = self.stream if o.draw_ahead == 1 else self._from_block
         else:
             fn, _ = self._factory(o.n_train, seeds["data"])  # type: ignore[arg-type]
             self.n_classes = getattr(fn, "n_classes", None)
@@ -66,6 +70,25 @@ class JobData:
         probe, _ = self._factory(min(self.o.batch_size, 1024), seed)  # type: ignore[type-var]
         return probe(0)
 
+    def _from_block(self, step: int) -> Batch:
+        """Online with draw_ahead M: this step's rows of the block, drawn every M steps in one call."""
+        if self.block is None or self.block_pos >= self.o.draw_ahead:
+            self.refill_block(step)
+        X, y = self.block  # type: ignore[misc]
+        bs, i = self.online_batch_size, self.block_pos
+        self.block_pos += 1
+        return X[i * bs:(i + 1) * bs], y[i * bs:(i + 1) * bs]
+
+    def refill_block(self, step: int) -> None:
+        """Draw the next draw_ahead steps' rows in one call of the batch function."""
+        self.block, self.block_pos = self.stream(step), 0  # type: ignore[misc]
+
+    def sampler_batch_size(self) -> int | None:
+        """Offline: the minibatch size, or None for the full batch (online: None)."""
+        if self.X_train is None or self.sampler is None or self.next_batch == self._full_batch:
+            return None
+        return self.sampler.bs
+
     def _full_batch(self, step: int) -> Batch:
         """Offline without minibatches: the whole training set every step."""
         return self.X_train, self.y_train  # type: ignore[return-value]
@@ -85,9 +108,11 @@ class JobData:
         new size (same teacher, generator state carried over, or `stream_state`); offline,
         minibatches of the new size. The caller hands the new `next_batch` to step capture."""
         if self.o.online:
-            fn, gen = self._factory(batch_size, self.seeds["data"])  # same seed: the same teacher
+            fn, gen = self._factory(batch_size * self.o.draw_ahead, self.seeds["data"])  # same seed: the same teacher
             gen.set_state(self.data_gen.get_state() if stream_state is None else stream_state)  # type: ignore[union-attr]
-            self.next_batch, self.data_gen, self.online_batch_size = fn, gen, batch_size
+            self.stream, self.data_gen, self.online_batch_size = fn, gen, batch_size
+            self.next_batch = fn if self.o.draw_ahead == 1 else self._from_block
+            self.block = None  # the rows drawn ahead at the old size are dropped; the stream carries on
         elif batch_size >= self.o.n_train:  # type: ignore[operator]
             self.next_batch = self._full_batch
         else:
@@ -107,7 +132,8 @@ class JobData:
     def state(self) -> dict[str, Any]:
         """The stream's generator and the sampler's position: with the step, all a resume needs."""
         return {"data_gen": None if self.data_gen is None else self.data_gen.get_state(),
-                "sampler": None if self.sampler is None else self.sampler.state()}
+                "sampler": None if self.sampler is None else self.sampler.state(),
+                "block": None if self.block is None else [t.cpu() for t in self.block], "block_pos": self.block_pos}
 
     def restore(self, state: dict[str, Any], step: int) -> None:
         """Continue at `step` from `state()`: the batch-size changes up to it replayed (the data
@@ -117,6 +143,9 @@ class JobData:
             self.data_gen.set_state(state["data_gen"])
         if state["sampler"] is not None and self.sampler is not None:
             self.sampler.restore(state["sampler"], self.device)
+        if state.get("block") is not None:
+            self.block = tuple(t.to(self.device) for t in state["block"])  # type: ignore[assignment]
+            self.block_pos = int(state["block_pos"])
 
 
 class _EpochSampler:
@@ -130,10 +159,14 @@ class _EpochSampler:
 
     def batch(self, X: torch.Tensor, y: torch.Tensor) -> Batch:
         if self.perm is None or self.pos + self.bs > self.n:
-            self.perm, self.pos = torch.randperm(self.n, generator=self.gen, device=X.device), 0
+            self.new_epoch(X.device)
         idx = self.perm[self.pos:self.pos + self.bs]
         self.pos += self.bs
         return X[idx], y[idx]
+
+    def new_epoch(self, device: torch.device) -> None:
+        """A fresh permutation from this sampler's generator, read from its start."""
+        self.perm, self.pos = torch.randperm(self.n, generator=self.gen, device=device), 0
 
     def state(self) -> dict[str, Any]:
         return {"gen": self.gen.get_state(), "perm": None if self.perm is None else self.perm.cpu(),

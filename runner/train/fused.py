@@ -3,28 +3,34 @@
 Every member keeps what it would have alone: its data (its own JobData, generators seeded from its
 own seed, so it sees exactly the batches it would see alone), its initial weights (built alone, then
 stacked), its learning rate and optimizer scalars, its thresholds and divergence, its evaluations,
-grabs and snapshots (run on that member's weights), and its own TrainResult. A member that diverges
+grabs and snapshots (run on that member's weights), its checkpoints (runner.train.fused_checkpoints:
+the format a job alone writes, so a member resumes fused or alone) and its own TrainResult. A member that diverges
 or stops on its thresholds ends at the step it would end alone and is frozen (learning rate 0)
 while the others go on. What cannot be fused runs each job alone, and every summary says which:
 `fused: K` or `fused: off: <why>`.
 
-On a GPU the whole fused step is captured as one CUDA graph (runner.train.fused_capture). Not yet:
-checkpoints (a stopped group ends its members 'stopped' without one).
+On a GPU the whole fused step is captured as one CUDA graph (runner.train.fused_capture).
 """
 from __future__ import annotations
 
 import contextlib
 import inspect
 import time
+from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 
+from ..hashing import config_hash
+from . import checkpoints
 from .capture import capture_blocker
 from .data import Batch, JobData
 from .fused_capture import FusedGraph
+from .fused_checkpoints import restore_optimizer, restore_parts, save_member
+from .fused_data import GroupData
 from .fusion import fusion_key
 from .grabbing import GrabContext, run_grabs
 from .loop import CHUNK, RunStatus, TrainResult, build_model, default_device, derive_seeds, job_result, train
@@ -37,23 +43,42 @@ from .thresholds import LossTracker
 
 
 def train_group(configs: Sequence[dict[str, Any] | JobPlan], *, device: str | torch.device | None = None,
-                should_stop: Callable[[], bool] | None = None) -> list[TrainResult]:
+                should_stop: Callable[[], bool] | None = None,
+                checkpoint_paths: Sequence[str | Path | None] | None = None) -> list[TrainResult]:
     """Train jobs of one fusion key as one batched model; their results in the order given. Where
-    they cannot be fused, each is trained alone (`fused: off: <why>` in its summary)."""
+    they cannot be fused, each is trained alone (`fused: off: <why>` in its summary).
+
+    With `checkpoint_paths` (one per job, as `train` takes one), members resume from their
+    checkpoints, save one every `checkpoint_every` steps and when `should_stop` ends the group. A
+    member whose checkpoint is at another step than most of the group's resumes alone."""
     plans = [c if isinstance(c, JobPlan) else plan_job(dict(c)) for c in configs]
     _check_one_key(plans)
     dev = torch.device(device) if device is not None else default_device()
     stop = should_stop or (lambda: False)
     started = time.perf_counter()
-    if len(plans) > 1:
+    paths = [None if p is None else Path(p) for p in (checkpoint_paths or [None] * len(plans))]
+    saved = [None if path is None else checkpoints.load(path, config_hash(plan.config)) for plan, path in zip(plans, paths)]
+    steps = [0 if state is None else int(state["step"]) for state in saved]
+    start = Counter(steps).most_common(1)[0][0]
+    results: list[TrainResult | None] = [None] * len(plans)
+    for i, step in enumerate(steps):
+        if step != start:
+            results[i] = _alone(plans[i], dev, stop, f"resumed alone from its checkpoint at step {step}", paths[i])
+    together = [i for i, step in enumerate(steps) if step == start]
+    if len(together) > 1:
         with precision(plans[0].options.precision, dev) as autocast:
-            group = _Group(plans, dev, autocast, stop, started)
+            group = _Group([plans[i] for i in together], dev, autocast, stop, started,
+                           saved=[saved[i] for i in together], paths=[paths[i] for i in together])
             if group.blocker is None:
-                return group.run()
+                for i, result in zip(together, group.run()):
+                    results[i] = result
+                return results  # type: ignore[return-value]
         why = group.blocker
     else:
         why = "no other job of its key to fuse with"
-    return [_alone(plan, dev, stop, why) for plan in plans]
+    for i in together:
+        results[i] = _alone(plans[i], dev, stop, why, paths[i])
+    return results  # type: ignore[return-value]
 
 
 def _check_one_key(plans: Sequence[JobPlan]) -> None:
@@ -62,8 +87,9 @@ def _check_one_key(plans: Sequence[JobPlan]) -> None:
         raise ValueError("a fused group holds jobs of one fusion key only")
 
 
-def _alone(plan: JobPlan, device: torch.device, should_stop: Callable[[], bool], why: str) -> TrainResult:
-    result = train(plan, device=device, should_stop=should_stop)
+def _alone(plan: JobPlan, device: torch.device, should_stop: Callable[[], bool], why: str,
+           checkpoint_path: Path | None) -> TrainResult:
+    result = train(plan, device=device, should_stop=should_stop, checkpoint_path=checkpoint_path)
     result.summary["fused"] = f"off: {why}"
     return result
 
@@ -79,10 +105,13 @@ class _Member:
     records: Records
     lr_plan: LrPlan
     init_params: list[torch.Tensor]
-    batch: Batch | None = None            # its last step's batch (grabs see it)
+    path: Path | None = None              # its checkpoint file
+    batch: Batch | None = None            # its batch of the step before a resume (after it: the group's)
     status: RunStatus | None = None       # set when it ends
     steps_run: int = 0
     wall_s: float = 0.0
+    wall_before: float = 0.0              # seconds it trained before a resume
+    resumed_from: int | None = None
 
     @property
     def active(self) -> bool:
@@ -94,31 +123,40 @@ class _Group:
 
     def __init__(self, plans: Sequence[JobPlan], device: torch.device,
                  autocast: Callable[[], contextlib.AbstractContextManager[Any]], should_stop: Callable[[], bool],
-                 started: float):
+                 started: float, saved: Sequence[dict[str, Any] | None], paths: Sequence[Path | None]):
         self.o, self.device, self.autocast, self.should_stop = plans[0].options, device, autocast, should_stop
         self.started = started
         self.loss_fn = LOSSES[self.o.loss]
         self.members: list[_Member] = []
         models = []
-        for plan in plans:  # each member exactly as it would be built alone
+        for plan, state, path in zip(plans, saved, paths):  # each member exactly as it would be built alone
             seeds = derive_seeds(plan.options.seed)
             data = JobData(plan, device, seeds)
             model = build_model(plan, data, device, seeds["model"])
             models.append(model)
-            self.members.append(_Member(len(self.members), plan, data, LossTracker(plan.options.thresholds, plan.options.ema),
-                                        Records(plan.options.eval_every), LrPlan(plan.options),
-                                        [p.detach().clone() for p in model.parameters()]))
+            member = _Member(len(self.members), plan, data, LossTracker(plan.options.thresholds, plan.options.ema),
+                             Records(plan.options.eval_every), LrPlan(plan.options),
+                             [p.detach().clone() for p in model.parameters()], path)
+            if state is not None:  # resumed: its checkpoint back, part by part, before the stack is built
+                restore_parts(member, model, state)
+                member.resumed_from = int(state["step"])
+            self.members.append(member)
+        self.start = self.members[0].resumed_from or 0  # the caller groups members resuming at one step
         self.blocker = fusion_blocker(models) or self._plugin_blocker() or self._data_blocker()
         self.stacked: StackedModel | None = None
         self.optimizer: StackedOptimizer | None = None
         self.grads: dict[str, torch.Tensor] | None = None  # the last step's, per stacked parameter
+        self.saves = any(path is not None for path in paths)
         if self.blocker is None:
             self.stacked = StackedModel(models)
             self.optimizer = StackedOptimizer(self.stacked.params, [m.plan.options for m in self.members])
+            restore_optimizer(self, list(saved))
             self.blocker = self._trial_forward()
         why_not = capture_blocker(self.o, device, lr_is_a_tensor=True)
         self.capture_note = f"off: {why_not}" if why_not else ""
-        self.graph = FusedGraph(self._compute, [m.data for m in self.members], device) if not why_not else None
+        self.data = GroupData([m.data for m in self.members])
+        self.last_batch: Batch | None = None  # the last step's stacked batch: member i's is (X[i], y[i])
+        self.graph = FusedGraph(self._compute, self.data, device) if not why_not else None
         self.current_step = 0
         self.setup_s = time.perf_counter() - started
 
@@ -148,13 +186,17 @@ class _Group:
         change_steps = {c.at for c in o.changes if c.batch_size is not None}
         snapshot_steps = {s for s in o.snapshots if s != "end"}
         lr_steps, lr_every_step = members[0].lr_plan.steps, members[0].lr_plan.every_step  # in the key: shared
+        save_every = o.checkpoint_every if self.saves else 0
         losses: list[torch.Tensor] = []  # this chunk's [K] losses, still on the device
-        first = 0
-        for step in range(o.steps):
+        first = self.start
+        if self.start:
+            self._set_lr(self.start)  # a resume: each member's lr where it stopped
+        for step in range(self.start, o.steps):
             active = [m for m in members if m.active]
             if step in change_steps:
                 for m in self.members:  # every member's stream, as the graph draws for all
                     m.data.apply_changes(step)
+                self.data.reset()
                 if self.graph is not None:
                     self.graph.reset()  # the graph holds the old batch size
             if lr_every_step or step in lr_steps:
@@ -167,12 +209,15 @@ class _Group:
                 self._grab(step, active)
             losses.append(self._step(step))
             stop = self.should_stop()
-            if len(losses) == CHUNK or step + 1 == o.steps or stop:
+            save = every(save_every, step + 1) and step + 1 < o.steps
+            if len(losses) == CHUNK or step + 1 == o.steps or stop or save:
                 self._flush(losses, first)  # the one CPU-GPU sync of a chunk, for every member at once
                 losses, first = [], step + 1
                 self._end_finished(step + 1)
                 if not any(m.active for m in members):
                     break
+                if stop or save:
+                    self._save(step + 1)
                 if stop:
                     self._end([m for m in members if m.active], RunStatus.STOPPED, step + 1)
                     break
@@ -181,35 +226,33 @@ class _Group:
         capture = self.graph.describe() if self.graph is not None else self.capture_note
         return [job_result(m.status, m.steps_run, m.wall_s, setup_s=self.setup_s, device=self.device,  # type: ignore[arg-type]
                            options=m.plan.options, tracker=m.tracker, records=m.records, step_capture=capture,
-                           resumed_from=None, extra={"fused": len(members)}) for m in members]
+                           resumed_from=m.resumed_from, extra={"fused": len(members)}) for m in members]
 
     def _step(self, step: int) -> torch.Tensor:
         """One step of every member on its own batch (replayed as a graph once captured). Returns the
         [K] losses, left on the device."""
         self.current_step = step
         if self.graph is not None:
-            losses, self.grads, batches = self.graph.step(lambda: self._draw(step))
+            losses, self.grads, self.last_batch = self.graph.step(lambda: self.data.next(step))
         else:
-            losses, self.grads, batches = self._compute(self._draw(step))
-        for m, batch in zip(self.members, batches):
-            m.batch = batch
+            losses, self.grads, self.last_batch = self._compute(self.data.next(step))
         return losses
 
-    def _draw(self, step: int) -> list[Batch]:
-        """Each member's batch for this step; a frozen member reuses its last one (nothing drawn)."""
-        return [m.data.next_batch(step) if m.active or m.batch is None else m.batch for m in self.members]
+    def _batch_of(self, m: _Member) -> Batch | None:
+        """Member m's batch of the last step (a frozen member keeps drawing: its results are final)."""
+        if self.last_batch is None:
+            return m.batch
+        return self.last_batch[0][m.index], self.last_batch[1][m.index]
 
-    def _compute(self, batches: Sequence[Batch] | None) -> tuple[torch.Tensor, dict[str, torch.Tensor], list[Batch]]:
-        """The fused step itself: the batches (drawn here, every member's, when None: inside a graph),
-        one batched forward, one backward of the summed loss, one optimizer step."""
-        if batches is None:
-            batches = [m.data.next_batch(self.current_step) for m in self.members]
-        X, y = torch.stack([b[0] for b in batches]), torch.stack([b[1] for b in batches])
+    def _compute(self, batch: Batch | None) -> tuple[torch.Tensor, dict[str, torch.Tensor], Batch]:
+        """The fused step itself: the stacked batch (drawn here when None: inside a graph), one
+        batched forward, one backward of the summed loss, one optimizer step."""
+        X, y = batch if batch is not None else self.data.next(self.current_step)
         with self.autocast():
             losses = self.stacked.losses(self.loss_fn, X, y)  # type: ignore[union-attr]
         grads = summed_loss_backward(self.stacked, losses)  # type: ignore[arg-type]
         self.optimizer.step(list(grads.values()))  # type: ignore[union-attr]
-        return losses.detach(), grads, [(X[i], y[i]) for i in range(len(batches))]
+        return losses.detach(), grads, (X, y)
 
     def _set_lr(self, step: int) -> None:
         """Each member's learning rate at this step; 0 for the members that ended."""
@@ -229,7 +272,8 @@ class _Group:
             sets.append(("train", [(m.data.X_train, m.data.y_train) for m in self.members]))  # type: ignore[misc]
         elif final:  # online: a fresh batch at the end, drawn from each ending member's stream
             chosen = {m.index for m in members}
-            sets.append(("train", [m.data.next_batch(step) if m.index in chosen else m.batch for m in self.members]))
+            sets.append(("train", [m.data.next_batch(step) if m.index in chosen else self._batch_of(m)
+                                   for m in self.members]))
         stacked.train(False)  # type: ignore[union-attr]
         with torch.no_grad(), self.autocast():
             for name, data in sets:
@@ -255,7 +299,8 @@ class _Group:
             module = self.stacked.member(m.index, self.grads)  # type: ignore[union-attr]
             ctx = GrabContext(model=module, step=step, X_train=m.data.X_train, y_train=m.data.y_train,
                               X_test=m.data.X_test, y_test=m.data.y_test, optimizer=None,  # type: ignore[arg-type]
-                              init_params=m.init_params, config=m.plan.config, loss_fn=self.loss_fn, batch=m.batch)
+                              init_params=m.init_params, config=m.plan.config, loss_fn=self.loss_fn,
+                              batch=self._batch_of(m))
             run_grabs(m.plan.grabs, ctx, m.records.record)
 
     def _snapshot(self, step: int, members: Sequence[_Member]) -> None:
@@ -286,8 +331,14 @@ class _Group:
                                        or (steps_run in m.plan.options.snapshots and steps_run == self.o.steps)])
         wall = time.perf_counter() - self.started
         for m in ending:
-            m.wall_s = wall
+            m.wall_s = m.wall_before + wall
         self._set_lr(steps_run)
+
+    def _save(self, step: int) -> None:
+        """A checkpoint of every member still training, each in its own file."""
+        for m in self.members:
+            if m.active and m.path is not None:
+                save_member(self, m, step, m.path)
 
     def _flush(self, losses: list[torch.Tensor], first: int) -> None:
         """One host read for the whole group: the chunk's losses of every member and every value

@@ -15,7 +15,10 @@ per member (a tensor with one entry per member). The rule, read off the code rat
   precision, capture, grabs and the evaluation, grab, snapshot and checkpoint cadences.
 
 The key is a hash of the sweep's name and the config without its per-member keys, so jobs of one
-sweep with one key may be claimed and trained together. Torch-free: submit computes it.
+sweep with one key may be claimed and trained together. A job's `fuse` (a queue setting, like
+priority) caps its group: `fuse: 1` stores no key (never fused), `fuse: N` appends `/N` (it joins
+only jobs capped alike, in groups of at most N), `auto` leaves the worker's `--fuse` to decide.
+Torch-free: submit computes it.
 """
 from __future__ import annotations
 
@@ -74,3 +77,16 @@ def fusion_keys(sweep: str, configs: Sequence[Mapping[str, Any]], varying: Seque
             key = keys[signature] = fusion_key(sweep, config)
         out.append(key)
     return out
+
+
+def capped(key: str, fuse: int | str) -> str | None:
+    """The stored key of a job whose `fuse` setting is `fuse` (see the module docstring)."""
+    if fuse == "auto":
+        return key
+    return None if fuse == 1 else f"{key}/{fuse}"
+
+
+def group_cap(stored: str) -> int | None:
+    """The largest group a stored key allows (None: whatever the worker allows)."""
+    _, slash, cap = stored.partition("/")
+    return int(cap) if slash else None

@@ -95,10 +95,15 @@ class TrainOptions:
     snapshots: tuple[int | str, ...] = _option("snapshots", (), "steps at which the weights are stored as arrays (weights.<param>); 'end' for the last")
     checkpoint_every: int = _option("int", 0, "steps between checkpoints a crashed job resumes from (0: only when stopped)", check=_nonneg, rule=">= 0")
     precision: str = _option("str", "fp32", "matmul precision", choices=("fp32", "tf32", "bf16"))
+    draw_ahead: int = _option("int", 1, "online: draw this many steps' batches in one call of the batch function "
+                              "(for batch functions of i.i.d. rows; the same data fused or alone, other data than 1 gives)",
+                              check=_pos, rule=">= 1")
     capture: bool = _option("bool", True, "replay each training step as a CUDA graph where possible (GPU only; "
                             "eager on a cosine schedule, after a failed capture, and on the CPU)")
     max_attempts: int = _option("int", 3, "attempts before a failing job stays failed", check=_pos, rule=">= 1")
     priority: int = _option("int", 0, "higher runs first")
+    fuse: int | str = _option("fuse", "auto", "largest fused group this job may train in (`runner workers --fuse`): "
+                              "auto (what the worker allows), 1 (always alone) or a number")
 
     def __post_init__(self) -> None:
         for name in ("betas", "thresholds", "snapshots"):
@@ -141,6 +146,12 @@ def coerce(name: str, value: Any, type_: str, where: str = "") -> Any:
     if type_ == "str":
         if not isinstance(value, str):
             raise UserError(f"{label} must be a string, got {value!r}")
+        return value
+    if type_ == "fuse":
+        if value == "auto":
+            return value
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise UserError(f"{label} must be auto or an integer >= 1 (1: never fused), got {value!r}")
         return value
     if type_ == "snapshots":
         items = value if isinstance(value, (list, tuple)) else [value]

@@ -121,7 +121,8 @@ CASES: dict[str, Case] = {
     "lease_zero": Case(("workers", "--devices", "cpu", "--lease", "0"), ("--lease must be a positive number",)),
     "lease_negative": Case(("workers", "--devices", "cpu", "--lease", "-5"), ("--lease must be a positive", "-5")),
     "max_jobs_zero": Case(("workers", "--devices", "cpu", "--max-jobs", "0"), ("--max-jobs must be at least 1",)),
-    "fuse_zero": Case(("workers", "--devices", "cpu", "--fuse", "0"), ("--fuse must be at least 1", "each job trains alone")),
+    "fuse_zero": Case(("workers", "--devices", "cpu", "--fuse", "0"), ("--fuse takes auto or a number", "each job trains alone")),
+    "fuse_word": Case(("workers", "--devices", "cpu", "--fuse", "many"), ("--fuse takes auto or a number", "got 'many'")),
     # --- cancel, retry, status, results ----------------------------------------------------------
     "cancel_missing_job": Case(("cancel", "999"), ("no job 999 in", "check the ids with `runner results`")),
     "cancel_missing_sweep": Case(("cancel", "--sweep", "nosuch"), ("no sweep 'nosuch'", "sweeps there: ok",

@@ -1,4 +1,5 @@
-"""Worker processes under real signals: a killed child, a graceful stop, failing jobs."""
+"""Worker processes under real signals: a killed child, a graceful stop, failing jobs. These run each
+job alone (`--fuse 1`) where they count running jobs; test_fused_workers does the same for groups."""
 from __future__ import annotations
 
 import os
@@ -27,7 +28,7 @@ def _running(db: str) -> int:
 def test_a_worker_killed_mid_job_is_replaced_and_its_job_rerun(tmp_path):
     db = str(tmp_path / "jobs.db")
     runner.submit(dict(sweep="kill", base=dict(SLOW, steps=600, delay=0.003), grid=dict(seed=[0, 1, 2, 3])), db=db)
-    proc = start_workers(db, "--per-device", "2")
+    proc = start_workers(db, "--per-device", "2", "--fuse", "1")
     try:
         wait_for(lambda: _running(db) == 2, timeout=90)
         time.sleep(0.5)
@@ -52,7 +53,7 @@ def test_a_worker_killed_mid_job_is_replaced_and_its_job_rerun(tmp_path):
 def test_a_stop_signal_releases_running_jobs_without_using_an_attempt(tmp_path, how, show):
     db = str(tmp_path / "jobs.db")
     runner.submit(dict(sweep="stop", base=dict(SLOW, steps=1500, delay=0.002, checkpoint_every=50), grid=dict(seed=[0, 1, 2])), db=db)
-    proc = start_workers(db, "--per-device", "2")
+    proc = start_workers(db, "--per-device", "2", "--fuse", "1")
     try:
         # both jobs past their first periodic checkpoint, so the resume has steps to skip
         wait_for(lambda: len(list((tmp_path / "jobs-checkpoints").glob("job-*.pt"))) == 2, timeout=90)
@@ -72,7 +73,7 @@ def test_a_stop_signal_releases_running_jobs_without_using_an_attempt(tmp_path, 
     assert (df.status == "pending").all() and (df.attempts == 0).all()
     saved = sorted((tmp_path / "jobs-checkpoints").glob("job-*.pt"))
     assert len(saved) == 2  # each stopped job left a checkpoint
-    again = start_workers(db, "--per-device", "2")
+    again = start_workers(db, "--per-device", "2", "--fuse", "1")
     again.communicate(timeout=240)
     assert again.returncode == 0
     df = runner.results(db, sweep="stop")
@@ -137,7 +138,7 @@ def test_a_new_pool_takes_over_the_jobs_of_a_pool_killed_without_cleanup(tmp_pat
     """The supervisor and its workers all die by SIGKILL; their running jobs wait out the lease."""
     db = str(tmp_path / "jobs.db")
     runner.submit(dict(sweep="orphans", base=dict(SLOW, steps=3000, delay=0.002), grid=dict(seed=[0, 1, 2, 3])), db=db)
-    first = start_workers(db, "--per-device", "2", "--lease", "4")
+    first = start_workers(db, "--per-device", "2", "--lease", "4", "--fuse", "1")
     try:
         wait_for(lambda: _running(db) == 2, timeout=90)
     finally:
@@ -145,7 +146,7 @@ def test_a_new_pool_takes_over_the_jobs_of_a_pool_killed_without_cleanup(tmp_pat
         first.communicate(timeout=30)
     killed_at = time.monotonic()
     assert _running(db) == 2
-    second = start_workers(db, "--per-device", "2", "--lease", "4")
+    second = start_workers(db, "--per-device", "2", "--lease", "4", "--fuse", "1")
     _, err = second.communicate(timeout=240)
     assert second.returncode == 0, err
     df = runner.results(db, sweep="orphans")

@@ -16,6 +16,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from ... import __version__
 from ...errors import NoSuchSweep, StaleTokenError, StoreError, TransitionError, UserError
+from ...train.fusion import group_cap
 from ..states import AttemptOutcome, JobStatus
 from .engine import _chunks, _Tx
 from .reads import Reads
@@ -226,7 +227,8 @@ class JobOps(Reads):
     def claim_group(self, worker: str, *, host: str, device: str, most: int, sweep: str | None = None,
                     lease_s: float | None = None) -> list[ClaimedJob]:
         """Reap expired leases, take the next pending job (highest priority, oldest) and, in the same
-        transaction, up to `most` - 1 more pending jobs of its fusion key (none when it has no key):
+        transaction, up to `most` - 1 more pending jobs of its fusion key (none when it has no key;
+        fewer when the key caps its groups, runner.train.fusion.group_cap):
         the jobs one fused step trains. Each is claimed on its own (its token, lease and attempt row).
         An empty list when nothing is pending.
 
@@ -248,8 +250,9 @@ class JobOps(Reads):
             if first is None:
                 return []
             rows = [first]
-            if most > 1 and first[6] is not None:  # the same key implies the same sweep (it is hashed in)
-                rows += sorted(tx.all(Q_CLAIM_FUSED, params | _p(key=first[6], most=most - 1)))
+            most_here = min(most, group_cap(first[6]) or most) if first[6] is not None else 1
+            if most_here > 1:  # the same key implies the same sweep (it is hashed in)
+                rows += sorted(tx.all(Q_CLAIM_FUSED, params | _p(key=first[6], most=most_here - 1)))
             claimed = []
             for job_id, token, attempts, max_attempts, job_sweep, config, key in rows:
                 tx.run(Q_START_ATTEMPT, params | _p(job_id=job_id, token=token))

@@ -21,8 +21,13 @@ OFFLINE = dict(batchfn="plugins_for_tests:linear_teacher", model="mlp", d=6, wid
                grabs=["grad_norm"], grab_every=30)  # 6 minibatches per epoch: stops land mid-epoch
 
 
-@pytest.mark.parametrize("cfg, stop_at", [(ONLINE, 333), (ONLINE, 256), (OFFLINE, 203), (OFFLINE, 1)],
-                         ids=["online-mid-chunk", "online-chunk-edge", "offline-mid-epoch", "offline-first-step"])
+DRAWN_AHEAD = dict(ONLINE, draw_ahead=16, changes=[{"at": 300, "batch_size": 16}])  # 333: mid-block, new size
+
+
+@pytest.mark.parametrize("cfg, stop_at", [(ONLINE, 333), (ONLINE, 256), (OFFLINE, 203), (OFFLINE, 1),
+                                          (DRAWN_AHEAD, 333), (DRAWN_AHEAD, 90)],
+                         ids=["online-mid-chunk", "online-chunk-edge", "offline-mid-epoch", "offline-first-step",
+                              "draw-ahead-mid-block", "draw-ahead-before-a-change"])
 def test_a_stopped_job_resumes_and_ends_as_if_never_stopped(tmp_path, cfg, stop_at):
     whole = train(cfg, device="cpu")
     path = tmp_path / "job.pt"

@@ -40,6 +40,8 @@ SCENARIOS = {
     "offline-full-batch-step-schedule": members(dict(TEACHER, online=False, n_train=64, batch_size=None,
                                                      schedule="step", step_size=30),
                                                 seed=[0, 1], lr=[0.1, 0.05], step_gamma=[0.5, 0.9]),
+    "online-draw-ahead-and-a-batch-size-change": members(dict(MOONS, draw_ahead=8, changes=[{"at": 45, "batch_size": 16}]),
+                                                         seed=[0, 1, 2], lr=[0.05, 0.1, 0.2], noise=[0.1, 0.2, 0.1]),
     "cosine": members(dict(MOONS, schedule="cosine"), seed=[0, 1], lr=[0.1, 0.2], min_lr=[0.0, 0.01]),
     "grabs-and-snapshots": members(dict(TEACHER, grabs=["weight_norm", "grad_norm", "dist_from_init"], grab_every=40,
                                         snapshots=[0, 60, "end"]), seed=[0, 1], lr=[0.05, 0.1]),
@@ -126,3 +128,13 @@ def test_a_stop_request_ends_every_member_stopped():
     results = train_group(members(TEACHER, seed=[0, 1], lr=[0.05, 0.1]), device="cpu",
                           should_stop=lambda: next(calls) >= 50)
     assert [r.status for r in results] == ["stopped", "stopped"] and results[0].summary["steps"] == 51
+
+
+def test_the_memory_estimate_scales_with_the_budget_and_the_model():
+    from runner.train.fused_memory import members_that_fit
+
+    small, wide = [dict(TEACHER, seed=i) for i in range(64)], [dict(TEACHER, width=512, seed=i) for i in range(64)]
+    assert members_that_fit(small, "cpu", 64e9) == 64 and members_that_fit(small, "cpu", 1) == 1  # capped; at least 1
+    per_member = 1e6 / members_that_fit(small, "cpu", 1e6)  # the bytes one member needs, as estimated
+    assert members_that_fit(small, "cpu", 10 * per_member) in range(8, 11)
+    assert members_that_fit(wide, "cpu", 100e6) < members_that_fit(small, "cpu", 100e6) / 4  # wider: fewer fit

@@ -76,3 +76,27 @@ def test_the_grid_shortcut_gives_each_jobs_own_key():
     jobs = plan_jobs(load_spec(grid))
     assert len(jobs) == 16 and all(job.fusion_key == fusion_key("g", job.config) for job in jobs)
     assert len({job.fusion_key for job in jobs}) == 4  # two batch functions x two widths
+
+
+def test_a_jobs_fuse_setting_caps_its_group_and_is_no_part_of_its_config(tmp_path):
+    from runner.queue.store import Store
+
+    db = str(tmp_path / "jobs.db")
+    runner.submit(dict(sweep="f", base=dict(BASE), grid=dict(seed=list(range(5)), fuse=["auto", 1, 2])), db=db)
+    rows = sql(db, "SELECT json_extract(config, '$.seed'), fusion_key, config FROM jobs ORDER BY id")
+    assert len(rows) == 5  # fuse is a queue setting, like priority: three values of it are one job each
+    assert all('"fuse"' not in config for _, _, config in rows)
+    runner.submit(dict(sweep="g", base=dict(BASE, fuse=1), grid=dict(seed=[0, 1])), db=db)
+    runner.submit(dict(sweep="h", base=dict(BASE, fuse=2), grid=dict(seed=[0, 1, 2])), db=db)
+    keys = dict(sql(db, "SELECT sweep, group_concat(DISTINCT coalesce(fusion_key, 'none')) FROM jobs GROUP BY sweep"))
+    assert keys["g"] == "none" and keys["h"].endswith("/2") and "/" not in keys["f"]
+    with Store(db) as store:
+        claims = [store.claim_group("w", host="h", device="cpu", most=16, sweep="h") for _ in range(2)]
+        assert [len(c) for c in claims] == [2, 1]  # fuse: 2 caps a --fuse 16 claim
+        assert [len(store.claim_group("w", host="h", device="cpu", most=16, sweep="g")) for _ in range(2)] == [1, 1]
+
+
+@pytest.mark.parametrize("value", [0, -1, 1.5, "many", True])
+def test_a_bad_fuse_value_is_refused_at_submit(value, tmp_path):
+    with pytest.raises(runner.UserError, match="fuse must be auto or an integer >= 1"):
+        runner.submit(dict(sweep="f", base=dict(BASE, fuse=value)), db=str(tmp_path / "jobs.db"))

@@ -135,3 +135,26 @@ def test_loss_tracker_chunks_equal_one_pass():
     bad = LossTracker([], 0.0)
     bad.update(np.array([1.0, np.inf, np.nan]), 10)
     assert bad.nonfinite_at == 11
+
+
+def test_draw_ahead_draws_m_steps_of_rows_in_one_call_and_hands_them_out_in_order():
+    """draw_ahead M: the batch function is made for M x batch_size rows and called every M steps;
+    each step gets the next batch_size of them (other data than draw_ahead 1, the same every run)."""
+    import torch
+
+    from runner.train.data import JobData
+    from runner.train.loop import derive_seeds
+    from runner.train.plan import plan_job
+
+    cfg = dict(batchfn="gaussian_teacher", model="mlp", d=3, k=2, batch_size=4, n_test=0, steps=10, draw_ahead=5)
+    seeds = derive_seeds(0)
+    data = JobData(plan_job(cfg), torch.device("cpu"), seeds)
+    steps = [data.next_batch(step) for step in range(10)]
+    once = JobData(plan_job(dict(cfg, batch_size=20, draw_ahead=1)), torch.device("cpu"), seeds)
+    for block in range(2):  # each block: one call of 20 rows, handed out 4 at a time
+        X, y = once.next_batch(block * 5)
+        assert torch.equal(torch.cat([steps[block * 5 + i][0] for i in range(5)]), X)
+        assert torch.equal(torch.cat([steps[block * 5 + i][1] for i in range(5)]), y)
+    finals = [train(dict(cfg, n_test=16, draw_ahead=m), device="cpu").summary["final_test_loss"]
+                    for m in (5, 5, 1)]
+    assert finals[0] == finals[1] != finals[2]  # reproducible; another realisation than one step at a time
