@@ -1,21 +1,29 @@
-"""Fused trials inside one process: K jobs of one fusion key trained as one batched model
-(runner.train.fused.train_group) against the same jobs trained one after another (runner.train,
-step capture on where there is a GPU), measured in the same run.
+"""Fused trials, measured two ways in one script.
 
-Rows per workload: alone (the baseline: a few jobs, their mean time per job), then fused groups of K.
-Columns: model-steps/s (jobs x steps / seconds of training, set-up included), the ratio to the
-alone row, and the largest relative difference of a member's final test loss from the same job
-alone (the jobs alone are the group's first members).
+Whole command (the default; the issue's benchmark): each row submits one sweep to a fresh SQLite
+file and times the real `runner workers --devices 0 ...` until the queue is empty (process start,
+CUDA set-up, claims, training, write-back). Rows: unfused K=1 captured (`--fuse 1`, one worker),
+unfused 8 captured workers under MPS (`--per-device 8 --fuse 1`), fused (`--fuse auto`). Columns:
+jobs/h of the whole command, model-steps/s of the whole command and inside the jobs (the steps over
+the seconds the device spent training them: a job's wall_s, shared by a fused group's members and
+by the workers running at once), each row's ratio to the K=1 row, and the largest relative
+difference of a job's final test loss from the same job in the K=1 row.
 
-    python benchmarks/fused.py                 # tiny (moons, width 32, batch 64) and standard (d 200, batch 1024, width 256) on the GPU
-    python benchmarks/fused.py --quick         # a small CPU smoke run
+    python benchmarks/fused.py                       # the sweeps of issue 14 on GPU 0 (tiny also with draw_ahead 1000)
+    python benchmarks/fused.py --sweeps tiny --unfused-jobs 64   # fewer jobs in the slow rows
+    python benchmarks/fused.py --in-process          # train_group against runner.train, no queue
+    python benchmarks/fused.py --quick               # a small CPU smoke run of the in-process rows
 """
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import platform
+import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -24,6 +32,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 sys.path.insert(0, str(HERE.parent))
 
 import torch  # noqa: E402
+import yaml  # noqa: E402
 
 import runner  # noqa: E402
 from runner.train.fused import train_group  # noqa: E402
@@ -51,20 +60,109 @@ def timed(fn) -> tuple[float, object]:
     return time.perf_counter() - t0, out
 
 
+SWEEPS = {  # the issue's sweeps: name -> (base config, jobs)
+    "tiny": (dict(batchfn="moons", model="mlp", batch_size=64, width=32, depth=2, loss="cross_entropy", n_test=256,
+                  steps=2000, eval_every=500), 1024),
+    "tiny-draw-ahead": (dict(batchfn="moons", model="mlp", batch_size=64, width=32, depth=2, loss="cross_entropy",
+                             n_test=256, steps=2000, eval_every=500, draw_ahead=1000), 1024),
+    "standard-256": (dict(batchfn="gaussian_teacher", model="mlp", d=200, batch_size=1024, width=256, depth=2,
+                          n_test=1000, steps=2000, eval_every=500), 256),
+    "standard-1024": (dict(batchfn="gaussian_teacher", model="mlp", d=200, batch_size=1024, width=1024, depth=2,
+                           n_test=1000, steps=2000, eval_every=500), 256),
+}
+ROWS = {"K=1 captured": ["--fuse", "1"], "8 workers MPS": ["--fuse", "1", "--per-device", "8"], "fused auto": []}
+
+
+def sweep_rows(name: str, base: dict, jobs: int, unfused_jobs: int, devices: str, steps: int | None,
+               rows: list[str]) -> None:
+    """The whole-command rows of one sweep (the K=1 row first: the others' baseline), printed as they finish."""
+    base = dict(base, **({"steps": steps} if steps else {}))
+    results: dict[str, dict] = {}
+    for row in ["K=1 captured"] + [r for r in rows if r != "K=1 captured"]:
+        flags = ROWS[row]
+        n = jobs if row.startswith("fused") else min(jobs, unfused_jobs)
+        with tempfile.TemporaryDirectory() as folder:
+            results[row] = whole_command(Path(folder), name, base, n, devices, flags)
+        first = results["K=1 captured"]
+        r = results[row]
+        diff = max((abs(r["losses"][k] - v) / abs(v) for k, v in first["losses"].items() if k in r["losses"] and v),
+                   default=float("nan"))
+        fused = r["fused"] or "-"
+        print(f"{name:<16} {row:<14} {r['done']:>5} {r['seconds']:>8.1f} {r['jobs_h']:>10,.0f} "
+              f"{r['jobs_h'] / first['jobs_h']:>7.1f}x {r['steps_s']:>12,.0f} {r['inside']:>13,.0f} "
+              f"{r['inside'] / first['inside']:>7.1f}x {fused:>7} {diff:>12.1e}", flush=True)
+
+
+def whole_command(folder: Path, name: str, base: dict, jobs: int, devices: str, flags: list[str]) -> dict:
+    """Submit `jobs` jobs (seed and lr vary) to a fresh database, run `runner workers` until done, read back."""
+    db, grid = folder / "jobs.db", folder / "grid.yaml"
+    lrs = [0.02, 0.04, 0.06, 0.08]
+    grid.write_text(yaml.safe_dump({"sweep": name, "base": base, "grid": {"seed": {"range": [0, jobs // len(lrs)]},
+                                                                         "lr": lrs}}))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE.parent), os.environ.get("PYTHONPATH", "")])}
+    cli = [sys.executable, "-m", "runner.cli"]
+    subprocess.run([*cli, "submit", str(grid), "--db", str(db)], env=env, check=True, capture_output=True, cwd=folder)
+    t0 = time.perf_counter()
+    done = subprocess.run([*cli, "workers", "--devices", devices, "--db", str(db), "--quiet", *flags], env=env,
+                          capture_output=True, text=True, cwd=folder)
+    seconds = time.perf_counter() - t0
+    if done.returncode != 0:
+        raise SystemExit(f"runner workers exited {done.returncode}:\n{done.stderr[-3000:]}")
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    rows = con.execute("SELECT j.config, r.summary FROM jobs j JOIN results r ON r.job_id = j.id "
+                       "WHERE j.status = 'done'").fetchall()
+    con.close()
+    losses, steps, busy, groups = {}, 0, 0.0, set()
+    workers = int(flags[flags.index("--per-device") + 1]) if "--per-device" in flags else 1
+    for config, summary in rows:
+        c, s = json.loads(config), json.loads(summary)
+        losses[(c["seed"], c["lr"])] = s["final_test_loss"]
+        k = s.get("fused") if isinstance(s.get("fused"), int) else 1
+        groups.add(k)
+        steps += s["steps"]
+        busy += s["wall_s"] / k / workers  # a group's members share its seconds; workers at once share the device
+    return {"done": len(rows), "seconds": seconds, "jobs_h": len(rows) / seconds * 3600, "steps_s": steps / seconds,
+            "inside": steps / busy if busy else float("nan"), "losses": losses,
+            "fused": "/".join(str(k) for k in sorted(groups, reverse=True)[:2]) if groups != {1} else ""}
+
+
+def command_main(args: argparse.Namespace) -> None:
+    devices = "0" if torch.cuda.is_available() else "cpu"
+    machine = torch.cuda.get_device_name() if devices == "0" else platform.processor() or "cpu"
+    print(f"fused benchmark, whole command  {machine}  torch {torch.__version__}  git {_commit()}")
+    print(f"{'sweep':<16} {'row':<14} {'jobs':>5} {'seconds':>8} {'jobs/h':>10} {'vs K=1':>8} {'steps/s':>12} "
+          f"{'inside st/s':>13} {'vs K=1':>8} {'groups':>7} {'max rel diff':>12}")
+    for name in args.sweeps.split(","):
+        base, jobs = SWEEPS[name]
+        sweep_rows(name, base, args.jobs or jobs, args.unfused_jobs, devices, args.steps, args.rows.split(","))
+
+
+def _commit() -> str:
+    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE.parent, capture_output=True,
+                          text=True).stdout.strip()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="a small CPU run")
+    parser.add_argument("--quick", action="store_true", help="a small CPU run of the in-process rows")
+    parser.add_argument("--in-process", action="store_true", help="train_group against runner.train, no queue")
     parser.add_argument("--steps", type=int, default=None)
-    parser.add_argument("--alone", type=int, default=None, help="jobs in the alone row")
+    parser.add_argument("--alone", type=int, default=None, help="jobs in the alone row (in-process)")
+    parser.add_argument("--sweeps", default=",".join(SWEEPS), help="whole command: which sweeps")
+    parser.add_argument("--jobs", type=int, default=None, help="whole command: jobs per sweep [the issue's]")
+    parser.add_argument("--rows", default=",".join(ROWS), help=f"whole command: which rows ({', '.join(ROWS)})")
+    parser.add_argument("--unfused-jobs", type=int, default=128, help="whole command: at most this many jobs in "
+                        "the unfused rows (they take longest; jobs/h is a rate)")
     args = parser.parse_args()
+    if not (args.quick or args.in_process):
+        return command_main(args)
     device = "cpu" if args.quick or not torch.cuda.is_available() else "cuda"
     steps = args.steps or (60 if args.quick else 500)
     n_alone = args.alone or (2 if args.quick else 8)
     plan = QUICK if args.quick else FULL
     if device == "cpu":
         torch.set_num_threads(1)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE.parent, capture_output=True,
-                            text=True).stdout.strip()
+    commit = _commit()
     name = torch.cuda.get_device_name() if device == "cuda" else platform.processor() or "cpu"
     print(f"fused benchmark  {device} ({name})  torch {torch.__version__}  git {commit}  {steps} steps per job")
     header = f"{'workload':<14} {'row':<12} {'jobs':>5} {'seconds':>8} {'model-steps/s':>14} {'vs alone':>9} {'max rel diff':>13}"

@@ -30,6 +30,7 @@ class WorkerOptions:
     max_jobs: int | None = None
     fuse: int | str = "auto"  # jobs of one fusion key trained as one batched model: a number (1: none fused) or auto
     memory_share: float = 1.0  # the fraction of its GPU's memory this worker may use (1 / workers per GPU)
+    pool_size: int = 1         # workers in this worker's pool (--fuse auto shares the pending jobs among them)
     wait: bool = False
     poll_s: float = 1.0
     lease_s: float = 60.0

@@ -89,7 +89,7 @@ class WorkerPool:
             db=self.db, checkpoint_dir=self.checkpoint_dir, worker_id=slot.worker_id, host=self.host,
             device_label=slot.device.label, visible=slot.device.visible,
             threads=self.cpu_threads if slot.device.is_cpu else 1, sweep=self.sweep, max_jobs=self.max_jobs, fuse=self.fuse,
-            memory_share=1.0 / self.per_device, wait=self.wait, lease_s=self.lease_s, log_level=self.log_level,
+            memory_share=1.0 / self.per_device, pool_size=len(self.slots), wait=self.wait, lease_s=self.lease_s, log_level=self.log_level,
         )
         slot.process = self.ctx.Process(target=worker_main, args=(opts,), name=slot.worker_id, daemon=False)
         slot.process.start()

@@ -59,7 +59,8 @@ class Worker:
         done = 0
         try:
             while not self.stop.is_set():
-                most = most_jobs(self.opts.fuse, on_cpu=self.device == "cpu")
+                most = most_jobs(self.opts.fuse, on_cpu=self.device == "cpu", pending=self._pending(),
+                                 workers=self.opts.pool_size)
                 if self.opts.max_jobs:
                     most = min(most, self.opts.max_jobs - done)
                 jobs = self.store.claim_group(self.opts.worker_id, host=self.host, device=self.opts.device_label,
@@ -106,6 +107,12 @@ class Worker:
         if fit < len(jobs):
             log.info("fused group of %d: %d claimed jobs would not fit in memory, back in the queue", fit, len(jobs) - fit)
         return jobs[:fit]
+
+    def _pending(self) -> int:
+        """Pending jobs (of our sweep), for --fuse auto's fair share; not needed otherwise."""
+        if self.opts.fuse != "auto":
+            return 0
+        return sum(by_state.get(JobStatus.PENDING.value, 0) for by_state in self.store.counts(self.opts.sweep).values())
 
     def _others_running(self) -> bool:
         counts = self.store.counts(self.opts.sweep)

@@ -41,7 +41,7 @@ def test_fuse_1_trains_every_job_alone_and_auto_fuses_on_the_cpu_too(run_cli, tm
     assert (df.status == "done").all() and "fused" not in df.columns
     runner.submit(dict(sweep="auto", base=TINY, grid=dict(seed=list(range(20)))), db=db)
     assert run_cli("workers", "--devices", "cpu", "--db", db, "--quiet").returncode == 0  # --fuse auto: 16 on the CPU
-    assert sorted(runner.results(db, "auto").fused.tolist()) == [4] * 4 + [16] * 16
+    assert sorted(runner.results(db, "auto").fused.tolist()) == [4] * 4 + [16] * 16  # one worker: all its share
 
 
 def test_max_jobs_caps_a_fused_claim(run_cli, tmp_path):
