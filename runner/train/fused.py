@@ -34,7 +34,7 @@ from .fused_data import GroupData
 from .fusion import fusion_key
 from .grabbing import GrabContext, run_grabs
 from .loop import CHUNK, RunStatus, TrainResult, build_model, default_device, derive_seeds, job_result, train
-from .optim import LOSSES, accuracy, precision
+from .optim import LOSSES, MEMBER_LOSSES, accuracy, precision
 from .plan import JobPlan, plan_job
 from .records import Records
 from .schedule import LrPlan, every
@@ -249,7 +249,7 @@ class _Group:
         batched forward, one backward of the summed loss, one optimizer step."""
         X, y = batch if batch is not None else self.data.next(self.current_step)
         with self.autocast():
-            losses = self.stacked.losses(self.loss_fn, X, y)  # type: ignore[union-attr]
+            losses = self.stacked.losses(MEMBER_LOSSES[self.o.loss], X, y)  # type: ignore[union-attr]
         grads = summed_loss_backward(self.stacked, losses)  # type: ignore[arg-type]
         self.optimizer.step(list(grads.values()))  # type: ignore[union-attr]
         return losses.detach(), grads, (X, y)
@@ -281,7 +281,7 @@ class _Group:
                     continue
                 X, y = torch.stack([d[0] for d in data]), torch.stack([d[1] for d in data])  # type: ignore[index]
                 out = stacked(X)  # type: ignore[misc]
-                loss = torch.func.vmap(self.loss_fn)(out, y).float()
+                loss = MEMBER_LOSSES[o.loss](out, y).float()
                 acc = torch.func.vmap(lambda a, b: accuracy(o.loss, a, b))(out, y) if o.loss != "mse" else None
                 for m in members:
                     m.records.scalar(step, f"{name}_loss", loss[m.index])

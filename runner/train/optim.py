@@ -27,6 +27,22 @@ def _bce(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 LOSSES: dict[str, LossFn] = {"mse": _mse, "cross_entropy": _cross_entropy, "bce": _bce}
 
 
+def _per_member(per_element: torch.Tensor) -> torch.Tensor:
+    """[K, ...] elementwise losses -> each member's mean, as its loss alone takes it: a [K] tensor."""
+    return per_element.flatten(1).mean(1)
+
+
+# The same losses for K stacked members at once (out [K, batch, ...], y [K, batch, ...]): one kernel
+# over every member where vmap of the loss above decomposes into many small ones.
+MEMBER_LOSSES: dict[str, LossFn] = {
+    "mse": lambda out, y: _per_member(F.mse_loss(out, y.reshape(out.shape), reduction="none")),
+    "cross_entropy": lambda out, y: F.cross_entropy(out.flatten(0, 1), y.flatten().long(), reduction="none")
+    .view(out.shape[0], -1).mean(1),
+    "bce": lambda out, y: _per_member(F.binary_cross_entropy_with_logits(
+        out.reshape(out.shape[0], -1), y.reshape(y.shape[0], -1).to(out.dtype), reduction="none")),
+}
+
+
 def accuracy(loss: str, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor | None:
     """The fraction classified right, as a device scalar (None for a regression loss)."""
     if loss == "cross_entropy":

@@ -52,9 +52,9 @@ class StackedModel:
         """Every member on its own inputs: X is [K, batch, ...], the output [K, batch, ...]."""
         return self._forward(self.params, self.buffers, X)
 
-    def losses(self, loss_fn: LossFn, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Each member's loss on its own batch: a [K] tensor."""
-        return torch.func.vmap(lambda out, target: loss_fn(out, target))(self(X), y)
+    def losses(self, member_loss: LossFn, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Each member's loss on its own batch: a [K] tensor (`member_loss`: optim.MEMBER_LOSSES)."""
+        return member_loss(self(X), y)
 
     def member(self, i: int, grads: dict[str, torch.Tensor] | None = None) -> nn.Module:
         """Member i as the module it would be alone: its weights copied out of the stack, and its part
@@ -89,6 +89,9 @@ class StackedOptimizer:
             return torch.tensor(values, dtype=torch.float32, device=device)
 
         self.lr = per_member([o.lr for o in options])  # set in place (set_lr): a graph holds this tensor
+        # Terms every member has at 0 are left out of the step (exactly: 0 * x adds nothing to a finite x).
+        self.decays = any(o.weight_decay for o in options)
+        self.momentums = any(o.momentum for o in options)
         self.weight_decay = per_member([o.weight_decay for o in options])
         self.momentum = per_member([o.momentum for o in options])
         self.beta1 = per_member([o.betas[0] for o in options])
@@ -117,12 +120,13 @@ class StackedOptimizer:
     def _sgd(self, grads: Sequence[torch.Tensor]) -> None:
         for p, g, state in zip(self.params, grads, self.state):
             lr, wd, mom = (self._over(v, p) for v in (self.lr, self.weight_decay, self.momentum))
-            d_p = g + wd * p
-            buf = state.get("momentum")
-            if buf is None:  # the first step: torch starts the buffer at d_p, as 0 * momentum + d_p is
-                buf = state["momentum"] = torch.zeros_like(p)
-            buf.mul_(mom).add_(d_p)
-            d_p = d_p + mom * buf if self.nesterov else buf
+            d_p = g + wd * p if self.decays else g
+            if self.momentums:
+                buf = state.get("momentum")
+                if buf is None:  # the first step: torch starts the buffer at d_p, as 0 * momentum + d_p is
+                    buf = state["momentum"] = torch.zeros_like(p)
+                buf.mul_(mom).add_(d_p)
+                d_p = d_p + mom * buf if self.nesterov else buf
             p.sub_(lr * d_p)
 
     def _adam(self, grads: Sequence[torch.Tensor], decoupled: bool) -> None:
