@@ -18,6 +18,21 @@ class UserError(RunnerError):
     exit_code = 2
 
 
+class JobSetupError(UserError):
+    """A job that cannot be built: its batch function's factory or its model's constructor refused
+    its config (the function's own argument checks). Like every UserError raised for a job, it is
+    the same on every attempt, so a worker fails the job at once instead of retrying it."""
+
+
+def setup_error(what: str, exc: Exception) -> Exception:
+    """`exc`, raised while building a job's `what`, as a JobSetupError naming it; an out-of-memory
+    error is left as it is (another attempt, on an emptier device, may fit)."""
+    if "OutOfMemoryError" in type(exc).__name__ or isinstance(exc, (MemoryError, UserError)):
+        return exc
+    first = (str(exc).strip().splitlines() or [""])[0]
+    return JobSetupError(f"{what} refused the job's config: {type(exc).__name__}: {first}")
+
+
 class NoSuchSweep(UserError):
     """A sweep named on the command line or in a call is not in the database: the one wording
     every command and reader uses, with the sweeps that are there and how to list them."""

@@ -32,6 +32,13 @@ def canonical_json(config: Mapping[str, Any]) -> str:
     return json.dumps(config, **_JSON_ARGS)
 
 
+# Keys a job's config carries for its worker but that are no part of what the job computes: two
+# configs differing only in them are one job (a resubmit with another timeout adds nothing).
+NOT_HASHED = ("timeout",)
+
+
 def config_hash(config: Mapping[str, Any]) -> str:
-    """sha256 of canonical_json(config), first 32 hex characters."""
+    """sha256 of canonical_json(config) without the NOT_HASHED keys, first 32 hex characters."""
+    if any(key in config for key in NOT_HASHED):
+        config = {k: v for k, v in config.items() if k not in NOT_HASHED}
     return hashlib.sha256(canonical_json(config).encode("utf-8")).hexdigest()[:32]

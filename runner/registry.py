@@ -86,6 +86,24 @@ def to_reference(obj: Any, kind: str) -> str:
     return f"{module}:{qualname}"
 
 
+def check_portable(ref: str, kind: str) -> None:
+    """UserError when a short name would mean nothing to a spawned worker: a function registered
+    under it in this process only (workers import the built-in plug-ins, not the submitting script)."""
+    if ":" in ref:
+        return
+    fn = registered(kind).get(ref)
+    if fn is None:
+        return  # resolve reports an unknown name
+    module, qualname = getattr(fn, "__module__", "") or "", getattr(fn, "__qualname__", ref)
+    package = _BUILTIN_PACKAGES[kind]
+    if module == package or module.startswith(package + "."):
+        return
+    if module == "__main__":
+        raise UserError(f"{kind} {ref!r} is registered in __main__; " + MAIN_MODULE_FIX.format(name=qualname))
+    raise UserError(f"{kind} {ref!r} is registered only in this process (by module {module!r}), and workers know "
+                    f"the built-in names only: write '{module}:{qualname}' in the grid, or pass the function itself")
+
+
 @dataclass(frozen=True)
 class Plugin:
     """A resolved plug-in: the reference as written in the config and the callable it names."""

@@ -39,6 +39,38 @@ def exploding_batchfn(d: int, batch_size: int, fail_at: int = 3, *, gen: torch.G
     return batch
 
 
+def sleeping_batchfn(d: int, batch_size: int, sleep_at: int = -1, *, gen: torch.Generator, device: torch.device):
+    """Sleeps for an hour at step `sleep_at` (-1: never): a batch function stuck in its own code."""
+
+    def batch(step: int):
+        if step == sleep_at:
+            time.sleep(3600)
+        X = torch.randn(batch_size, d, generator=gen, device=device)
+        return X, X[:, :1].clone()
+
+    return batch
+
+
+LEAKED: list = []  # what a leaking job left behind in its process
+
+
+def leaking_batchfn(d: int, batch_size: int, leak: bool = False, *, gen: torch.Generator, device: torch.device):
+    """leak: leaves 80 MB behind in the process and fails with MemoryError at step 2, as a job that
+    leaked until the allocator gave up. Any job built in a process after such a leak runs out of
+    memory too (as it would under an address-space limit): what recycling the worker prevents."""
+    if LEAKED:
+        raise MemoryError(f"cannot allocate: {len(LEAKED)} leaked buffers from an earlier job in this process")
+
+    def batch(step: int):
+        if leak and step == 2:
+            LEAKED.append(bytearray(80 * 2**20))
+            raise MemoryError("the job leaked until it ran out of memory")
+        X = torch.randn(batch_size, d, generator=gen, device=device)
+        return X, X[:, :1].clone()
+
+    return batch
+
+
 def blobs(d: int, batch_size: int, classes: int = 3, *, gen: torch.Generator, device: torch.device):
     """Gaussian blobs around random centres, integer labels: a cross-entropy task."""
     centres = 3 * torch.randn(classes, d, generator=gen, device=device)

@@ -73,7 +73,7 @@ def workers(devices: str | None, per_device: int, db: str, sweep: str | None, ma
 @sweep_option("cancel every pending or running job of this sweep")
 @user_errors
 def cancel(job_ids: tuple[int, ...], db: str, sweep: str | None) -> None:
-    """Cancel jobs by id, or a whole sweep; running ones stop at their next heartbeat."""
+    """Cancel jobs by id, or a whole sweep; running ones end within seconds (their workers see it)."""
     from ..queue.store import Store
 
     if not job_ids and sweep is None:

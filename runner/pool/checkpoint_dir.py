@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..errors import UserError
 from ..queue.store import sqlite_file
 
 
@@ -19,6 +20,21 @@ def default_dir(db: str) -> Path:
         return Path("runner-checkpoints").resolve()
     path = Path(database).expanduser().resolve()
     return path.with_name(f"{path.stem}-checkpoints")
+
+
+def usable_dir(directory: str | os.PathLike[str]) -> Path:
+    """The folder, created if missing, once a file could be written and removed there; UserError
+    naming the folder and the fix otherwise (checked when `runner workers` starts, not by the jobs)."""
+    path = Path(directory).expanduser().resolve()
+    probe = path / f".runner-probe-{os.getpid()}"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise UserError(f"checkpoint folder {str(path)!r} cannot be used ({exc.strerror or exc}): point "
+                        "--checkpoint-dir (or RUNNER_CHECKPOINT_DIR) at a folder you can write to") from None
+    return path
 
 
 def job_path(directory: str | os.PathLike[str], job_id: int, config_hash: str) -> Path:

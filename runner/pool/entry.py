@@ -14,6 +14,8 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+RECYCLE_EXIT = 75  # a worker leaving after a failed job, to be replaced by a fresh process (EX_TEMPFAIL)
+
 
 @dataclass(frozen=True)
 class WorkerOptions:
@@ -54,10 +56,13 @@ def worker_main(opts: WorkerOptions) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the supervisor, which tells us
     from .worker import Worker  # imports torch: only now that the device is pinned
 
-    Worker(opts, stop).run()
+    worker = Worker(opts, stop)
+    worker.run()
     # Everything is written and the store is closed: leave without tearing down torch's modules,
     # which takes the better part of a second per worker and delays the end of every pool.
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
+    if worker.recycle:  # a failed job may have left this process unfit (leaked memory, poisoned state)
+        os._exit(RECYCLE_EXIT)
     os._exit(0)

@@ -20,8 +20,9 @@ from ..errors import UserError
 from ..queue.store import Store
 from . import mps
 from .bytecode import missing_bytecode_hint
+from .checkpoint_dir import default_dir, usable_dir
 from .devices import DEFAULT_WORKER_MIB, Device, check_fits
-from .entry import WorkerOptions, worker_main
+from .entry import RECYCLE_EXIT, WorkerOptions, worker_main
 from .group_size import parse_fuse
 from .progress import Progress
 
@@ -30,6 +31,10 @@ log = logging.getLogger("runner.supervisor")
 QUICK_DEATH_S = 10.0     # a child dying this soon after start, repeatedly, is a crash loop
 MAX_QUICK_DEATHS = 3
 
+
+MIN_LEASE_S, MAX_LEASE_S = 1.0, 86_400.0  # a heartbeat every lease / 4; a day at most
+MAX_PER_DEVICE = 64                        # worker processes on one device
+MAX_CPU_WORKERS_PER_CORE = 4
 
 @dataclass
 class Slot:
@@ -43,6 +48,7 @@ class Slot:
     started: float = 0.0
     quick_deaths: int = 0
     finished: bool = False
+    jobs_before: int = 0  # jobs run by this slot's earlier (recycled) processes, for --max-jobs
 
 
 @dataclass
@@ -69,8 +75,16 @@ class WorkerPool:
             raise UserError(f"--max-jobs must be at least 1, got {self.max_jobs}")
         self.fuse = parse_fuse(self.fuse)
         mps.check_mode(self.mps, self.devices)
-        if not self.lease_s > 0:
-            raise UserError(f"--lease must be a positive number of seconds, got {self.lease_s}")
+        if not MIN_LEASE_S <= self.lease_s <= MAX_LEASE_S:  # nan fails both
+            raise UserError(f"--lease must be a number of seconds from {MIN_LEASE_S:g} to {MAX_LEASE_S:g} "
+                            f"(a heartbeat renews it every quarter), got {self.lease_s}")
+        if self.per_device > MAX_PER_DEVICE:
+            raise UserError(f"--per-device must be at most {MAX_PER_DEVICE} (worker processes per device), got {self.per_device}")
+        cpus = os.cpu_count() or 1
+        cpu_workers = self.per_device * sum(1 for d in self.devices if d.is_cpu)
+        if cpu_workers > MAX_CPU_WORKERS_PER_CORE * cpus:
+            raise UserError(f"--per-device {self.per_device} starts {cpu_workers} CPU workers on {cpus} cores; "
+                            f"give at most {MAX_CPU_WORKERS_PER_CORE * cpus}")
         self.ctx = mp.get_context("spawn")
         self.host = socket.gethostname() if self.host_id is None else self.host_id.strip()
         if not self.host or "/" in self.host or not self.host.isprintable():
@@ -88,7 +102,8 @@ class WorkerPool:
         opts = WorkerOptions(
             db=self.db, checkpoint_dir=self.checkpoint_dir, worker_id=slot.worker_id, host=self.host,
             device_label=slot.device.label, visible=slot.device.visible,
-            threads=self.cpu_threads if slot.device.is_cpu else 1, sweep=self.sweep, max_jobs=self.max_jobs, fuse=self.fuse,
+            threads=self.cpu_threads if slot.device.is_cpu else 1, sweep=self.sweep,
+            max_jobs=None if self.max_jobs is None else self.max_jobs - slot.jobs_before, fuse=self.fuse,
             memory_share=1.0 / self.per_device, pool_size=len(self.slots), wait=self.wait, lease_s=self.lease_s, log_level=self.log_level,
         )
         slot.process = self.ctx.Process(target=worker_main, args=(opts,), name=slot.worker_id, daemon=False)
@@ -101,6 +116,14 @@ class WorkerPool:
         code = slot.process.exitcode
         if code == 0:
             slot.finished = True
+            return
+        if code == RECYCLE_EXIT:  # it left after a failed job, its writes done: a fresh process goes on
+            slot.jobs_before += sum(store.tally(slot.worker_id).values())
+            log.info("worker %s recycled after a failed job", slot.worker_id)
+            if self.stopping or (self.max_jobs is not None and slot.jobs_before >= self.max_jobs):
+                slot.finished = True
+            else:
+                self._start(slot)
             return
         how = f"signal {-code}" if code < 0 else f"exit code {code}"
         released = store.release_worker(slot.worker_id, reason=f"worker process died ({how})", count_attempt=not self.stopping)
@@ -140,10 +163,6 @@ class WorkerPool:
     def run(self) -> int:
         """Run until every worker has exited; 0 when they all ended cleanly or on a requested stop."""
         store = Store(self.db, lease_s=self.lease_s)
-        if self.checkpoint_dir is None:  # resolved once the database URL is known to be good
-            from .checkpoint_dir import default_dir
-
-            self.checkpoint_dir = str(default_dir(self.db))
         try:
             daemon, note = mps.start(self.mps, self.devices, self.per_device)
         except BaseException:
@@ -181,7 +200,18 @@ class WorkerPool:
                         slot.process.join(timeout=30)
                 daemon.stop()
         crashed = [s for s in self.slots if s.quick_deaths >= MAX_QUICK_DEATHS]
-        return 1 if crashed and not self.stopping else 0
+        return self._report(crashed and not self.stopping)
+
+    def _report(self, crashed: bool) -> int:
+        """The one-line tally of the jobs this pool ran, and the exit code it implies: 1 when any of
+        them ended failed (or the workers kept dying), else 0; diverged is a result, not a failure."""
+        with Store(self.db) as store:
+            tally = store.tally(f"{self.host}/{os.getpid()}/")
+        order = ("done", "diverged", "failed", "pending", "running", "cancelled")
+        parts = [f"{tally[s]} {s}" for s in order if tally.get(s)]
+        code = 1 if crashed or tally.get("failed") else 0
+        print(f"runner workers: {', '.join(parts) or 'no jobs run'} (exit {code})", file=sys.stderr, flush=True)
+        return code
 
 
 def run_workers(db: str, devices: list[Device], *, worker_mib: int = DEFAULT_WORKER_MIB, **kwargs: Any) -> int:
@@ -190,6 +220,17 @@ def run_workers(db: str, devices: list[Device], *, worker_mib: int = DEFAULT_WOR
     pool = WorkerPool(db, devices, **kwargs)  # options first: a bad one is reported before the database is touched
     if worker_mib < 1:
         raise UserError(f"--worker-mib must be a positive number of MiB, got {worker_mib}")
-    Store(db).close()  # then the database, with its user-facing message, before spawning anything
+    with Store(db) as store:  # then the database, with its user-facing message, before spawning anything
+        if pool.sweep is not None:
+            store.check_sweep(pool.sweep)  # an unknown sweep is an error, as in every other command
+        left = sum(by_state.get("pending", 0) + by_state.get("running", 0) for by_state in store.counts(pool.sweep).values())
+        where = store.shown
+    if not left and not pool.wait:  # nothing to do: say so instead of starting workers that find nothing
+        what = f"sweep {pool.sweep!r}" if pool.sweep is not None else where
+        print(f"runner workers: nothing pending or running in {what}; submit a grid first (runner submit grid.yaml)",
+              file=sys.stderr, flush=True)
+        return 0
+    # then the checkpoint folder: one that cannot be used is refused now, not discovered by every job
+    pool.checkpoint_dir = str(usable_dir(pool.checkpoint_dir if pool.checkpoint_dir is not None else default_dir(db)))
     check_fits(pool.devices, pool.per_device, worker_mib)
     return pool.run()

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from ..errors import UserError
 from ..hashing import config_hash
 from ..npy import to_npy
 from ..queue.store import ClaimedJob, JobOutcome, JobStatus, StaleTokenError, Store
@@ -25,6 +26,7 @@ from ..train.loop import RunStatus, TrainResult, train
 from .checkpoint_dir import job_path
 from .entry import WorkerOptions
 from .group_size import MEMORY_FRACTION, most_jobs
+from .watchdog import WATCH_S, Watchdog
 
 log = logging.getLogger("runner.worker")
 
@@ -43,6 +45,7 @@ class Worker:
         self.current: list[tuple[int, int]] = []  # (job id, token) of the jobs being trained
         self.lost: set[int] = set()  # ids of those whose lease the heartbeat found taken over
         self.parent = os.getppid()
+        self.recycle = False  # set after a failed job: this process leaves and the supervisor starts a fresh one
         # Where every job of this process runs: fixed for the worker's life, so read once.
         self.where = {"device": opts.device_label, "host": self.host, "cuda_visible_devices": opts.visible}
         if self.device != "cpu":
@@ -50,6 +53,7 @@ class Worker:
             self.where["gpu"] = props.name
             if getattr(props, "uuid", None) is not None:  # which physical GPU, whatever the numbering
                 self.where["gpu_uuid"] = f"GPU-{props.uuid}"
+        self.watchdog = Watchdog(self.store, self.where, stop)
         _warm_up(self.device)
 
     def run(self) -> None:
@@ -77,9 +81,9 @@ class Worker:
                     self.stop.wait(min(self.opts.poll_s, DRAIN_POLL_S))
                     continue
                 jobs = self._what_fits(jobs)
-                self._run_jobs(jobs)
+                self.recycle = self._run_jobs(jobs)
                 done += len(jobs)
-                if self.opts.max_jobs and done >= self.opts.max_jobs:
+                if self.recycle or (self.opts.max_jobs and done >= self.opts.max_jobs):
                     break
         finally:
             self.stop.set()
@@ -119,9 +123,22 @@ class Worker:
         return any(by_state.get(JobStatus.RUNNING.value, 0) for by_state in counts.values())
 
     def _heartbeat(self) -> None:
-        """Renew the leases of the jobs in hand; notice a lost lease or a dead supervisor."""
+        """Renew the leases of the jobs in hand; notice a lost lease or a dead supervisor; once a
+        second, let the watchdog enforce the jobs' time limits, cancels and stops."""
         interval = max(0.05, self.opts.lease_s / 4)
-        while not self.stop.wait(interval):
+        renewed = time.monotonic()
+        while True:
+            if self.stop.wait(min(interval, WATCH_S)):
+                if not self.watchdog.jobs:
+                    return
+                time.sleep(WATCH_S)  # stopping with jobs in hand: keep watching until they answer
+            try:
+                self.watchdog.check()
+            except Exception as exc:  # a transient database error must not kill the heartbeat
+                log.warning("watchdog check failed: %s", exc)
+            if time.monotonic() - renewed < interval:
+                continue
+            renewed = time.monotonic()
             if os.getppid() != self.parent:  # the supervisor died: stop and hand the jobs back
                 log.warning("supervisor is gone; stopping")
                 self.stop.set()
@@ -136,16 +153,20 @@ class Worker:
             except Exception as exc:  # a transient database error must not kill the heartbeat
                 log.warning("heartbeat failed: %s", exc)
 
-    def _run_jobs(self, jobs: list[ClaimedJob]) -> None:
+    def _run_jobs(self, jobs: list[ClaimedJob]) -> bool:
         """Train the claimed jobs (one alone, several of one fusion key as one fused group) and write
-        each one's outcome back under its own fencing token."""
+        each one's outcome back under its own fencing token. True when they failed: the process may
+        be left unfit for the next job (leaked memory, a poisoned CUDA context or module state)."""
         self.lost = set()
         self.current = [(job.id, job.token) for job in jobs]
+        self.watchdog.hold(jobs)
         ckpts = [job_path(self.opts.checkpoint_dir, job.id, config_hash(job.config)) for job in jobs]
+        failed = False
         try:
             for job, ckpt, outcome in zip(jobs, ckpts, self._train(jobs, ckpts)):
                 if outcome is None:  # stopped (released) or taken over: nothing to write
                     continue
+                failed = failed or outcome.status == JobStatus.FAILED
                 try:
                     self.store.finish(job.id, job.token, outcome)
                 except StaleTokenError as exc:
@@ -155,6 +176,8 @@ class Worker:
                     checkpoints.remove(ckpt)
         finally:
             self.current = []
+            self.watchdog.hold([])
+        return failed
 
     def _train(self, jobs: list[ClaimedJob], ckpts: list[Path]) -> list[JobOutcome | None]:
         """Train the claimed jobs; a JobOutcome per job, or None where there is nothing to write back.
@@ -168,7 +191,7 @@ class Worker:
                 raise _LeaseLost
             return self.stop.is_set()
 
-        error, results = None, None
+        error, results, permanent = None, None, False
         try:
             if len(jobs) == 1:
                 results = [train(jobs[0].config, device=self.device, should_stop=should_stop, checkpoint_path=ckpts[0])]
@@ -178,15 +201,19 @@ class Worker:
         except _LeaseLost:
             for job in jobs:
                 self._abandoned(job)
-        except Exception:
+        except Exception as exc:
             error = traceback.format_exc()
-            log.warning("jobs %s failed: %s", [job.id for job in jobs], error.strip().splitlines()[-1])
+            # A user's mistake in the job (a module that does not import, an unknown name, a config
+            # its batch function or model refuses) fails the same way on every attempt: no retry.
+            permanent = isinstance(exc, UserError)
+            log.warning("jobs %s failed%s: %s", [job.id for job in jobs], " (permanent: not retried)" if permanent else "",
+                        error.strip().splitlines()[-1])
         if results is None:
             # Outside the except block: the traceback no longer pins the jobs' tensors.
             _free_memory()
             summary = {**self.where, "wall_s": round(time.perf_counter() - t0, 4)}
-            return [None if error is None or job.id in self.lost else JobOutcome(JobStatus.FAILED, summary, error=error)
-                    for job in jobs]
+            return [None if error is None or job.id in self.lost
+                    else JobOutcome(JobStatus.FAILED, summary, error=error, permanent=permanent) for job in jobs]
         return [self._outcome(job, result) for job, result in zip(jobs, results)]
 
     def _outcome(self, job: ClaimedJob, result: TrainResult) -> JobOutcome | None:

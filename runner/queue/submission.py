@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Mapping, NamedTuple, Sequence
 
 from ..hashing import config_hash
-from ..registry import to_reference
+from ..registry import check_portable, to_reference
 from ..train.fusion import capped, fusion_keys
 from ..train.options import OPTIONS
 from ..train.plan import check_config
@@ -78,9 +78,11 @@ class PlannedJob(NamedTuple):
 def plan_jobs(spec: GridSpec) -> list[PlannedJob]:
     """The grid's jobs, validated; raises UserError on the first bad cell."""
     cells = []
+    seen: set[tuple[str, str]] = set()
     for raw in expand(spec):
         try:
             config = check_config(raw)
+            _check_portable(config, seen)
         except Exception as exc:
             if hasattr(exc, "exit_code"):
                 exc.args = (f"{spec.source}: {exc.args[0]}",)
@@ -92,6 +94,16 @@ def plan_jobs(spec: GridSpec) -> list[PlannedJob]:
     keys = fusion_keys(spec.sweep, [cell[0] for cell in cells], axis_names(spec))
     return [PlannedJob(config_hash(config), config, priority, max_attempts, capped(key, fuse))
             for (config, priority, max_attempts, fuse), key in zip(cells, keys)]
+
+
+def _check_portable(config: Mapping[str, Any], seen: set[tuple[str, str]]) -> None:
+    """Every plug-in a job names must be one its workers can find (each name checked once)."""
+    grabs = config.get("grabs") or []
+    for kind, ref in [("batchfn", config["batchfn"]), ("model", config["model"]),
+                      *(("grab", g) for g in ([grabs] if isinstance(grabs, str) else grabs))]:
+        if (kind, ref) not in seen:
+            check_portable(ref, kind)
+            seen.add((kind, ref))
 
 
 def submit(grid: str | os.PathLike | Mapping[str, Any], *, db: str = DEFAULT_DB, overrides: Sequence[str] = (),

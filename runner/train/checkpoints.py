@@ -36,6 +36,19 @@ def save(path: Path, state: dict[str, Any]) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def try_save(path: Path, state: dict[str, Any]) -> str | None:
+    """`save`, where a failure (the folder deleted, the disk full, no permission) is a warning, not
+    the job's end: training goes on without this checkpoint. The reason in one line, or None."""
+    try:
+        save(path, state)
+    except (OSError, RuntimeError) as exc:  # torch.save reports a failed write as RuntimeError
+        reason = f"checkpoint at step {state.get('step')} not written to {path}: {type(exc).__name__}: " \
+                 f"{(str(exc).splitlines() or [''])[0]}"
+        log.warning("%s; training goes on", reason)
+        return reason
+    return None
+
+
 def load(path: Path, config_hash: str) -> dict[str, Any] | None:
     """The checkpoint at `path` if it exists and belongs to this job's config, else None.
 

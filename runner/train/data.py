@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 import torch
 
+from ..errors import setup_error
 from .plan import BatchfnInjected, JobPlan
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -57,7 +58,10 @@ class JobData:
         """A fresh batch function of `batch_size` on a fresh generator seeded `seed`."""
         gen = torch.Generator(device=self.device).manual_seed(seed)
         injected = BatchfnInjected(gen=gen, device=self.device, batch_size=batch_size)
-        fn = self.plan.batchfn.fn(**self.plan.batchfn_kwargs, **injected._asdict())
+        try:
+            fn = self.plan.batchfn.fn(**self.plan.batchfn_kwargs, **injected._asdict())
+        except Exception as exc:
+            raise setup_error(f"batch function {self.plan.batchfn.ref}", exc) from exc
         return fn, gen
 
     def probe(self, seed: int) -> Batch:

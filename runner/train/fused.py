@@ -112,6 +112,7 @@ class _Member:
     wall_s: float = 0.0
     wall_before: float = 0.0              # seconds it trained before a resume
     resumed_from: int | None = None
+    checkpoint_error: str | None = None   # its last checkpoint write that failed
 
     @property
     def active(self) -> bool:
@@ -226,7 +227,9 @@ class _Group:
         capture = self.graph.describe() if self.graph is not None else self.capture_note
         return [job_result(m.status, m.steps_run, m.wall_s, setup_s=self.setup_s, device=self.device,  # type: ignore[arg-type]
                            options=m.plan.options, tracker=m.tracker, records=m.records, step_capture=capture,
-                           resumed_from=m.resumed_from, extra={"fused": len(members)}) for m in members]
+                           resumed_from=m.resumed_from, extra={"fused": len(members)} | (
+                               {"checkpoint_error": m.checkpoint_error} if m.checkpoint_error else {}))
+                for m in members]
 
     def _step(self, step: int) -> torch.Tensor:
         """One step of every member on its own batch (replayed as a graph once captured). Returns the

@@ -52,7 +52,7 @@ def save_member(group: _Group, m: _Member, step: int, path: Path) -> None:
         "tracker": m.tracker.state(),
         "records": m.records.state(),
     }
-    checkpoints.save(path, state)
+    m.checkpoint_error = checkpoints.try_save(path, state) or m.checkpoint_error  # a warning, never the job's end
 
 
 def restore_parts(m: _Member, model: torch.nn.Module, saved: dict[str, Any]) -> None:

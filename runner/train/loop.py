@@ -22,6 +22,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from ..errors import setup_error
 from ..hashing import config_hash
 from . import checkpoints
 from .capture import StepGraph, capture_blocker
@@ -107,7 +108,10 @@ def build_model(plan: JobPlan, data: JobData, device: torch.device, seed: int) -
     # Initialise on the CPU under a private RNG: same weights on every device, global RNG untouched.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = plan.model.fn(**kwargs)
+        try:
+            model = plan.model.fn(**kwargs)
+        except Exception as exc:
+            raise setup_error(f"model {plan.model.ref}", exc) from exc
     return model.to(device)
 
 
@@ -122,6 +126,7 @@ class _Loop:
         self.config_hash = config_hash(plan.config)
         self.started = started
         self.wall_before = 0.0  # seconds spent before a resume
+        self.checkpoint_error: str | None = None  # the last checkpoint write that failed, for the summary
         self.loss_fn = LOSSES[o.loss]
         seeds = derive_seeds(o.seed)
         # The parts, in the order their random draws have always happened.
@@ -271,7 +276,8 @@ class _Loop:
             "tracker": self.tracker.state(),
             "records": self.records.state(),
         }
-        checkpoints.save(self.checkpoint_path, state)  # type: ignore[arg-type]  # only called with a path
+        # a failed write is a warning on the job, never its end
+        self.checkpoint_error = checkpoints.try_save(self.checkpoint_path, state) or self.checkpoint_error  # type: ignore[arg-type]
 
     def _restore(self, state: dict[str, Any]) -> None:
         """Load a checkpoint made by `_save`, part by part (the data first: it replays the
@@ -293,7 +299,8 @@ class _Loop:
         capture = self.stepper.describe() if self.stepper is not None else self.capture_note
         return job_result(status, steps_run, wall_s, setup_s=self.setup_s, device=self.device, options=self.o,
                           tracker=self.tracker, records=self.records, step_capture=capture,
-                          resumed_from=self.resumed_from)
+                          resumed_from=self.resumed_from,
+                          extra={"checkpoint_error": self.checkpoint_error} if self.checkpoint_error else None)
 
 
 def job_result(status: RunStatus, steps_run: int, wall_s: float, *, setup_s: float, device: torch.device,

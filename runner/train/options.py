@@ -101,6 +101,8 @@ class TrainOptions:
     capture: bool = _option("bool", True, "replay each training step as a CUDA graph where possible (GPU only; "
                             "eager on a cosine schedule, after a failed capture, and on the CPU)")
     max_attempts: int = _option("int", 3, "attempts before a failing job stays failed", check=_pos, rule=">= 1")
+    timeout: float = _option("float", 0.0, "seconds of wall time an attempt may take before its worker ends it "
+                             "(failed: timed out); 0: no limit", check=_nonneg, rule=">= 0", per_member=True)
     priority: int = _option("int", 0, "higher runs first")
     fuse: int | str = _option("fuse", "auto", "largest fused group this job may train in (`runner workers --fuse`): "
                               "auto (what the worker allows), 1 (always alone) or a number")
@@ -190,7 +192,12 @@ def _coerce_changes(label: str, value: Any) -> list[dict[str, Any]]:
         if len(entry) == 1:
             raise UserError(f"{where} changes nothing: add batch_size or lr")
         fixed = {"at": coerce("at", entry["at"], "int", f" in {where}")}
+        if "batch_size" in entry and entry["batch_size"] is None:
+            raise UserError(f"{where}: batch_size: null is not a change; to train on the full training set from "
+                            f"step {entry['at']} on, set batch_size to n_train (offline)")
         for key, type_ in CHANGEABLE.items():
+            if key in entry and entry[key] is None:
+                raise UserError(f"{where}: {key}: null changes nothing; give a value or leave {key} out")
             if key in entry:
                 fixed[key] = coerce(key, entry[key], type_, f" in {where}")
                 if not fixed[key] > 0:

@@ -3,6 +3,7 @@ the cause (and the fix), with no traceback, and leaves every file as it was: an 
 keeps its bytes and gains no -wal/-journal/-shm file, and no database appears where none was."""
 from __future__ import annotations
 
+import os
 import random
 import shutil
 import subprocess
@@ -54,6 +55,11 @@ CASES: dict[str, Case] = {
                                                                          "did you mean 'base'?"]),
     "unknown_trainloop_key": submit(_ok_with("stpes: 9"), words=["unknown key 'stpes'", "did you mean 'steps'?"]),
     "wrong_type": submit(_ok_with("lr: fast"), words=["lr must be a number, got 'fast'"]),
+    "change_to_null_batch": submit(_ok_with("changes: [{at: 2, batch_size: null}]"),
+                                   words=["batch_size: null is not a change", "set batch_size to n_train"]),
+    "change_to_null_lr": submit(_ok_with("changes: [{at: 2, lr: null}]"), words=["lr: null changes nothing"]),
+    "fuse_not_a_number": submit(_ok_with("fuse: lots"), words=["fuse must be auto or an integer >= 1", "'lots'"]),
+    "negative_timeout": submit(_ok_with("timeout: -1"), words=["timeout must be >= 0, got -1"]),
     "negative_steps": submit(OK.replace("steps: 5", "steps: -5"), words=["steps must be >= 0, got -5"]),
     "range_arity": submit(OK + "grid: {seed: {range: [0, 1, 2, 3]}}\n",
                           words=["range takes a list of 1, 2 or 3 numbers", "write {range: [stop]}"]),
@@ -118,8 +124,11 @@ CASES: dict[str, Case] = {
                                 ("--per-device must be at least 1, got -1",)),
     "per_device_not_a_number": Case(("workers", "--devices", "cpu", "--per-device", "two"),
                                     ("'two' is not a valid integer", "workers --help")),
-    "lease_zero": Case(("workers", "--devices", "cpu", "--lease", "0"), ("--lease must be a positive number",)),
-    "lease_negative": Case(("workers", "--devices", "cpu", "--lease", "-5"), ("--lease must be a positive", "-5")),
+    "lease_zero": Case(("workers", "--devices", "cpu", "--lease", "0"), ("--lease must be a number of seconds from 1",)),
+    "lease_inf": Case(("workers", "--devices", "cpu", "--lease", "inf"), ("--lease must be", "got inf")),
+    "lease_tiny": Case(("workers", "--devices", "cpu", "--lease", "1e-6"), ("--lease must be", "got 1e-06")),
+    "per_device_huge": Case(("workers", "--devices", "cpu", "--per-device", "100000"), ("--per-device must be at most 64",)),
+    "lease_negative": Case(("workers", "--devices", "cpu", "--lease", "-5"), ("--lease must be a number of seconds", "-5")),
     "max_jobs_zero": Case(("workers", "--devices", "cpu", "--max-jobs", "0"), ("--max-jobs must be at least 1",)),
     "fuse_zero": Case(("workers", "--devices", "cpu", "--fuse", "0"), ("--fuse takes auto or a number", "each job trains alone")),
     "fuse_word": Case(("workers", "--devices", "cpu", "--fuse", "many"), ("--fuse takes auto or a number", "got 'many'")),
@@ -193,3 +202,13 @@ def test_a_user_mistake_is_one_line_exit_2_and_writes_nothing(name, run_cli, tmp
     for suffix in SIDE_FILES:
         assert Path(f"{db}{suffix}").exists() == (f"{case.db_path}{suffix}" in before), suffix
     assert _files(tmp_path) == before  # nothing else was written either
+
+
+def test_more_cpu_workers_than_the_cores_can_hold_is_refused(run_cli, tmp_path):
+    """--devices cpu --per-device 100000 once spawned 131 processes in 8 s: at most 4 per core."""
+    many = 4 * (os.cpu_count() or 1) + 1
+    if many > 64:
+        pytest.skip(f"{os.cpu_count()} cores: --per-device {many} hits the per-device cap of 64 first")
+    out = run_cli("workers", "--devices", "cpu", "--per-device", str(many), "--db", str(tmp_path / "jobs.db"))
+    assert out.returncode == 2 and "CPU workers on" in out.stderr and "Traceback" not in out.stderr
+    assert not (tmp_path / "jobs.db").exists()

@@ -93,8 +93,9 @@ def test_failing_jobs_retry_then_fail_with_traceback_and_retry_requeues(tmp_path
     runner.submit(dict(sweep="boom", base=base), db=db)
     runner.submit(dict(sweep="fine", base=dict(SLOW, steps=20, delay=0.0)), db=db)
     proc = start_workers(db)
-    proc.communicate(timeout=120)
-    assert proc.returncode == 0
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1  # a job ended failed: scripts and Slurm see it
+    assert err.splitlines()[-1] == "runner workers: 1 done, 1 failed (exit 1)"
     df = runner.results(db)
     boom = df[df.sweep == "boom"].iloc[0]
     assert boom.status == "failed" and boom.attempts == 2
@@ -110,7 +111,9 @@ def test_a_diverging_job_ends_diverged(tmp_path):
     runner.submit(dict(sweep="nan", batchfn="gaussian_teacher", model="mlp",
                        base=dict(d=8, batch_size=32, steps=300, lr=1e4, n_test=32)), db=db)
     proc = start_workers(db)
-    proc.communicate(timeout=120)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0  # diverged is a result, not a failure
+    assert err.splitlines()[-1] == "runner workers: 1 diverged (exit 0)"
     df = runner.results(db, sweep="nan")
     assert df.status.tolist() == ["diverged"] and df.attempts.tolist() == [1]
     assert "non-finite" in df.error[0]
@@ -175,16 +178,29 @@ def test_the_supervisor_never_imports_torch(tmp_path):
 
 
 def test_workers_print_the_hint_once_at_start(tmp_path):
-    """Through the real command: an empty queue, torch read from an empty bytecode prefix."""
-    from runner.queue.store import Store
-
+    """Through the real command: one tiny job, torch read from an empty bytecode prefix."""
     db = str(tmp_path / "jobs.db")
-    Store(db, create=True).close()
+    runner.submit(dict(sweep="hint", base=dict(SLOW, steps=2, delay=0.0), grid=dict(seed=[0, 1])), db=db)
     workers = [sys.executable, "-m", "runner.cli", "workers", "--devices", "cpu", "--db", db, "--quiet"]
     env = bytecode_env(PYTHONDONTWRITEBYTECODE="1", PYTHONPYCACHEPREFIX=str(tmp_path / "empty-prefix"))
     done = subprocess.run(workers, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     lines = [line for line in done.stderr.splitlines() if "torch has no compiled bytecode" in line]
     assert len(lines) == 1 and "PYTHONDONTWRITEBYTECODE is set" in lines[0], done.stderr
+    runner.submit(dict(sweep="hint", base=dict(SLOW, steps=3, delay=0.0)), db=db)
     quiet = subprocess.run(workers, env=bytecode_env(), capture_output=True, text=True, timeout=120)
     assert quiet.returncode == 0 and "compiled bytecode" not in quiet.stderr, quiet.stderr
+
+
+def test_the_tally_counts_only_this_pools_jobs_and_an_empty_queue_says_so(tmp_path, run_cli):
+    db = str(tmp_path / "jobs.db")
+    runner.submit(dict(sweep="one", base=dict(SLOW, steps=5, delay=0.0), grid=dict(seed=[0, 1])), db=db)
+    first = run_cli("workers", "--devices", "cpu", "--db", db, "--quiet")
+    assert first.returncode == 0 and first.stderr.splitlines()[-1] == "runner workers: 2 done (exit 0)"
+    runner.submit(dict(sweep="two", base=dict(SLOW, steps=5, delay=0.0)), db=db)
+    again = run_cli("workers", "--devices", "cpu", "--db", db, "--quiet")  # the earlier pool's jobs are not counted
+    assert again.returncode == 0 and again.stderr.splitlines()[-1] == "runner workers: 1 done (exit 0)"
+    idle = run_cli("workers", "--devices", "cpu", "--db", db, "--quiet")  # nothing left: no worker is started
+    assert idle.returncode == 0 and "nothing pending or running in" in idle.stderr.splitlines()[-1]
+    unknown = run_cli("workers", "--devices", "cpu", "--db", db, "--sweep", "nope")
+    assert unknown.returncode == 2 and "no sweep 'nope'" in unknown.stderr

@@ -56,6 +56,7 @@ class JobOutcome:
     metrics: Sequence[tuple[int, str, float]] = ()   # (step, name, value); the last of duplicates wins
     arrays: Sequence[tuple[str, int, bytes]] = ()    # (name, step, npy bytes)
     error: str | None = None                         # traceback (FAILED) or reason (DIVERGED)
+    permanent: bool = False                          # FAILED the same way on every attempt: no retry
 
 
 def _p(**params: Any) -> dict[str, Any]:
@@ -267,7 +268,7 @@ class JobOps(Reads):
 
     def finish(self, job_id: int, token: int, outcome: JobOutcome) -> JobStatus:
         """Write a job's outcome in one transaction. A FAILED attempt with attempts left sends the job
-        back to pending (error kept, no results). Returns the status the job is in now; raises
+        back to pending (error kept, no results), unless the outcome is permanent. Returns the status the job is in now; raises
         StaleTokenError when the job is no longer ours (nothing is written then)."""
         status = JobStatus(outcome.status)
         if status not in (S.DONE, S.FAILED, S.DIVERGED):
@@ -276,7 +277,7 @@ class JobOps(Reads):
 
         def body(tx: _Tx) -> JobStatus:
             now, target = time.time(), status
-            if status is S.FAILED:
+            if status is S.FAILED and not outcome.permanent:
                 held = tx.one(Q_HELD, _p(job_id=job_id, fence=token))
                 if held is not None and held[2] < held[3]:
                     target = S.PENDING

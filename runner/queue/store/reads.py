@@ -26,6 +26,23 @@ class Reads(Database):
         stmt = select(jobs_t.c.sweep).group_by(jobs_t.c.sweep).order_by(func.min(jobs_t.c.id))
         return [r[0] for r in self._read(lambda tx: tx.all(stmt))]
 
+    def still_held(self, held: Sequence[tuple[int, int]]) -> set[int]:
+        """Of these (job id, token) pairs, the ids still running under that token: a job not among
+        them was cancelled, reaped or taken over. A read, cheap enough for a watchdog every second."""
+        tokens = dict(held)
+        out: set[int] = set()
+        for ids in _chunks(list(tokens)):
+            stmt = select(jobs_t.c.id, jobs_t.c.token).where(jobs_t.c.id.in_(ids), jobs_t.c.status == S.RUNNING.value)
+            out |= {i for i, token in self._read(lambda tx: tx.all(stmt)) if tokens.get(i) == token}
+        return out
+
+    def tally(self, worker_prefix: str) -> dict[str, int]:
+        """The jobs that workers whose ids start with `worker_prefix` (one pool's) made attempts on,
+        by the status each is in now: what `runner workers` reports, and exits 1 on, at its end."""
+        touched = select(attempts_t.c.job_id).where(attempts_t.c.worker.startswith(worker_prefix, autoescape=True))
+        stmt = select(jobs_t.c.status, func.count()).where(jobs_t.c.id.in_(touched)).group_by(jobs_t.c.status)
+        return {status: n for status, n in self._read(lambda tx: tx.all(stmt))}
+
     def check_sweep(self, name: str) -> None:
         """NoSuchSweep (naming the sweeps there) when no job belongs to sweep `name`: the one check
         every command that takes a sweep name runs before it reads or writes."""
