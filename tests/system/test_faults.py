@@ -111,7 +111,7 @@ def test_a_worker_paused_past_its_lease_cannot_overwrite_the_job_taken_over(tmp_
 
 
 @pytest.mark.gpu
-def test_a_real_cuda_out_of_memory_fails_the_job_and_the_worker_goes_on(tmp_path):
+def test_a_real_cuda_out_of_memory_fails_the_job_and_a_fresh_worker_goes_on(tmp_path):
     torch = pytest.importorskip("torch")
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA GPU")
@@ -125,7 +125,8 @@ def test_a_real_cuda_out_of_memory_fails_the_job_and_the_worker_goes_on(tmp_path
     proc = subprocess.run([sys.executable, "-m", "runner.cli", "workers", "--devices", "0", "--db", db, "--quiet"],
                           env=cli_env(), capture_output=True, text=True, timeout=600)
     print(proc.stderr)
-    assert proc.returncode == 0
+    assert proc.returncode == 1  # a job ended failed
+    assert proc.stderr.splitlines()[-1] == "runner workers: 1 done, 1 failed (exit 1)"
     df = runner.results(db).set_index("sweep")
     print(df[["status", "attempts", "device", "wall_s"]].to_string())
     print("oom error, last line:", df.loc["oom"].error.strip().splitlines()[-1])
