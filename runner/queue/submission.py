@@ -34,7 +34,8 @@ class SubmitReport:
 
     def __str__(self) -> str:
         if self.dry_run:
-            return f"sweep {self.sweep}: {self.total} jobs, all valid (dry run: nothing written to {self.db})"
+            return (f"sweep {self.sweep}: {self.total} jobs, all valid; a submit would add {self.added} new, "
+                    f"{self.existing} already there (dry run: nothing written to {self.db})")
         if self.added == 0:
             return f"sweep {self.sweep}: {self.total} jobs, 0 added (all already in {self.db})"
         extra = f", {self.existing} already there" if self.existing else ""
@@ -96,6 +97,18 @@ def plan_jobs(spec: GridSpec) -> list[PlannedJob]:
             for (config, priority, max_attempts, fuse), key in zip(cells, keys)]
 
 
+def _already_there(db: str, sweep: str, hashes: Sequence[str]) -> int:
+    """How many of these jobs the sweep already holds: read only, and 0 without opening a SQLite
+    file that does not exist (a dry run creates nothing)."""
+    from .store import Store, sqlite_file
+
+    path = sqlite_file(db)
+    if path is not None and not Path(path).expanduser().exists():
+        return 0
+    with Store(db) as store:
+        return store.count_hashes(sweep, hashes)
+
+
 def _check_portable(config: Mapping[str, Any], seen: set[tuple[str, str]]) -> None:
     """Every plug-in a job names must be one its workers can find (each name checked once)."""
     grabs = config.get("grabs") or []
@@ -114,7 +127,8 @@ def submit(grid: str | os.PathLike | Mapping[str, Any], *, db: str = DEFAULT_DB,
     spec = load_spec(grid, overrides, sweep)
     jobs = plan_jobs(spec)
     if dry_run:
-        return SubmitReport(spec.sweep, len(jobs), 0, 0, display_url(db), dry_run=True)
+        there = _already_there(db, spec.sweep, [job.config_hash for job in jobs])
+        return SubmitReport(spec.sweep, len(jobs), len(jobs) - there, there, display_url(db), dry_run=True)
     groups: dict[tuple[int, int], list[tuple[str, dict[str, Any], str]]] = {}
     for h, config, priority, attempts, key in jobs:
         groups.setdefault((priority, attempts), []).append((h, config, key))

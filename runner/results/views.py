@@ -174,20 +174,26 @@ def status_lines(store: Store, sweep: str | None = None, now: float | None = Non
         return [*lines, f"(no jobs in {store.shown})"]
 
     activity = store.activity(now - WINDOW_S, sweep)
+    workers = store.worker_rows()
+    live = sorted((w for w in workers if w["exited_at"] is None), key=lambda w: -(w["seen_at"] or 0))
+    working = any(w["seen_at"] is not None and now - w["seen_at"] <= STALE_S for w in live)
     rows = []
     for name, by_state in counts.items():
         act = activity.get(name, {"finished": 0, "first_started": None})
         remaining = by_state[JobStatus.PENDING.value] + by_state[JobStatus.RUNNING.value]
         span = min(WINDOW_S, now - act["first_started"]) if act["first_started"] is not None else 0.0
         rate = act["finished"] / span if span > 0 else None
-        eta = "done" if not remaining else format_duration(remaining / rate) if rate else "-"
+        if not remaining:
+            eta = "done"
+        elif not working:  # an ETA needs someone to do the work
+            eta = "no live worker"
+        else:
+            eta = format_duration(remaining / rate) if rate else "-"
         rows.append([name, act["finished"], None if rate is None else f"{rate * 60:.1f}", remaining, eta])
     lines += ["", f"throughput over the last {format_duration(WINDOW_S)}:"]
     lines += ["  " + line for line in table(["sweep", "finished", "jobs/min", "left", "ETA"], rows,
                                             right=("finished", "jobs/min", "left"))]
 
-    workers = store.worker_rows()
-    live = sorted((w for w in workers if w["exited_at"] is None), key=lambda w: -(w["seen_at"] or 0))
     current = {r["worker"]: r["job_id"] for r in store.running_jobs()}
     exited = len(workers) - len(live)
     lines += ["", f"workers: {len(live)} live" + (f", {exited} exited" if exited else "") + (":" if live else "")]

@@ -20,8 +20,11 @@ def test_dry_run_validates_and_writes_nothing(run_cli, tmp_path):
     shutil.copy(EXAMPLES / "quickstart.yaml", tmp_path)
     out = run_cli("submit", "quickstart.yaml", "--dry-run")
     assert out.returncode == 0, out.stderr
-    assert "12 jobs, all valid (dry run: nothing written to" in out.stdout
+    assert "12 jobs, all valid; a submit would add 12 new, 0 already there (dry run: nothing written to" in out.stdout
     assert not (tmp_path / "jobs.db").exists()
+    assert run_cli("submit", "quickstart.yaml", "seed=0").returncode == 0  # 6 of the 12 jobs
+    out = run_cli("submit", "quickstart.yaml", "--dry-run")
+    assert "a submit would add 6 new, 6 already there" in out.stdout, out.stdout
 
 
 def test_quickstart_end_to_end(run_cli, tmp_path):

@@ -26,6 +26,14 @@ class Reads(Database):
         stmt = select(jobs_t.c.sweep).group_by(jobs_t.c.sweep).order_by(func.min(jobs_t.c.id))
         return [r[0] for r in self._read(lambda tx: tx.all(stmt))]
 
+    def count_hashes(self, sweep: str, hashes: Sequence[str]) -> int:
+        """How many of these config hashes sweep `sweep` holds (what a dry-run submit would skip)."""
+        wanted, n = sorted(set(hashes)), 0
+        for i in range(0, len(wanted), 500):
+            stmt = select(func.count()).where(jobs_t.c.sweep == sweep, jobs_t.c.config_hash.in_(wanted[i:i + 500]))
+            n += self._read(lambda tx: tx.one(stmt))[0]
+        return n
+
     def still_held(self, held: Sequence[tuple[int, int]]) -> set[int]:
         """Of these (job id, token) pairs, the ids still running under that token: a job not among
         them was cancelled, reaped or taken over. A read, cheap enough for a watchdog every second."""

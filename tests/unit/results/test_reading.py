@@ -272,3 +272,13 @@ def test_export_round_trips_through_json(dbs, tmp_path):
     back = json.loads((tmp_path / "r.json").read_text())
     assert [r["job_id"] for r in back] == df.job_id.tolist()
     assert [r["final_test_loss"] for r in back if r["status"] == "done"] == df.final_test_loss.dropna().tolist()
+
+
+def test_status_gives_no_eta_while_no_worker_is_live(tmp_path):
+    db = str(tmp_path / "jobs.db")
+    runner.submit(dict(sweep="idle", batchfn="gaussian_teacher", model="mlp", base=dict(d=3, batch_size=4),
+                       grid=dict(seed=[0, 1])), db=db)
+    with Store(db) as store:
+        lines = status_lines(store)
+    row = next(line for line in lines if line.strip().startswith("idle") and "no live worker" in line)
+    assert row.split()[-4:] == ["2", "no", "live", "worker"]  # 2 left, and nobody to run them
