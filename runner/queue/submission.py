@@ -5,11 +5,13 @@ Validation happens before the database is opened, so a bad grid writes nothing.
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, NamedTuple, Sequence
 
+from ..errors import UserError
 from ..hashing import config_hash
 from ..registry import check_portable, to_reference
 from ..train.fusion import capped, fusion_keys
@@ -117,6 +119,11 @@ def _check_portable(config: Mapping[str, Any], seen: set[tuple[str, str]]) -> No
         if (kind, ref) not in seen:
             check_portable(ref, kind)
             seen.add((kind, ref))
+    if config.get("parametrization") == "mup" and ("mup", "") not in seen:
+        if importlib.util.find_spec("mup") is None:  # a worker would fail every attempt at import
+            raise UserError("parametrization: mup needs the mup package, which is not installed: run "
+                            "`pip install --no-deps mup==1.0.0` (scripts/setup.sh does; --no-deps keeps your torch)")
+        seen.add(("mup", ""))
 
 
 def submit(grid: str | os.PathLike | Mapping[str, Any], *, db: str = DEFAULT_DB, overrides: Sequence[str] = (),

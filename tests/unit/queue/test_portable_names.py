@@ -1,5 +1,5 @@
-"""A short plug-in name at submit must be one the workers can find: the built-ins, not a function
-registered in the submitting process only (workers never import the submitting script)."""
+"""What workers need must be there at submit: a short plug-in name the workers can find (the built-ins,
+not a function registered in the submitting process only), and the packages a job imports (mup)."""
 from __future__ import annotations
 
 import pytest
@@ -33,3 +33,14 @@ def test_the_function_itself_or_its_import_path_is_accepted(tmp_path):
     assert runner.submit(dict(GRID, batchfn=only_here_teacher), db=db).added == 1
     assert runner.submit(dict(GRID, batchfn=f"{__name__}:only_here_teacher", sweep="t"), db=db).added == 1
     assert runner.submit(dict(GRID, batchfn="gaussian_teacher", sweep="u"), db=db).added == 1  # built-ins by name
+
+
+def test_mup_without_the_mup_package_is_refused_at_submit_with_the_install_line(tmp_path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mup" else real(name, *a))
+    db = tmp_path / "jobs.db"
+    with pytest.raises(UserError, match=r"mup needs the mup package.*pip install --no-deps mup==1.0.0"):
+        runner.submit(dict(GRID, batchfn="gaussian_teacher", base=dict(GRID["base"], parametrization="mup")), db=str(db))
+    assert not db.exists()
