@@ -1,6 +1,8 @@
 """Plug-ins used by the tests (importable as 'plugins_for_tests:<name>')."""
 from __future__ import annotations
 
+import os
+import sys
 import time
 
 import torch
@@ -95,6 +97,24 @@ def failing_grab(model: torch.nn.Module, **ctx) -> float:
 def first_layer(model: torch.nn.Module, **ctx):
     """A grab returning an array: the first parameter tensor."""
     return next(model.parameters()).detach().clone()
+
+
+def big_array(model: torch.nn.Module, **ctx):
+    """A grab returning a 2.4 MB array (300,000 float64): over a lowered RUNNER_MAX_ARRAY_MB."""
+    return torch.zeros(300_000, dtype=torch.float64)
+
+
+def dying_batchfn(d: int, batch_size: int, *, gen: torch.Generator, device: torch.device):
+    """At step 2 says why on stderr and ends its process at once (exit code 3): a worker that dies."""
+
+    def batch(step: int):
+        if step == 2:
+            print("dying on purpose: the native library gave up", file=sys.stderr, flush=True)
+            os._exit(3)
+        X = torch.randn(batch_size, d, generator=gen, device=device)
+        return X, X[:, :1].clone()
+
+    return batch
 
 
 def no_batch_size(d: int, *, gen: torch.Generator, device: torch.device):

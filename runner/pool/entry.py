@@ -14,6 +14,8 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+from .last_words import Tee
+
 RECYCLE_EXIT = 75  # a worker leaving after a failed job, to be replaced by a fresh process (EX_TEMPFAIL)
 
 
@@ -44,6 +46,7 @@ def worker_main(opts: WorkerOptions) -> None:
     os.environ["CUDA_VISIBLE_DEVICES"] = opts.visible
     if "torch" in sys.modules:  # pragma: no cover - a bug in how we were started
         raise RuntimeError("torch was imported before CUDA_VISIBLE_DEVICES was set")
+    sys.stderr = Tee(sys.stderr, opts.worker_id)  # type: ignore[assignment]  # its last words, should it die
     logging.basicConfig(level=opts.log_level, format=f"%(asctime)s [{opts.worker_id}] %(message)s", stream=sys.stderr)
     stop = threading.Event()
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from ..errors import UserError
 from ..queue.store import Store
-from . import mps
+from . import last_words, mps
 from .bytecode import missing_bytecode_hint
 from .checkpoint_dir import default_dir, usable_dir
 from .devices import DEFAULT_WORKER_MIB, Device, check_fits
@@ -114,6 +114,7 @@ class WorkerPool:
         """A child exited: return its job if it died, then decide whether to replace it."""
         slot.process.join()
         code = slot.process.exitcode
+        last = last_words.tail(slot.worker_id)  # read (and removed) whatever the exit
         if code == 0:
             slot.finished = True
             return
@@ -126,7 +127,9 @@ class WorkerPool:
                 self._start(slot)
             return
         how = f"signal {-code}" if code < 0 else f"exit code {code}"
-        released = store.release_worker(slot.worker_id, reason=f"worker process died ({how})", count_attempt=not self.stopping)
+        said = f"; its last output:\n{last}" if last.strip() else ""
+        released = store.release_worker(slot.worker_id, reason=f"worker process died ({how}){said}",
+                                        count_attempt=not self.stopping)
         log.warning("worker %s died (%s)%s", slot.worker_id, how, f"; job {released} back in the queue" if released else "")
         if self.stopping:
             slot.finished = True

@@ -26,6 +26,7 @@ from ..train.loop import RunStatus, TrainResult, train
 from .checkpoint_dir import job_path
 from .entry import WorkerOptions
 from .group_size import MEMORY_FRACTION, most_jobs
+from .output_limits import oversized
 from .watchdog import WATCH_S, Watchdog
 
 log = logging.getLogger("runner.worker")
@@ -234,6 +235,10 @@ class Worker:
             summary["max_memory_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
         status = JobStatus.DIVERGED if result.status == RunStatus.DIVERGED else JobStatus.DONE
         arrays = [(name, step, to_npy(a)) for name, step, a in result.arrays]
+        too_big = oversized(arrays)
+        if too_big is not None:  # the same on every attempt: fail now, with the cause
+            log.warning("job %d failed (permanent: not retried): %s", job.id, too_big)
+            return JobOutcome(JobStatus.FAILED, summary, error=too_big, permanent=True)
         return JobOutcome(status, summary, result.metrics, arrays, error=result.reason)
 
 
