@@ -18,13 +18,14 @@ def _band_option(fn: Callable[..., Any]) -> Callable[..., Any]:
                         help="spread drawn around the mean: min to max, or +- one standard deviation")(fn)
 
 
-def _draw(db: str, sweep: str | None, output: str, draw: Callable[[Any, str], Any]) -> None:
-    """Open the sweep once, draw one figure of it into `output`, say so."""
+def _draw(db: str, sweep: str | None, output: str | Callable[[Any], str], draw: Callable[[Any, str], Any]) -> None:
+    """Open the sweep once, draw one figure of it into `output` (or the path output(sweep) names), say so."""
     from ..results.sweep import Sweep
 
     with Sweep(db, sweep) as opened:
-        draw(opened, output)
-    click.echo(f"wrote {output}")
+        path = output(opened) if callable(output) else output
+        draw(opened, path)
+    click.echo(f"wrote {path}")
 
 
 @main.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -35,17 +36,18 @@ def plot() -> None:
 @plot.command()
 @db_option
 @sweep_option(DRAWN_SWEEP)
-@click.option("--metric", default="train_loss", show_default=True, help="the series to draw (see runner.curves)")
+@click.option("--metric", default=None, help="the series to draw (see runner.curves) [default: the metric recorded "
+                                              "at the most steps, e.g. test_loss of online training]")
 @click.option("--by", default="lr", show_default=True, help="one line per value of this config key")
 @_band_option
 @click.option("-o", "--output", default=None, help="FILE.png (or .svg, .pdf) [default: curves_<metric>_by_<by>.png]")
 @user_errors
-def curves(db: str, sweep: str | None, metric: str, by: str, band: str, output: str | None) -> None:
+def curves(db: str, sweep: str | None, metric: str | None, by: str, band: str, output: str | None) -> None:
     """Mean metric against step, by one key. One line per value of --by, averaged over the other keys."""
     from ..results.plots import plot_curves
 
-    _draw(db, sweep, output or f"curves_{metric}_by_{by}.png",
-          lambda opened, out: plot_curves(opened, None, metric, by, out, band=band))
+    _draw(db, sweep, output or (lambda opened: f"curves_{metric or opened.busiest_metric()}_by_{by}.png"),
+          lambda opened, out: plot_curves(opened, None, metric or opened.busiest_metric(), by, out, band=band))
 
 
 @plot.command()

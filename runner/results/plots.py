@@ -30,13 +30,15 @@ MISSING = "#d0d0d0"  # heatmap cells without a finite value
 LOG_SPAN = 100.0  # a positive axis spanning this factor or more is drawn on a log scale
 
 
-def plot_curves(db: str | Sweep, sweep: str | None = None, metric: str = "train_loss", by: str = "lr",
+def plot_curves(db: str | Sweep, sweep: str | None = None, metric: str | None = None, by: str = "lr",
                 out: str | Path | None = None, *, band: str = "minmax", logy: bool | None = None,
                 logx: bool | None = None) -> Figure:
-    """One line per value of `by`: the metric's mean over the other keys against step, with a band."""
+    """One line per value of `by`: the metric's mean over the other keys against step, with a band.
+    metric None: the one recorded at the most steps (Sweep.busiest_metric)."""
     check_output(out)
     check_band(band)
     with opened(db, sweep) as source:
+        metric = metric or source.busiest_metric()
         df = source.results(hashable=True)
         by = check_axis(df, by, source.name)
         points = long_curves(source, metric, df)

@@ -153,6 +153,14 @@ class Sweep:
         """The names of the metrics recorded in the sweep, sorted."""
         return sorted(set(self.points().metric))
 
+    def busiest_metric(self) -> str:
+        """The metric recorded at the most steps (losses first among equals): what a curve shows by
+        default. train_loss of online training is recorded once, test_loss at every evaluation."""
+        steps = self.points().groupby("metric").step.nunique()
+        if steps.empty:
+            return "train_loss"
+        return min(steps.items(), key=lambda item: (-item[1], not item[0].endswith("loss"), item[0]))[0]
+
     def curve_metrics(self) -> list[str]:
         """The metrics recorded at more than one step, losses first: those a curve can show."""
         steps = self.points().groupby("metric").step.nunique()

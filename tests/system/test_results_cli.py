@@ -50,6 +50,9 @@ def test_report_of_real_tiny_jobs(run_cli, tmp_path):
     assert run_cli("submit", "quickstart.yaml", *tiny).returncode == 0
     work = run_cli("workers", "--devices", "cpu", "--quiet")
     assert work.returncode == 0, work.stderr
+    drawn = run_cli("plot", "curves")  # online jobs record train_loss once: the default is the busiest metric
+    assert drawn.returncode == 0 and drawn.stdout.strip() == "wrote curves_test_loss_by_lr.png", drawn.stderr
+    assert_sane_png(tmp_path / "curves_test_loss_by_lr.png")
     report = write_report(str(tmp_path / "jobs.db"), "quickstart", tmp_path / "report")
     text = report.summary.read_text()
     assert "| done | 4 |" in text and "None." in section(text, "## Failures")
