@@ -86,6 +86,20 @@ def to_reference(obj: Any, kind: str) -> str:
     return f"{module}:{qualname}"
 
 
+_IN_PROCESS: dict[str, Callable[..., Any]] = {}  # "module:qualname" -> a function object runner.train was handed
+
+
+def in_process_reference(obj: Callable[..., Any], kind: str) -> str:
+    """For runner.train in this process: the reference of a function object, which `resolve` then
+    maps back to the object itself (a function defined in a notebook included: nothing is spawned)."""
+    try:
+        return to_reference(obj, kind)
+    except UserError:
+        ref = f"{getattr(obj, '__module__', None) or '?'}:{getattr(obj, '__qualname__', None) or repr(obj)}"
+        _IN_PROCESS[ref] = obj
+        return ref
+
+
 def check_portable(ref: str, kind: str) -> None:
     """UserError when a short name would mean nothing to a spawned worker: a function registered
     under it in this process only (workers import the built-in plug-ins, not the submitting script)."""
@@ -124,6 +138,8 @@ def resolve(ref: Any, kind: str) -> Plugin:
     """Find the callable a config names; UserError with the fix when it cannot be found."""
     if not isinstance(ref, str) or not ref:
         raise UserError(f"{kind} must be a registered name or 'module:function', got {ref!r}")
+    if ref in _IN_PROCESS:
+        return Plugin(kind, ref, _IN_PROCESS[ref])
     if ":" not in ref:
         table = registered(kind)
         if ref in table:

@@ -12,7 +12,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Callable, Literal, NamedTuple, get_args, get_origin
 
 from ..errors import UserError
-from ..registry import Plugin, resolve
+from ..registry import Plugin, in_process_reference, resolve
 from ..text import did_you_mean
 from .grabbing import GRAB_CONTEXT
 from .options import OPTIONS, PLUGIN_KEYS, TrainOptions, check_option, coerce
@@ -117,6 +117,18 @@ def consumers(batchfn_ref: str, model_ref: str, grab_refs: tuple[str, ...]) -> d
     return table
 
 
+def _in_process(config: dict[str, Any]) -> dict[str, Any]:
+    """The config with function objects as plug-ins replaced by references `resolve` maps back."""
+    kinds = {"batchfn": "batchfn", "model": "model"}
+    out = {k: in_process_reference(v, kinds[k]) if k in kinds and callable(v) else v for k, v in config.items()}
+    grabs = out.get("grabs")
+    if isinstance(grabs, (list, tuple)):
+        out["grabs"] = [in_process_reference(g, "grab") if callable(g) else g for g in grabs]
+    elif callable(grabs):
+        out["grabs"] = [in_process_reference(grabs, "grab")]
+    return out
+
+
 def check_config(config: dict[str, Any]) -> dict[str, Any]:
     """Validate one job config and return it with values coerced (1 -> 1.0 for a float key)."""
     for key in ("batchfn", "model"):
@@ -163,8 +175,9 @@ def check_config(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def plan_job(config: dict[str, Any]) -> JobPlan:
-    """Validate a config and split it into trainloop options and each plug-in's arguments."""
-    config = check_config(config)
+    """Validate a config and split it into trainloop options and each plug-in's arguments. The
+    plug-ins may be function objects (runner.train in a notebook): their references go in the config."""
+    config = check_config(_in_process(config))
     options = TrainOptions.from_mapping(config)
     bf = resolve(config["batchfn"], "batchfn")
     md = resolve(config["model"], "model")

@@ -158,3 +158,20 @@ def test_draw_ahead_draws_m_steps_of_rows_in_one_call_and_hands_them_out_in_orde
     finals = [train(dict(cfg, n_test=16, draw_ahead=m), device="cpu").summary["final_test_loss"]
                     for m in (5, 5, 1)]
     assert finals[0] == finals[1] != finals[2]  # reproducible; another realisation than one step at a time
+
+
+def test_runner_train_takes_function_objects_even_ones_no_worker_could_import():
+    """As runner.submit does; a local function (or one defined in a notebook) is fine in-process."""
+
+    def local_teacher(d: int, batch_size: int, *, gen, device):
+        def batch(step: int):
+            X = torch.randn(batch_size, d, generator=gen, device=device)
+            return X, X[:, :1].clone()
+
+        return batch
+
+    config = {"batchfn": local_teacher, "model": "mlp", "d": 3, "batch_size": 8, "steps": 20, "n_test": 16}
+    first, again = train(config, device="cpu"), train(dict(config), device="cpu")
+    assert first.status == "done" and first.summary["final_test_loss"] == again.summary["final_test_loss"]
+    by_import = train(dict(config, batchfn=gaussian_teacher, d=3), device="cpu")  # an importable one: its path
+    assert by_import.status == "done"
