@@ -44,6 +44,11 @@ class Progress:
         out.append(f"  {state or 'no jobs'}   elapsed {format_duration(elapsed)}   ETA {format_duration(eta)}")
         return out
 
+    def keep_above(self) -> None:
+        """Something was just printed below the table (the stop message): the next redraw starts
+        under it instead of moving the cursor back over it, so the message stays on the screen."""
+        self.drawn = 0
+
     def update(self, final: bool = False) -> None:
         if not self.enabled:
             return

@@ -91,6 +91,7 @@ class WorkerPool:
             raise UserError(f"--host-id {self.host_id!r}: give a non-empty name without '/' (it starts each worker id)")
         self.stopping = False
         self.killing = False
+        self.progress: Progress | None = None  # the live table, once run() draws it
         self.slots = [Slot(d, i) for d in self.devices for i in range(self.per_device)]
         cpu_workers = sum(1 for s in self.slots if s.device.is_cpu)
         self.cpu_threads = max(1, (os.cpu_count() or 1) // max(1, cpu_workers))
@@ -149,6 +150,8 @@ class WorkerPool:
         if not self.stopping:
             self.stopping = True
             log.warning("stopping: running jobs are released at their next step (signal again to kill them)")
+            if self.progress is not None:
+                self.progress.keep_above()
             self._signal_children(signal.SIGTERM)
         else:
             self.killing = True
@@ -178,7 +181,7 @@ class WorkerPool:
         if hint:
             log.warning("%s", hint)
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-        progress = Progress(store, self.sweep, [d.label for d in self.devices], enabled=self.show_progress)
+        progress = self.progress = Progress(store, self.sweep, [d.label for d in self.devices], enabled=self.show_progress)
         try:
             for slot in self.slots:
                 self._start(slot)
