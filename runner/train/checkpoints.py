@@ -36,6 +36,28 @@ def save(path: Path, state: dict[str, Any]) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def job_state(*, config_hash: str, step: int, wall_s: float, model: Any, optimizer: Any, device: Any, data: Any,
+              batch: Any, tracker: Any, records: Any) -> dict[str, Any]:
+    """The one layout of a job's checkpoint (FORMAT): everything needed to continue at `step` exactly
+    as if never interrupted, each part's own state. A job alone and a fused member both write it, so
+    either resumes from the other's file."""
+    import torch
+
+    cuda = device.type == "cuda"
+    return {
+        "format": FORMAT, "config_hash": config_hash, "step": step, "wall_s": wall_s,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        # the last step's gradients: a grab at the resume step (grad_norm) reads them
+        "grads": [None if p.grad is None else p.grad.detach().cpu() for p in model.parameters()],
+        "rng": {"cpu": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state(device) if cuda else None},
+        "data": data.state(),
+        "batch": None if batch is None else [t.cpu() for t in batch],
+        "tracker": tracker.state(),
+        "records": records.state(),
+    }
+
+
 def try_save(path: Path, state: dict[str, Any]) -> str | None:
     """`save`, where a failure (the folder deleted, the disk full, no permission) is a warning, not
     the job's end: training goes on without this checkpoint. The reason in one line, or None."""

@@ -39,19 +39,10 @@ def save_member(group: _Group, m: _Member, step: int, path: Path) -> None:
             saved["step"] = stacked_opt.steps.detach().clone().to(p.device)  # capturable Adam: on the device
         if saved:
             optimizer.state[p] = saved
-    cuda = group.device.type == "cuda"
-    state = {
-        "format": checkpoints.FORMAT, "config_hash": config_hash(m.plan.config), "step": step,
-        "wall_s": m.wall_before + time.perf_counter() - group.started,
-        "model": module.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "grads": [None if p.grad is None else p.grad.detach().cpu() for p in module.parameters()],
-        "rng": {"cpu": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state(group.device) if cuda else None},
-        "data": m.data.state(),
-        "batch": None if (batch := group._batch_of(m)) is None else [t.cpu() for t in batch],
-        "tracker": m.tracker.state(),
-        "records": m.records.state(),
-    }
+    state = checkpoints.job_state(
+        config_hash=config_hash(m.plan.config), step=step, wall_s=m.wall_before + time.perf_counter() - group.started,
+        model=module, optimizer=optimizer, device=group.device, data=m.data, batch=group._batch_of(m),
+        tracker=m.tracker, records=m.records)
     m.checkpoint_error = checkpoints.try_save(path, state) or m.checkpoint_error  # a warning, never the job's end
 
 

@@ -262,20 +262,10 @@ class _Loop:
     # checkpoints ------------------------------------------------------------------------
     def _save(self, step: int) -> None:
         """Everything needed to continue at `step` exactly as if never interrupted: each part's state."""
-        cuda = self.device.type == "cuda"
-        state = {
-            "format": checkpoints.FORMAT, "config_hash": self.config_hash, "step": step,
-            "wall_s": self.wall_before + time.perf_counter() - self.started,
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            # the last step's gradients: a grab at the resume step (grad_norm) reads them
-            "grads": [None if p.grad is None else p.grad.detach().cpu() for p in self.model.parameters()],
-            "rng": {"cpu": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state(self.device) if cuda else None},
-            "data": self.data.state(),
-            "batch": None if self.batch is None else [t.cpu() for t in self.batch],
-            "tracker": self.tracker.state(),
-            "records": self.records.state(),
-        }
+        state = checkpoints.job_state(
+            config_hash=self.config_hash, step=step, wall_s=self.wall_before + time.perf_counter() - self.started,
+            model=self.model, optimizer=self.optimizer, device=self.device, data=self.data, batch=self.batch,
+            tracker=self.tracker, records=self.records)
         # a failed write is a warning on the job, never its end
         self.checkpoint_error = checkpoints.try_save(self.checkpoint_path, state) or self.checkpoint_error  # type: ignore[arg-type]
 
