@@ -63,4 +63,4 @@ def tail(worker_id: str, lines: int = TAIL_LINES) -> str:
         return ""
     finally:
         path.unlink(missing_ok=True)
-    return "\n".join(line for line in text.splitlines()[-lines:])
+    return "\n".join(text.splitlines()[-lines:])

@@ -17,6 +17,7 @@ from multiprocessing.connection import wait
 from typing import Any
 
 from ..errors import UserError
+from ..queue.states import JobStatus
 from ..queue.store import Store
 from . import last_words, mps
 from .bytecode import missing_bytecode_hint
@@ -35,6 +36,7 @@ MAX_QUICK_DEATHS = 3
 MIN_LEASE_S, MAX_LEASE_S = 1.0, 86_400.0  # a heartbeat every lease / 4; a day at most
 MAX_PER_DEVICE = 64                        # worker processes on one device
 MAX_CPU_WORKERS_PER_CORE = 4
+
 
 @dataclass
 class Slot:
@@ -80,11 +82,6 @@ class WorkerPool:
                             f"(a heartbeat renews it every quarter), got {self.lease_s}")
         if self.per_device > MAX_PER_DEVICE:
             raise UserError(f"--per-device must be at most {MAX_PER_DEVICE} (worker processes per device), got {self.per_device}")
-        cpus = os.cpu_count() or 1
-        cpu_workers = self.per_device * sum(1 for d in self.devices if d.is_cpu)
-        if cpu_workers > MAX_CPU_WORKERS_PER_CORE * cpus:
-            raise UserError(f"--per-device {self.per_device} starts {cpu_workers} CPU workers on {cpus} cores; "
-                            f"give at most {MAX_CPU_WORKERS_PER_CORE * cpus}")
         self.ctx = mp.get_context("spawn")
         self.host = socket.gethostname() if self.host_id is None else self.host_id.strip()
         if not self.host or "/" in self.host or not self.host.isprintable():
@@ -93,8 +90,11 @@ class WorkerPool:
         self.killing = False
         self.progress: Progress | None = None  # the live table, once run() draws it
         self.slots = [Slot(d, i) for d in self.devices for i in range(self.per_device)]
-        cpu_workers = sum(1 for s in self.slots if s.device.is_cpu)
-        self.cpu_threads = max(1, (os.cpu_count() or 1) // max(1, cpu_workers))
+        cpus, cpu_workers = os.cpu_count() or 1, sum(1 for s in self.slots if s.device.is_cpu)
+        if cpu_workers > MAX_CPU_WORKERS_PER_CORE * cpus:
+            raise UserError(f"--per-device {self.per_device} starts {cpu_workers} CPU workers on {cpus} cores; "
+                            f"give at most {MAX_CPU_WORKERS_PER_CORE * cpus}")
+        self.cpu_threads = max(1, cpus // max(1, cpu_workers))
 
     # --- children ---------------------------------------------------------------------------
     def _start(self, slot: Slot) -> None:
@@ -229,7 +229,7 @@ def run_workers(db: str, devices: list[Device], *, worker_mib: int = DEFAULT_WOR
     with Store(db) as store:  # then the database, with its user-facing message, before spawning anything
         if pool.sweep is not None:
             store.check_sweep(pool.sweep)  # an unknown sweep is an error, as in every other command
-        left = sum(by_state.get("pending", 0) + by_state.get("running", 0) for by_state in store.counts(pool.sweep).values())
+        left = store.count_in(pool.sweep, JobStatus.PENDING, JobStatus.RUNNING)
         where = store.shown
     if not left and not pool.wait:  # nothing to do: say so instead of starting workers that find nothing
         what = f"sweep {pool.sweep!r}" if pool.sweep is not None else where

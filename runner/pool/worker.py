@@ -115,13 +115,10 @@ class Worker:
 
     def _pending(self) -> int:
         """Pending jobs (of our sweep), for --fuse auto's fair share; not needed otherwise."""
-        if self.opts.fuse != "auto":
-            return 0
-        return sum(by_state.get(JobStatus.PENDING.value, 0) for by_state in self.store.counts(self.opts.sweep).values())
+        return self.store.count_in(self.opts.sweep, JobStatus.PENDING) if self.opts.fuse == "auto" else 0
 
     def _others_running(self) -> bool:
-        counts = self.store.counts(self.opts.sweep)
-        return any(by_state.get(JobStatus.RUNNING.value, 0) for by_state in counts.values())
+        return self.store.count_in(self.opts.sweep, JobStatus.RUNNING) > 0
 
     def _heartbeat(self) -> None:
         """Renew the leases of the jobs in hand; notice a lost lease or a dead supervisor; once a

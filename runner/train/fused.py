@@ -197,7 +197,6 @@ class _Group:
             if step in change_steps:
                 for m in self.members:  # every member's stream, as the graph draws for all
                     m.data.apply_changes(step)
-                self.data.reset()
                 if self.graph is not None:
                     self.graph.reset()  # the graph holds the old batch size
             if lr_every_step or step in lr_steps:

@@ -42,10 +42,6 @@ class GroupData:
         """True when each member's batch function runs every step (online, one step at a time)."""
         return self.first.X_train is None and self.first.o.draw_ahead == 1
 
-    def reset(self) -> None:
-        """A batch-size change: the blocks drawn ahead are gone, the members' streams carry on."""
-        self.block = None
-
     def next(self, step: int) -> Batch:
         """Every member's batch for `step`, stacked; each member's data advances as it would alone."""
         if self.first.X_train is not None:
@@ -80,7 +76,7 @@ class GroupData:
 
     def _from_blocks(self, step: int) -> Batch:
         first = self.first
-        if first.block is None or first.block_pos >= first.o.draw_ahead:
+        if first.block is None or first.block_pos >= first.o.draw_ahead:  # (None also after a batch-size change)
             for d in self.data:
                 d.refill_block(step)
             self.block = None

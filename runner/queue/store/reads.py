@@ -26,6 +26,10 @@ class Reads(Database):
         stmt = select(jobs_t.c.sweep).group_by(jobs_t.c.sweep).order_by(func.min(jobs_t.c.id))
         return [r[0] for r in self._read(lambda tx: tx.all(stmt))]
 
+    def count_in(self, sweep: str | None, *states: JobStatus) -> int:
+        """How many jobs (of one sweep, or of all) are in any of these states."""
+        return sum(by_state.get(JobStatus(s).value, 0) for by_state in self.counts(sweep).values() for s in states)
+
     def count_hashes(self, sweep: str, hashes: Sequence[str]) -> int:
         """How many of these config hashes sweep `sweep` holds (what a dry-run submit would skip)."""
         wanted, n = sorted(set(hashes)), 0
