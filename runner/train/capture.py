@@ -10,14 +10,17 @@ grabs and threshold reads stay outside the graph at their own cadence.
 """
 from __future__ import annotations
 
+import gc
 import threading
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 import torch
 
 from .options import TrainOptions
 
 WARMUP_STEPS = 2  # eager steps before the first capture; 1 before a re-capture
+
+T = TypeVar("T")
 
 
 def capture_blocker(options: TrainOptions, device: torch.device, lr_is_a_tensor: bool = False) -> str | None:
@@ -57,6 +60,33 @@ def _one_line(exc: BaseException) -> str:
         exc = exc.__context__
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
+
+
+def record(graph: torch.cuda.CUDAGraph, stream: torch.cuda.Stream, fn: Callable[[], T]) -> tuple[T | None, str | None]:
+    """Capture `fn()` into `graph` on `stream`: (its result, None), or (None, why it failed) with the
+    process left as it was, so that a failed capture never spoils the captures of later jobs.
+
+    Two things used to leak from a failed capture in a long-lived worker. The garbage collector could
+    free a dead graph (a failed one sits in a reference cycle with its traceback) in the middle of a
+    later capture, and freeing a graph is an operation CUDA forbids while a stream captures: that later
+    capture failed too ("operation not permitted when stream is capturing"). So the collector is off
+    while capturing and runs once after a failure. And `torch.cuda.graph` does not restore the current
+    stream when its capture fails to end: the thread kept issuing work on the capture stream.
+    """
+    previous = torch.cuda.current_stream(stream.device)
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        with torch.cuda.graph(graph, stream=stream, capture_error_mode="thread_local"):
+            return fn(), None
+    except Exception as exc:  # a function that reads values back, an op graphs refuse, an allocation failure
+        reason = _one_line(exc)
+        torch.cuda.set_stream(previous)
+    finally:
+        if collecting:
+            gc.enable()
+    gc.collect()  # the failed capture's cycles go now, between captures, where freeing a graph is allowed
+    return None, reason
 
 
 class StepGraph:
@@ -132,29 +162,27 @@ class StepGraph:
         opt = self.optimizer
         gen_state = self.data_gen.get_state() if self.data_in_graph and self.data_gen is not None else None
         graph = torch.cuda.CUDAGraph()
-        try:
-            if batch is not None:
-                batch = (batch[0].clone(), batch[1].clone())  # the static inputs later steps copy into
-            elif self.data_gen is not None:
-                graph.register_generator_state(self.data_gen)
-            # else: a batch function without randomness (the full training set) runs in the graph as is
-            # The step drops the gradients first (set_to_none), so the graph owns the ones it writes.
-            with torch.cuda.graph(graph, stream=self.side, capture_error_mode="thread_local"):
-                loss, static = self.eager_step(step, batch)
-        except Exception as exc:  # a batch function or model that reads values back, an op graphs refuse
+        if batch is not None:
+            batch = (batch[0].clone(), batch[1].clone())  # the static inputs later steps copy into
+        elif self.data_gen is not None:
+            graph.register_generator_state(self.data_gen)
+        # else: a batch function without randomness (the full training set) runs in the graph as is
+        # The step drops the gradients first (set_to_none), so the graph owns the ones it writes.
+        out, failure = record(graph, self.side, lambda: self.eager_step(step, batch))
+        if out is None:  # a batch function or model that reads values back, an op graphs refuse
             opt.zero_grad(set_to_none=True)
             if batch is None:  # try again with the batch drawn eagerly, outside the graph
                 self.data_capturable = False
-                self.data_failure = _one_line(exc)
+                self.data_failure = failure
                 if gen_state is not None:
                     self.restart_stream(gen_state)
                 else:
                     self.reset()
                 return False
             # the first error says why; a second capture after a failed one often only reports "previous error"
-            self.failure = self.data_failure or _one_line(exc)
+            self.failure = self.data_failure or failure
             return False
-        self.graph, self.static, self.loss = graph, static, loss
+        self.graph, (self.loss, self.static) = graph, out
         self.grads = [p.grad for p in self.model.parameters()]
         self.captures += 1
         return True

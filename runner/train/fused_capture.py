@@ -13,7 +13,7 @@ from typing import Callable
 
 import torch
 
-from .capture import WARMUP_STEPS, _one_line, _side_stream, batch_is_capturable
+from .capture import WARMUP_STEPS, _side_stream, batch_is_capturable, record
 from .data import Batch
 from .fused_data import GroupData
 
@@ -79,20 +79,19 @@ class FusedGraph:
         states = [d.data_gen.get_state() if d.data_gen is not None else None for d in members]
         inputs = None if self.data_in_graph else tuple(t.clone() for t in draw())
         graph = torch.cuda.CUDAGraph()
-        try:
-            if self.draws_in_graph:
-                for d in members:
-                    if d.data_gen is not None:
-                        graph.register_generator_state(d.data_gen)
-            with torch.cuda.graph(graph, stream=self.side, capture_error_mode="thread_local"):
-                losses, grads, batch = self.step_fn(inputs)  # type: ignore[arg-type]
-        except Exception as exc:  # a batch function or model that reads back, an op graphs refuse
-            self.failure = _one_line(exc)
+        if self.draws_in_graph:
+            for d in members:
+                if d.data_gen is not None:
+                    graph.register_generator_state(d.data_gen)
+        out, failure = record(graph, self.side, lambda: self.step_fn(inputs))  # type: ignore[arg-type]
+        if out is None:  # a batch function or model that reads back, an op graphs refuse
+            self.failure = failure
             if self.draws_in_graph:  # a generator registered with a failed capture cannot be used again
                 for d, state in zip(members, states):
                     if state is not None:
                         d.restart_stream(state)
             return False
+        losses, grads, batch = out
         self.graph, self.static_losses, self.static_grads = graph, losses, grads
         self.static_batch, self.static_input = batch, inputs  # type: ignore[assignment]
         self.captures += 1

@@ -9,6 +9,9 @@ back, not fail). On the CPU the option is validated and the summary says why ste
 """
 from __future__ import annotations
 
+import gc
+import weakref
+
 import numpy as np
 import pytest
 import torch
@@ -16,6 +19,7 @@ import torch
 import runner
 from runner.errors import UserError
 from runner.train.capture import StepGraph, capture_blocker
+from runner.train.fused import train_group
 from runner.train.plan import plan_job
 
 BASE = dict(batchfn="gaussian_teacher", model="mlp", d=16, width=64, depth=2, batch_size=128, n_test=256,
@@ -81,11 +85,37 @@ def test_captured_run_equals_eager_run(case, show):
         assert captured.summary["step_capture"] == "on", captured.summary
 
 
+class _TrackedGraph(torch.cuda.CUDAGraph if torch.cuda.is_available() else object):
+    """A CUDAGraph that remembers its instances (weakly), to see which outlive their job."""
+    made: list[weakref.ref] = []
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        _TrackedGraph.made.append(weakref.ref(self))
+
+
 @gpu
 @needs_cuda
-def test_capture_fallbacks_and_recaptures(show):
-    """Which steps replay: warm-up steps eager, re-capture after each change, batch drawn in the graph
-    where the batch function allows it and copied in where it does not."""
+def test_a_failed_capture_leaves_the_process_clean_for_the_captures_after_it(monkeypatch, show):
+    """Issue 15 item 2. In a long-lived worker, a job whose capture failed used to spoil later captures: its
+    dead graph sat in a reference cycle until the garbage collector freed it in the middle of another job's
+    capture (CUDA forbids that: "operation not permitted when stream is capturing"), and the thread went on
+    issuing work on the capture stream. Then: which steps replay, with the collector running all the time:
+    warm-up steps eager, a re-capture after each change, the batch drawn in the graph where the batch
+    function allows it and copied in where it does not."""
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", _TrackedGraph)
+    _TrackedGraph.made.clear()
+    failed = runner.train(_config("syncing-model", True) | {"steps": 20}, device="cuda")
+    assert failed.summary["step_capture"].startswith("off: capture failed"), failed.summary
+    assert torch.cuda.current_stream() == torch.cuda.default_stream(), "the capture stream stayed current"
+    collecting = gc.isenabled()
+    gc.disable()  # what is alive now without a collection: a failed graph must not wait for one
+    try:
+        assert _TrackedGraph.made and all(ref() is None for ref in _TrackedGraph.made), "a failed graph outlived its job"
+    finally:
+        if collecting:
+            gc.enable()
+
     plan = plan_job(_config("step-schedule-and-batch-switch", True))
     counts = {}
     original = StepGraph._capture
@@ -94,15 +124,21 @@ def test_capture_fallbacks_and_recaptures(show):
         counts.setdefault("in_graph" if batch is None else "copied", []).append(step)
         return original(self, step, batch)
 
-    StepGraph._capture = counting
+    monkeypatch.setattr(StepGraph, "_capture", counting)
+    thresholds = gc.get_threshold()
+    gc.set_threshold(1, 1, 1)  # collect at nearly every allocation: during captures too, where it must not
     try:
-        runner.train(plan, device="cuda")
-        runner.train(_config("offline-minibatch", True), device="cuda")
+        recaptured = runner.train(plan, device="cuda")
+        minibatches = runner.train(_config("offline-minibatch", True), device="cuda")
+        fused = train_group([_config("online-sgd", True) | {"seed": s, "steps": 60} for s in (0, 1)], device="cuda")
     finally:
-        StepGraph._capture = original
-    show(f"captures at steps: {counts}")
+        gc.set_threshold(*thresholds)
+    show(f"after a failed capture, with the collector at every allocation: captures at steps {counts}; "
+         f"fused: {fused[0].summary['step_capture']}")
+    assert recaptured.summary["step_capture"] == minibatches.summary["step_capture"] == "on"
+    assert [r.summary["step_capture"] for r in fused] == ["on", "on"]
     # first run: warm-up 2 steps, then re-captures after lr decays at 70, 140, 210, 280 and the switch at 150/200
-    assert counts["in_graph"][:1] == [2] and len(counts["in_graph"]) == 7
+    assert counts["in_graph"] == [2, 71, 141, 151, 201, 211, 281]
     assert counts["copied"] == [2]  # offline minibatches: the sampler runs eagerly, copied into the graph
 
 
