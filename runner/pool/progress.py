@@ -20,13 +20,16 @@ class Progress:
         self.interval = 1.0 if self.tty else 0.5
         self.print_every = 1.0 if self.tty else 30.0
         self.started = time.time()
+        self.since: float | None = None  # the start on the database's clock, which finish times are on
         self.last_print = 0.0
         self.drawn = 0
 
     def lines(self) -> list[str]:
         now = time.time()
         elapsed = max(now - self.started, 1e-9)
-        per_device = {row["device"]: row for row in self.store.device_counts(self.sweep, since=self.started)}
+        if self.since is None:
+            self.since = self.store.clock() - (now - self.started)
+        per_device = {row["device"]: row for row in self.store.device_counts(self.sweep, since=self.since)}
         totals: dict[str, int] = {}
         for counts in self.store.counts(self.sweep).values():
             for state, n in counts.items():

@@ -143,8 +143,9 @@ class Worker:
                 return
             held = self.current
             try:
+                refused = self.store.heartbeat_many(held, lease_s=self.opts.lease_s)
                 for job_id, token in held:
-                    if not self.store.heartbeat(job_id, token, lease_s=self.opts.lease_s) and held is self.current:
+                    if job_id in refused and held is self.current:
                         log.warning("job %d: heartbeat refused, lease lost (token %d is stale)", job_id, token)
                         self.lost.add(job_id)
                 self.store.worker_seen(self.opts.worker_id, job_id=held[0][0] if held else None)

@@ -114,7 +114,7 @@ def jobs_lines(store: Store, sweep: str | None = None, states: Sequence[str] = (
 
 def show_lines(store: Store, job_id: int, now: float | None = None) -> list[str]:
     """`runner show JOB`: config, attempts and outcomes, summary, metrics, arrays, the error in full."""
-    now = time.time() if now is None else now
+    now = store.clock() if now is None else now
     t = store.job_table(job_ids=[job_id])
     if not t["job_id"]:
         raise UserError(f"no job {job_id} in {store.shown}: list the jobs with `runner jobs`")
@@ -161,7 +161,7 @@ def show_lines(store: Store, job_id: int, now: float | None = None) -> list[str]
 
 def status_lines(store: Store, sweep: str | None = None, now: float | None = None) -> list[str]:
     """`runner status`: jobs per state per sweep, throughput and ETA, live workers, latest failures."""
-    now = time.time() if now is None else now
+    now = store.clock() if now is None else now
     counts = store.counts(sweep)
     _check_sweep(store, sweep, counts)
     states = [s.value for s in JobStatus]

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, extract, func, select
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Dialect, make_url
 
@@ -93,6 +93,17 @@ class _Tx:
 
     def ddl(self, text: str) -> None:
         self.dbapi.execute(text)
+
+    def now(self) -> float:
+        """The database's clock, in seconds since the epoch: every lease, expiry and timestamp the queue
+        writes is taken from it, so hosts whose clocks disagree still agree on when a lease runs out."""
+        return float(self.one(_NOW[self.dialect.name])[0])  # type: ignore[index]
+
+
+# PostgreSQL: the server's wall clock now (not the transaction's start); SQLite: the clock of the one host
+# (the SQLite library's, in milliseconds), read the same way, so one code path serves both.
+_NOW = {"postgresql": select(extract("epoch", func.clock_timestamp())),
+        "sqlite": select((func.julianday("now") - 2440587.5) * 86400.0)}
 
 
 # --- URLs ----------------------------------------------------------------------------------------

@@ -210,7 +210,7 @@ class JobOps(Reads):
         jobs = list(jobs)
         hashes = select(jobs_t.c.config_hash).where(jobs_t.c.sweep == sweep)
         known = self._read(lambda tx: {r[0] for r in tx.all(hashes)}) if jobs else set()
-        now, status = time.time(), S.PENDING.value  # rows are built before the write lock is taken
+        now, status = self.clock(), S.PENDING.value  # rows are built before the write lock is taken
         rows = [(sweep, job[0], _dumps(job[1]), status, int(priority), 0, int(max_attempts), 0, now,
                  job[2] if len(job) > 2 else None) for job in jobs if job[0] not in known]
         keys = ("sweep", "config_hash", "config", "status", "priority", "attempts", "max_attempts", "token",
@@ -242,10 +242,10 @@ class JobOps(Reads):
         self._shortest_lease = min(self._shortest_lease, lease)
 
         def body(tx: _Tx) -> list[ClaimedJob]:
-            now = time.time()
-            if self.sqlite or now >= self._reap_after:
+            now = tx.now()
+            if self.sqlite or time.monotonic() >= self._reap_after:
                 self._reap(tx, now)
-                self._reap_after = now + min(REAP_EVERY_S, self._shortest_lease / 4)
+                self._reap_after = time.monotonic() + min(REAP_EVERY_S, self._shortest_lease / 4)
             params = _p(worker=worker, host=host, device=device, now=now, sweep=sweep, lease=now + lease)
             first = tx.one(Q_CLAIM if sweep is None else Q_CLAIM_SWEEP, params)
             if first is None:
@@ -263,8 +263,19 @@ class JobOps(Reads):
 
     def heartbeat(self, job_id: int, token: int, lease_s: float | None = None) -> bool:
         """Renew the lease; False when the job is no longer ours (stale token, cancelled, reaped)."""
-        lease = time.time() + (self.lease_s if lease_s is None else lease_s)
-        return self._write(lambda tx: tx.run(Q_HEARTBEAT, _p(job_id=job_id, fence=token, lease=lease)).rowcount == 1)
+        return not self.heartbeat_many([(job_id, token)], lease_s)
+
+    def heartbeat_many(self, held: Sequence[tuple[int, int]], lease_s: float | None = None) -> set[int]:
+        """Renew the leases of these (job id, token) pairs in one transaction (a fused group's members:
+        one transaction per member per beat held the write lock a thousand times); returns the ids
+        that are no longer ours."""
+        lease = self.lease_s if lease_s is None else lease_s
+
+        def body(tx: _Tx) -> set[int]:
+            until = tx.now() + lease
+            return {job_id for job_id, token in held
+                    if tx.run(Q_HEARTBEAT, _p(job_id=job_id, fence=token, lease=until)).rowcount != 1}
+        return self._write(body) if held else set()
 
     def finish(self, job_id: int, token: int, outcome: JobOutcome) -> JobStatus:
         """Write a job's outcome in one transaction. A FAILED attempt with attempts left sends the job
@@ -276,7 +287,7 @@ class JobOps(Reads):
         ended = AttemptOutcome(status.value)  # the attempt ends as the job would: done, failed or diverged
 
         def body(tx: _Tx) -> JobStatus:
-            now, target = time.time(), status
+            now, target = tx.now(), status
             if status is S.FAILED and not outcome.permanent:
                 held = tx.one(Q_HELD, _p(job_id=job_id, fence=token))
                 if held is not None and held[2] < held[3]:
@@ -302,7 +313,7 @@ class JobOps(Reads):
         def body(tx: _Tx) -> bool:
             held = tx.one(Q_HELD, _p(job_id=job_id, fence=token))
             if held is not None:
-                _requeue(tx, held, time.time(), reason=reason, outcome=AttemptOutcome.RELEASED,
+                _requeue(tx, held, tx.now(), reason=reason, outcome=AttemptOutcome.RELEASED,
                          count_attempt=count_attempt)
             return held is not None
         return self._write(body)
@@ -311,7 +322,7 @@ class JobOps(Reads):
         """A worker process died: its running jobs go back to pending (or failed when out of
         attempts) and it is marked exited. Returns the ids of those jobs."""
         def body(tx: _Tx) -> list[int]:
-            now, held = time.time(), tx.all(Q_OF_WORKER, _p(worker=worker))
+            now, held = tx.now(), tx.all(Q_OF_WORKER, _p(worker=worker))
             for row in held:
                 _requeue(tx, row, now, reason=reason, outcome=AttemptOutcome.LOST, count_attempt=count_attempt)
             tx.run(Q_EXITED, _p(worker=worker, now=now))
@@ -320,7 +331,7 @@ class JobOps(Reads):
 
     def reap_expired(self) -> int:
         """Running jobs whose lease ran out go back to pending (attempt counted) or to failed."""
-        return self._write(lambda tx: self._reap(tx, time.time()))
+        return self._write(lambda tx: self._reap(tx, tx.now()))
 
     @staticmethod
     def _reap(tx: _Tx, now: float) -> int:
@@ -355,7 +366,7 @@ class JobOps(Reads):
         self._check_named(sweep, job_ids)
 
         def body(tx: _Tx) -> int:
-            now, n = time.time(), 0
+            now, n = tx.now(), 0
             for ids in _chunks(job_ids):
                 where = [jobs_t.c.sweep == sweep] if sweep is not None else []
                 where += [jobs_t.c.id.in_(ids)] if ids is not None else []
@@ -387,13 +398,13 @@ class JobOps(Reads):
     # --- worker registry (for status displays) -----------------------------------------------------
     def register_worker(self, worker: str, *, host: str, pid: int, device: str) -> None:
         """A worker (re)starts: its row in the registry, with the runner version it runs."""
-        params = _p(worker=worker, host=host, pid=pid, device=device, now=time.time(), version=__version__)
-        self._write(lambda tx: tx.run(Q_REGISTER[tx.dialect.name], params))
+        params = _p(worker=worker, host=host, pid=pid, device=device, version=__version__)
+        self._write(lambda tx: tx.run(Q_REGISTER[tx.dialect.name], params | _p(now=tx.now())))
 
     def worker_seen(self, worker: str, *, job_id: int | None) -> None:
         """A worker is alive and holds job_id (None: idle)."""
-        self._write(lambda tx: tx.run(Q_SEEN, _p(worker=worker, now=time.time(), current=job_id)))
+        self._write(lambda tx: tx.run(Q_SEEN, _p(worker=worker, now=tx.now(), current=job_id)))
 
     def worker_exited(self, worker: str) -> None:
         """A worker is gone: its exit time, once."""
-        self._write(lambda tx: tx.run(Q_EXITED, _p(worker=worker, now=time.time())))
+        self._write(lambda tx: tx.run(Q_EXITED, _p(worker=worker, now=tx.now())))

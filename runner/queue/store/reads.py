@@ -21,6 +21,11 @@ _FAILURES = (AttemptOutcome.DIVERGED, AttemptOutcome.EXPIRED, AttemptOutcome.FAI
 class Reads(Database):
     """Every reader of the queue; none writes."""
 
+    def clock(self) -> float:
+        """The database's clock (seconds since the epoch): what the queue's timestamps and leases are
+        measured on, so "how long ago" is asked of it, not of this host's clock."""
+        return self._read(lambda tx: tx.now())
+
     def sweeps(self) -> list[str]:
         """Sweep names, oldest first."""
         stmt = select(jobs_t.c.sweep).group_by(jobs_t.c.sweep).order_by(func.min(jobs_t.c.id))

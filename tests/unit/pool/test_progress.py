@@ -13,6 +13,9 @@ class _Terminal(io.StringIO):
 
 
 class _Store:
+    def clock(self):
+        return 1e9
+
     def device_counts(self, sweep, since):
         return [{"device": "cpu", "done": 1, "running": 1, "finished_since": 1}]
 

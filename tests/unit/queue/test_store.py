@@ -167,7 +167,7 @@ def test_claims_follow_priority_then_age_and_sweep_filter(store):
 
 def test_claim_finish_round_trip(store):
     store.add_jobs("s", [("a", {"lr": 0.1, "width": 8})], max_attempts=2)
-    t0 = time.time()
+    t0 = store.clock()
     job = _claim(store, "w7", lease_s=30)
     assert (job.sweep, job.config, job.token, job.attempts, job.max_attempts) == ("s", {"lr": 0.1, "width": 8}, 1, 1, 2)
     assert store.heartbeat(job.id, job.token)
@@ -179,7 +179,7 @@ def test_claim_finish_round_trip(store):
     (row,) = store.result_rows("s")
     assert row["job_id"] == job.id and row["status"] == "done" and row["attempts"] == 1
     assert row["config"] == {"lr": 0.1, "width": 8} and row["summary"] == summary and row["error"] is None
-    assert row["created_at"] <= t0 <= row["finished_at"] <= time.time()
+    assert row["created_at"] <= t0 <= row["finished_at"] <= store.clock()
     got = store.metric_rows("s")
     assert [r[:3] for r in got] == [(job.id, 10, "test_loss"), (job.id, 0, "train_loss"), (job.id, 10, "train_loss"),
                                     (job.id, 20, "x")]
@@ -219,6 +219,8 @@ def test_a_group_claim_takes_jobs_of_the_first_jobs_fusion_key_each_with_its_own
     store.finish(group[1].id, group[1].token, _done())
     with pytest.raises(StaleTokenError):
         store.finish(group[1].id, group[1].token, _done())
+    held = [(j.id, j.token) for j in group]  # the group's beat: one transaction, the finished member refused
+    assert store.heartbeat_many(held) == {group[1].id} and store.heartbeat_many([]) == set()
     rest = store.claim_group("w3", host=HOST, device=DEV, most=4)
     assert [(j.config["key"], j.config["i"]) for j in rest] == [("k1", 4)]
     assert store.claim_group("w3", host=HOST, device=DEV, most=4) == []
@@ -259,7 +261,9 @@ def test_device_counts_for_the_progress_display(store):
     store.add_jobs("s", _jobs(4))
     early = _claim(store, device="cuda:0")
     store.finish(early.id, early.token, _done())
-    since = time.time()
+    time.sleep(0.01)  # SQLite's clock counts milliseconds: keep the finishes apart from `since`
+    since = store.clock()
+    time.sleep(0.01)
     a, b = _claim(store, device="cuda:0"), _claim(store, device="cuda:1")
     store.finish(a.id, a.token, _done())
     rows = store.device_counts(since=since)
@@ -287,6 +291,29 @@ def test_an_expired_lease_is_reclaimed_and_the_stale_writer_is_refused(store):
     history = store.attempt_rows(first.id)
     assert [(h["token"], h["worker"], h["outcome"]) for h in history] == [(1, "slow", "expired"), (2, "fast", "done")]
     assert "lease expired" in history[0]["error"]
+
+
+def test_leases_are_stamped_and_expired_on_the_databases_clock(store, url, monkeypatch):
+    """Issue 15 item 8: a host whose clock runs 120 s ahead neither reaps another host's live 60 s lease
+    nor stamps its own from its own clock; the queue's times all come from the database."""
+    store.add_jobs("s", _jobs(2))
+    behind = _claim(store, "behind", lease_s=60)
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() + 120)
+    ahead_store = Store(url, lease_s=60)
+    try:
+        assert ahead_store.reap_expired() == 0
+        ahead = ahead_store.claim("ahead", host="host-b", device=DEV)
+        assert ahead is not None and ahead.id != behind.id
+        assert ahead_store.heartbeat(ahead.id, ahead.token) and store.heartbeat(behind.id, behind.token)
+        clock = ahead_store.clock()
+    finally:
+        ahead_store.close()
+    assert abs(clock - real()) < 5
+    leases = [row["lease_until"] for row in store.running_jobs()]
+    assert all(abs(lease - (real() + 60)) < 5 for lease in leases), leases
+    started = [a["started_at"] for job in (behind, ahead) for a in store.attempt_rows(job.id)]
+    assert all(abs(t - real()) < 5 for t in started), started
 
 
 def test_reap_expired_counts_attempts_and_fails_when_exhausted(store):
