@@ -52,7 +52,7 @@ def _timed_job(config: dict, device: str, stream_per_thread: bool) -> tuple[floa
     result = train(config, device=device)
     if device != "cpu":
         torch.cuda.synchronize()
-    return t0, time.perf_counter(), result.summary["steps"], result.summary["final_test_loss"]
+    return t0, time.perf_counter(), result.summary["steps_run"], result.summary["final_test_loss"]
 
 
 def _process_main(config: dict, device: str, threads: int, barrier, out) -> None:

@@ -119,7 +119,7 @@ def whole_command(folder: Path, name: str, base: dict, jobs: int, devices: str, 
         losses[(c["seed"], c["lr"])] = s["final_test_loss"]
         k = s.get("fused") if isinstance(s.get("fused"), int) else 1
         groups.add(k)
-        steps += s["steps"]
+        steps += s["steps_run"]
         busy += s["wall_s"] / k / workers  # a group's members share its seconds; workers at once share the device
     return {"done": len(rows), "seconds": seconds, "jobs_h": len(rows) / seconds * 3600, "steps_s": steps / seconds,
             "inside": steps / busy if busy else float("nan"), "losses": losses,

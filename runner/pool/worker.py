@@ -224,7 +224,7 @@ class Worker:
         if result.status == RunStatus.STOPPED:
             try:
                 self.store.release(job.id, job.token, reason="worker stopped", count_attempt=False)
-                log.info("job %d: stopped at step %d, back in the queue", job.id, result.summary["steps"])
+                log.info("job %d: stopped at step %d, back in the queue", job.id, result.summary["steps_run"])
             except StaleTokenError as exc:
                 log.warning("job %d: release refused, another worker owns it now (%s)", job.id, exc)
             return None

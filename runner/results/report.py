@@ -33,7 +33,7 @@ from .tables import (
 
 TOP = 5
 MAX_CURVE_AXES = 3  # curves by at most this many keys, so a wide grid does not flood the report
-SCALING_KEYS = ("n_train", "width", "depth", "d", "batch_size", "steps_config")  # a learning-curve x axis
+SCALING_KEYS = ("n_train", "width", "depth", "d", "batch_size", "steps")  # a learning-curve x axis
 CURVE_METRICS = (("train_loss", "batch_loss"), ("test_loss",))  # per row: the first with a curve
 
 

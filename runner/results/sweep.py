@@ -24,7 +24,7 @@ from ..npy import from_npy
 from ..queue.store import Store
 
 # Public column contract (docs/contracts.md, "Result columns"): these follow the config columns, in this order.
-SUMMARY_COLUMNS = ("status", "attempts", "final_train_loss", "final_test_loss", "steps", "wall_s",
+SUMMARY_COLUMNS = ("status", "attempts", "final_train_loss", "final_test_loss", "steps_run", "wall_s",
                    "device", "host", "precision")
 CURVE_COLUMNS = ("job_id", "step", "metric", "value")
 _JOB_COLUMNS = {"job_id", "sweep", "status", "attempts", "error"}  # never taken from a summary
@@ -217,6 +217,9 @@ def _frame(table: dict[str, list]) -> pd.DataFrame:
     n = len(table["job_id"])
     summaries = pd.DataFrame(_json_objects(table["summary"]), index=pd.RangeIndex(n))
     summaries = summaries.drop(columns=[c for c in summaries.columns if c in _JOB_COLUMNS])
+    if "steps" in summaries.columns:  # results written before the column was renamed: `steps` then
+        old = summaries.pop("steps")
+        summaries["steps_run"] = summaries["steps_run"].fillna(old) if "steps_run" in summaries.columns else old
     configs = _config_frame(table, set(SUMMARY_COLUMNS) | set(summaries.columns) | _JOB_COLUMNS)
     columns: dict[str, Any] = {"job_id": table["job_id"], "sweep": table["sweep"], **configs}
     columns.update(status=table["status"], attempts=table["attempts"])

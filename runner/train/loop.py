@@ -303,7 +303,7 @@ def job_result(status: RunStatus, steps_run: int, wall_s: float, *, setup_s: flo
     summary: dict[str, Any] = {
         "final_train_loss": finite_or_none(final.get("train_loss")),
         "final_test_loss": finite_or_none(final.get("test_loss")),
-        "steps": steps_run,
+        "steps_run": steps_run,
         "wall_s": round(wall_s, 4),
         "setup_s": round(setup_s, 4),
         "device": str(device),

@@ -21,7 +21,7 @@ WORKER = "testhost/4242/cpu/0.0"
 
 
 def config(lr: float, width: int, seed: int) -> dict:
-    return {"lr": lr, "width": width, "seed": seed, "steps": STEPS[-1]}  # steps collides: steps_config
+    return {"lr": lr, "width": width, "seed": seed, "steps": STEPS[-1]}
 
 
 def loss(c: dict) -> float:
@@ -42,7 +42,7 @@ def outcome(c: dict) -> JobOutcome:
     where = {"device": "cpu", "host": "testhost", "cuda_visible_devices": ""}
     if all(c[k] == v for k, v in FAILS.items()):
         return JobOutcome(JobStatus.FAILED, {**where, "wall_s": 0.25}, error=TRACEBACK)
-    summary = {"final_train_loss": loss(c) * 0.9, "final_test_loss": loss(c), "steps": STEPS[-1], "wall_s": 1.5,
+    summary = {"final_train_loss": loss(c) * 0.9, "final_test_loss": loss(c), "steps_run": STEPS[-1], "wall_s": 1.5,
                "precision": "fp32", "step_at_0.5": 10, **where}
     metrics = [(s, name, curve(c, s) * k) for s in STEPS for name, k in (("test_loss", 1.0), ("train_loss", 0.9))]
     return JobOutcome(JobStatus.DONE, summary, metrics, arrays=[("w", s, to_npy(np.arange(3.0) * s)) for s in (0, 20)])

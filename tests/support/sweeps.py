@@ -56,7 +56,7 @@ def _outcome(config: dict) -> JobOutcome:
     metrics = [(s, "train_loss", train_loss(lr, width, seed, s)) for s in steps]
     metrics += [(s, "test_loss", heldout_loss(lr, width, seed, s)) for s in TEST_STEPS if done]
     summary = {"final_train_loss": final_test(lr, width, seed) / 2 if done else None,
-               "final_test_loss": final_test(lr, width, seed) if done else None, "steps": steps[-1],
+               "final_test_loss": final_test(lr, width, seed) if done else None, "steps_run": steps[-1],
                "wall_s": 1.0 + seed, "device": "cpu", "host": "testhost", "precision": "fp32",
                "step_at_0.1": step_at(lr, width, seed) if done else None}
     return JobOutcome(status, summary, metrics, error=None if done else "non-finite train loss at step 11")

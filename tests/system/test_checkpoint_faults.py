@@ -70,6 +70,6 @@ def test_a_failed_periodic_write_is_recorded_on_the_job_and_training_goes_on(tmp
     (tmp_path / "file").write_text("")
     cfg = dict(SLOW, steps=50, delay=0.0, checkpoint_every=20)
     result = train(cfg, device="cpu", checkpoint_path=tmp_path / "file" / "job.pt")  # its folder is a file
-    assert result.status == "done" and result.summary["steps"] == 50
+    assert result.status == "done" and result.summary["steps_run"] == 50
     assert "checkpoint at step 40 not written" in result.summary["checkpoint_error"]
     assert result.summary["final_test_loss"] == train(cfg, device="cpu").summary["final_test_loss"]

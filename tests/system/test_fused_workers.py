@@ -30,7 +30,7 @@ def test_workers_fuse_jobs_of_one_key_and_each_gives_what_it_gives_alone(run_cli
     for row in df.itertuples():
         alone = runner.train(dict(TINY, width=row.width, lr=row.lr, seed=row.seed), device="cpu")
         assert row.final_test_loss == pytest.approx(alone.summary["final_test_loss"], rel=1e-5)
-        assert row.steps == alone.summary["steps"]
+        assert row.steps_run == alone.summary["steps_run"]
 
 
 def test_fuse_1_trains_every_job_alone_and_auto_fuses_on_the_cpu_too(run_cli, tmp_path):

@@ -102,7 +102,7 @@ def run_two_hosts(db: str, tmp_path: Path, show, jobs: int, seed: int) -> dict:
     assert b.returncode == 0, err[-2000:]
     assert a.returncode == -signal.SIGKILL
     assert figures["lost"] == 0 and figures["duplicated"] == 0
-    assert len(df) == jobs and df.seed.nunique() == jobs and (df.steps == df.steps_config).all()
+    assert len(df) == jobs and df.seed.nunique() == jobs and (df.steps_run == df.steps).all()
     assert len(done_attempts) == jobs  # one done attempt per job: nothing ran to the end twice
     assert {a["host"] for a in expired} == {"node-a"} and len(expired) == figures["reruns"]
     for job in orphaned:  # node-a's attempt expired, node-b's finished the job

@@ -31,7 +31,7 @@ from support.grid_db import (
 import runner
 from runner.cli import main
 from runner.errors import UserError
-from runner.queue.store import Store
+from runner.queue.store import JobOutcome, JobStatus, Store
 from runner.results.reading import SUMMARY_COLUMNS
 from runner.results.views import jobs_lines, show_lines, status_lines
 
@@ -48,7 +48,7 @@ def dbs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 # --- Python API ------------------------------------------------------------------------------------
 def test_results_has_the_contract_columns_and_the_values_jobs_wrote(dbs):
     df = runner.results(dbs["finished"], sweep=SWEEP)
-    assert list(df.columns) == ["job_id", "sweep", "lr", "width", "seed", "steps_config", *SUMMARY_COLUMNS,
+    assert list(df.columns) == ["job_id", "sweep", "lr", "width", "seed", "steps", *SUMMARY_COLUMNS,
                                 "cuda_visible_devices", "step_at_0.5", "error"]
     assert len(df) == 7 and df.job_id.is_unique
     for row in df.to_dict("records"):
@@ -60,8 +60,22 @@ def test_results_has_the_contract_columns_and_the_values_jobs_wrote(dbs):
         else:
             assert row["status"] == "done" and pd.isna(row["error"])
             assert row["final_test_loss"] == loss(c) and row["final_train_loss"] == loss(c) * 0.9
-            assert row["steps"] == STEPS[-1] and row["steps_config"] == STEPS[-1] and row["wall_s"] == 1.5
+            assert row["steps_run"] == STEPS[-1] and row["steps"] == STEPS[-1] and row["wall_s"] == 1.5
             assert row["precision"] == "fp32" and row["step_at_0.5"] == 10
+
+
+def test_steps_run_of_results_written_before_the_rename_and_the_config_key_steps_keep_their_names(tmp_path):
+    """Issue 15 item 13: the summary column is `steps_run`, so the config key `steps` is no longer
+    renamed `steps_config`; a database whose summaries still say `steps` reads the same."""
+    db = str(tmp_path / "old.db")
+    with Store(db, create=True) as store:
+        store.add_jobs("old", [("a", {"lr": 0.1, "steps": 300}), ("b", {"lr": 0.2, "steps": 300})])
+        for summary in ({"steps": 120, "final_test_loss": 0.5}, {"steps_run": 300, "final_test_loss": 0.25}):
+            job = store.claim("w", host="h", device="cpu")
+            store.finish(job.id, job.token, JobOutcome(JobStatus.DONE, summary))
+    df = runner.results(db, sweep="old").sort_values("lr")
+    assert "steps_config" not in df.columns and df.steps.tolist() == [300, 300]
+    assert df.steps_run.tolist() == [120, 300]
 
 
 def test_results_of_a_running_sweep_and_an_empty_database(dbs):
@@ -77,7 +91,7 @@ def test_results_of_a_running_sweep_and_an_empty_database(dbs):
 
 def test_curves_are_long_form_with_the_config_joined(dbs):
     cv = runner.curves(dbs["finished"], sweep=SWEEP)
-    assert list(cv.columns) == ["job_id", "step", "metric", "value", "sweep", "lr", "width", "seed", "steps_config"]
+    assert list(cv.columns) == ["job_id", "step", "metric", "value", "sweep", "lr", "width", "seed", "steps"]
     assert len(cv) == 6 * 2 * len(STEPS)  # 6 done jobs, 2 metrics, 3 steps; the failed job wrote none
     for row in cv.itertuples():
         c = config(row.lr, row.width, row.seed)
@@ -115,7 +129,7 @@ def test_grid_array_names_the_keys_that_vary_within_a_cell_and_other_mistakes(db
     crowded = r"3 cells of axes \['lr', 'width'\] hold several jobs: seed also varies there; add them to axes"
     with pytest.raises(UserError, match=crowded + r".*where=\{'seed'"):  # (0.1, 8) holds one job: seed 1 is missing
         runner.grid_array(dbs["finished"], sweep=SWEEP, axes=["lr", "width"])
-    with pytest.raises(UserError, match="axis 'wdith' is not a config key.*lr, width, seed, steps_config"):
+    with pytest.raises(UserError, match="axis 'wdith' is not a config key.*lr, width, seed, steps"):
         runner.grid_array(dbs["finished"], sweep=SWEEP, axes=["lr", "wdith"])
     with pytest.raises(UserError, match="no summary value 'final_loss'.*final_test_loss"):
         runner.grid_array(dbs["finished"], sweep=SWEEP, value="final_loss", axes=["lr", "width", "seed"])

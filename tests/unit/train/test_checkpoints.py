@@ -32,7 +32,7 @@ def test_a_stopped_job_resumes_and_ends_as_if_never_stopped(tmp_path, cfg, stop_
     whole = train(cfg, device="cpu")
     path = tmp_path / "job.pt"
     first = train(cfg, device="cpu", should_stop=StopAfter(stop_at), checkpoint_path=path)
-    assert first.status == "stopped" and first.summary["steps"] == stop_at
+    assert first.status == "stopped" and first.summary["steps_run"] == stop_at
     assert path.exists() and torch.load(path, weights_only=True)["step"] == stop_at
     resumed = train(cfg, device="cpu", checkpoint_path=path)
     assert resumed.status == "done" and resumed.summary["resumed_from_step"] == stop_at

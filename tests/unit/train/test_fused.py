@@ -101,7 +101,7 @@ def test_members_end_on_their_own_steps_and_the_others_go_on():
     alone = [runner.train(c, device="cpu") for c in configs]
     fused = train_group(configs, device="cpu")
     assert [r.status for r in fused] == ["diverged", "done", "done"]
-    assert fused[1].summary["steps"] < 600 == fused[2].summary["steps"]
+    assert fused[1].summary["steps_run"] < 600 == fused[2].summary["steps_run"]
     for a, f in zip(alone, fused):
         assert_same(a, f)
 
@@ -127,7 +127,7 @@ def test_a_stop_request_ends_every_member_stopped():
     calls = iter(range(10**6))
     results = train_group(members(TEACHER, seed=[0, 1], lr=[0.05, 0.1]), device="cpu",
                           should_stop=lambda: next(calls) >= 50)
-    assert [r.status for r in results] == ["stopped", "stopped"] and results[0].summary["steps"] == 51
+    assert [r.status for r in results] == ["stopped", "stopped"] and results[0].summary["steps_run"] == 51
 
 
 def test_the_memory_estimate_scales_with_the_budget_and_the_model():

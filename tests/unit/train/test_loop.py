@@ -75,8 +75,8 @@ def test_stop_on_thresholds_stops_early():
     out = train(cfg, device="cpu")
     crossed = out.summary["step_at_0.3"]
     assert crossed is not None and out.status == "done"
-    assert crossed < out.summary["steps"] <= crossed + CHUNK
-    assert out.summary["steps"] < 5000
+    assert crossed < out.summary["steps_run"] <= crossed + CHUNK
+    assert out.summary["steps_run"] < 5000
 
 
 def test_huge_learning_rate_ends_diverged():
