@@ -193,10 +193,11 @@ class Worker:
         error, results, permanent = None, None, False
         try:
             if len(jobs) == 1:
-                results = [train(jobs[0].config, device=self.device, should_stop=should_stop, checkpoint_path=ckpts[0])]
+                results = [train(jobs[0].config, device=self.device, should_stop=should_stop, checkpoint_path=ckpts[0],
+                                 threads=None)]  # the worker set its own thread count
             else:
                 results = train_group([job.config for job in jobs], device=self.device, should_stop=should_stop,
-                                      checkpoint_paths=ckpts)
+                                      checkpoint_paths=ckpts, threads=None)
         except _LeaseLost:
             for job in jobs:
                 self._abandoned(job)

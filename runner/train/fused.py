@@ -33,7 +33,17 @@ from .fused_checkpoints import restore_optimizer, restore_parts, save_member
 from .fused_data import GroupData
 from .fusion import fusion_key
 from .grabbing import GrabContext, run_grabs
-from .loop import CHUNK, RunStatus, TrainResult, build_model, default_device, derive_seeds, job_result, train
+from .loop import (
+    CHUNK,
+    RunStatus,
+    TrainResult,
+    build_model,
+    default_device,
+    derive_seeds,
+    intra_op_threads,
+    job_result,
+    train,
+)
 from .optim import LOSSES, MEMBER_LOSSES, accuracy, precision
 from .plan import JobPlan, plan_job
 from .records import Records
@@ -44,13 +54,21 @@ from .thresholds import LossTracker
 
 def train_group(configs: Sequence[dict[str, Any] | JobPlan], *, device: str | torch.device | None = None,
                 should_stop: Callable[[], bool] | None = None,
-                checkpoint_paths: Sequence[str | Path | None] | None = None) -> list[TrainResult]:
+                checkpoint_paths: Sequence[str | Path | None] | None = None, threads: int | None = 1) -> list[TrainResult]:
     """Train jobs of one fusion key as one batched model; their results in the order given. Where
     they cannot be fused, each is trained alone (`fused: off: <why>` in its summary).
 
     With `checkpoint_paths` (one per job, as `train` takes one), members resume from their
     checkpoints, save one every `checkpoint_every` steps and when `should_stop` ends the group. A
-    member whose checkpoint is at another step than most of the group's resumes alone."""
+    member whose checkpoint is at another step than most of the group's resumes alone. `threads`: as
+    `train` takes them."""
+    with intra_op_threads(threads):
+        return _train_group(configs, device, should_stop, checkpoint_paths)
+
+
+def _train_group(configs: Sequence[dict[str, Any] | JobPlan], device: str | torch.device | None,
+                 should_stop: Callable[[], bool] | None,
+                 checkpoint_paths: Sequence[str | Path | None] | None) -> list[TrainResult]:
     plans = [c if isinstance(c, JobPlan) else plan_job(dict(c)) for c in configs]
     _check_one_key(plans)
     dev = torch.device(device) if device is not None else default_device()
@@ -89,7 +107,7 @@ def _check_one_key(plans: Sequence[JobPlan]) -> None:
 
 def _alone(plan: JobPlan, device: torch.device, should_stop: Callable[[], bool], why: str,
            checkpoint_path: Path | None) -> TrainResult:
-    result = train(plan, device=device, should_stop=should_stop, checkpoint_path=checkpoint_path)
+    result = train(plan, device=device, should_stop=should_stop, checkpoint_path=checkpoint_path, threads=None)
     result.summary["fused"] = f"off: {why}"
     return result
 
