@@ -183,9 +183,10 @@ def _copier(values: list[Any]) -> Callable[[Any], Any] | None:
 def expand(spec: GridSpec) -> list[dict[str, Any]]:
     """One config per job: base merged with the cell's axis values; last axis fastest; no shared lists."""
     groups, dropped = _validate(spec)
-    columns = [(key, [value]) for key, value in spec.base.items()]
-    columns += [(key, [row[j] for row in rows]) for names, rows in groups for j, key in enumerate(names)]
-    copiers = [(key, copy) for key, values in columns if (copy := _copier(values))]
+    columns: dict[str, list[Any]] = {key: [value] for key, value in spec.base.items()}
+    for names, rows in groups:  # a key both in base and on an axis takes the axis's values
+        columns.update({key: [row[j] for row in rows] for j, key in enumerate(names)})
+    copiers = [(key, copy) for key, values in columns.items() if (copy := _copier(values))]
     collect = gc.isenabled()
     gc.disable()  # configs hold no cycles; collecting while building 100k dicts costs a third of the time
     try:
