@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
 
 import click
 
@@ -23,10 +24,15 @@ RETRY_STATES = (JobStatus.FAILED, JobStatus.DIVERGED, JobStatus.CANCELLED)  # th
 @user_errors
 def submit(grid: str, overrides: tuple[str, ...], db: str, dry_run: bool) -> None:
     """Expand GRID (a YAML file) into jobs; OVERRIDES like lr=0.01,0.1 base.steps=2000."""
+    from ..queue.submission import MixedSweepWarning
     from ..queue.submission import submit as do_submit
 
-    report = do_submit(grid, db=db, overrides=overrides, dry_run=dry_run)
-    click.echo(str(report))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MixedSweepWarning)  # the report says it, on its own line
+        report = do_submit(grid, db=db, overrides=overrides, dry_run=dry_run)
+    click.echo(report.headline())
+    if report.outside:
+        click.echo(f"warning: {report.warning()}", err=True)
 
 
 @main.command()

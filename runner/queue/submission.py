@@ -6,8 +6,10 @@ Validation happens before the database is opened, so a bad grid writes nothing.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, NamedTuple, Sequence
 
@@ -33,8 +35,14 @@ class SubmitReport:
     existing: int
     db: str
     dry_run: bool = False
+    # keys whose values differ between the sweep's jobs although no grid of it varies them -> their values
+    outside: dict[str, list[Any]] = field(default_factory=dict)
 
     def __str__(self) -> str:
+        return self.headline() + (f"\nwarning: {self.warning()}" if self.outside else "")
+
+    def headline(self) -> str:
+        """What the submit added, in one line."""
         if self.dry_run:
             return (f"sweep {self.sweep}: {self.total} jobs, all valid; a submit would add {self.added} new, "
                     f"{self.existing} already there (dry run: nothing written to {self.db})")
@@ -42,6 +50,17 @@ class SubmitReport:
             return f"sweep {self.sweep}: {self.total} jobs, 0 added (all already in {self.db})"
         extra = f", {self.existing} already there" if self.existing else ""
         return f"sweep {self.sweep}: {self.total} jobs, {self.added} added to {self.db}{extra}"
+
+    def warning(self) -> str:
+        """What a mixed sweep means, in one line (empty when the sweep is one grid)."""
+        if not self.outside:
+            return ""
+        keys = "; ".join(f"{k} ({', '.join(_short(v) for v in values[:6])}{', ...' if len(values) > 6 else ''})"
+                         for k, values in self.outside.items())
+        now = "would then hold" if self.dry_run else "now holds"
+        return (f"sweep {self.sweep} {now} jobs that differ in {keys}, which no grid of it varies: plots and "
+                f"reports keep them apart; to compare them as one grid, make {next(iter(self.outside))} an axis, "
+                "or submit with --sweep NEW_NAME to keep them in a sweep of their own")
 
 
 def _references(data: Any) -> Any:
@@ -99,16 +118,49 @@ def plan_jobs(spec: GridSpec) -> list[PlannedJob]:
             for (config, priority, max_attempts, fuse), key in zip(cells, keys)]
 
 
-def _already_there(db: str, sweep: str, hashes: Sequence[str]) -> int:
-    """How many of these jobs the sweep already holds: read only, and 0 without opening a SQLite
-    file that does not exist (a dry run creates nothing)."""
+def _already_there(db: str, spec: GridSpec, jobs: Sequence[PlannedJob]) -> tuple[int, dict[str, list[Any]]]:
+    """How many of these jobs the sweep already holds, and the keys outside its grids it would then
+    differ in: read only, nothing without opening a SQLite file that does not exist (a dry run
+    creates nothing)."""
     from .store import Store, sqlite_file
 
     path = sqlite_file(db)
     if path is not None and not Path(path).expanduser().exists():
-        return 0
+        return 0, {}
     with Store(db) as store:
-        return store.count_hashes(sweep, hashes)
+        there = store.count_hashes(spec.sweep, [job.config_hash for job in jobs])
+        if there == len(jobs) or not _jobs_in(store, spec.sweep):
+            return there, {}
+        axes = set(store.sweep_axes(spec.sweep) or ()) | set(axis_names(spec))
+        return there, differing_keys([*_configs(store, spec.sweep), *(job.config for job in jobs)], axes)
+
+
+def _jobs_in(store: Any, sweep: str) -> int:
+    return sum(store.counts(sweep).get(sweep, {}).values())
+
+
+def _configs(store: Any, sweep: str) -> list[dict[str, Any]]:
+    return json.loads("[" + ",".join(store.config_table(sweep)["config"]) + "]")
+
+
+def differing_keys(configs: Sequence[Mapping[str, Any]], axes: set[str]) -> dict[str, list[Any]]:
+    """Config keys (other than axes and seeds) whose values differ between configs -> those values,
+    as first seen; a key some configs lack counts its absence as the value None."""
+    seen: dict[str, dict[str, Any]] = {}
+    keys = list(dict.fromkeys(k for config in configs for k in config))
+    for key in keys:
+        if key in axes or key == "seed":
+            continue
+        for config in configs:
+            value = config.get(key)
+            seen.setdefault(key, {}).setdefault(json.dumps(value, sort_keys=True, default=str), value)
+    return {k: list(values.values()) for k, values in seen.items() if len(values) > 1}
+
+
+def _short(value: Any) -> str:
+    """A config value as a short readable text."""
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return text if len(text) <= 24 else text[:21] + "..."
 
 
 def _check_portable(config: Mapping[str, Any], seen: set[tuple[str, str]]) -> None:
@@ -129,22 +181,42 @@ def _check_portable(config: Mapping[str, Any], seen: set[tuple[str, str]]) -> No
 def submit(grid: str | os.PathLike | Mapping[str, Any], *, db: str = DEFAULT_DB, overrides: Sequence[str] = (),
            sweep: str | None = None, dry_run: bool = False) -> SubmitReport:
     """Expand a grid file (or dict) into jobs in the database; idempotent per (sweep, config)."""
-    from .store import Store, display_url
+    from .store import display_url
 
     spec = load_spec(grid, overrides, sweep)
     jobs = plan_jobs(spec)
     if dry_run:
-        there = _already_there(db, spec.sweep, [job.config_hash for job in jobs])
-        return SubmitReport(spec.sweep, len(jobs), len(jobs) - there, there, display_url(db), dry_run=True)
-    groups: dict[tuple[int, int], list[tuple[str, dict[str, Any], str]]] = {}
+        there, outside = _already_there(db, spec, jobs)
+        report = SubmitReport(spec.sweep, len(jobs), len(jobs) - there, there, display_url(db), dry_run=True,
+                              outside=outside)
+    else:
+        report = _add(db, spec, jobs)
+    if report.outside:
+        warnings.warn(report.warning(), MixedSweepWarning, stacklevel=2)
+    return report
+
+
+class MixedSweepWarning(UserWarning):
+    """A submit left a sweep holding jobs that differ in a key no grid of it varies."""
+
+
+def _add(db: str, spec: GridSpec, jobs: Sequence[PlannedJob]) -> SubmitReport:
+    """Add the jobs (one transaction per (priority, max_attempts) group) and record the grid's axes."""
+    from .store import Store, display_url
+
+    groups: dict[tuple[int, int], list[tuple[str, dict[str, Any], str | None]]] = {}
     for h, config, priority, attempts, key in jobs:
         groups.setdefault((priority, attempts), []).append((h, config, key))
+    axes = axis_names(spec)
     store = Store(db, create=True)
     try:
         added = existing = 0
         for (priority, attempts), batch in groups.items():
-            a, e = store.add_jobs(spec.sweep, batch, priority=priority, max_attempts=attempts)
+            a, e = store.add_jobs(spec.sweep, batch, priority=priority, max_attempts=attempts, axes=axes)
             added, existing = added + a, existing + e
+        outside: dict[str, list[Any]] = {}
+        if added and _jobs_in(store, spec.sweep) > added:  # the sweep held jobs of an earlier submit
+            outside = differing_keys(_configs(store, spec.sweep), set(store.sweep_axes(spec.sweep) or axes))
     finally:
         store.close()
-    return SubmitReport(spec.sweep, len(jobs), added, existing, display_url(db))
+    return SubmitReport(spec.sweep, len(jobs), added, existing, display_url(db), outside=outside)

@@ -21,29 +21,45 @@ from matplotlib.ticker import LogFormatter, NullLocator
 
 from ..errors import UserError
 from .sweep import Sweep, opened
-from .tables import averaged_note, check_axis, check_value, fmt, is_number, levels, long_curves, stats
+from .tables import (
+    averaged_note,
+    check_axis,
+    check_value,
+    combinations,
+    fmt,
+    is_number,
+    levels,
+    long_curves,
+    outside_keys,
+    outside_note,
+    rows_at,
+    stats,
+)
 
 BANDS = ("minmax", "std")
 SUFFIXES = (".png", ".svg", ".pdf")
 DPI = 150
 MISSING = "#d0d0d0"  # heatmap cells without a finite value
 LOG_SPAN = 100.0  # a positive axis spanning this factor or more is drawn on a log scale
+LINE_STYLES = ("-", "--", ":", "-.")  # jobs that differ outside the grid: one style per combination
 
 
 def plot_curves(db: str | Sweep, sweep: str | None = None, metric: str | None = None, by: str = "lr",
                 out: str | Path | None = None, *, band: str = "minmax", logy: bool | None = None,
                 logx: bool | None = None) -> Figure:
     """One line per value of `by`: the metric's mean over the other keys against step, with a band.
-    metric None: the one recorded at the most steps (Sweep.busiest_metric)."""
+    metric None: the one recorded at the most steps (Sweep.busiest_metric). Jobs that differ in a key
+    no grid of the sweep varies get lines of their own (tables.outside_keys), never one mean."""
     check_output(out)
     check_band(band)
     with opened(db, sweep) as source:
         metric = metric or source.busiest_metric()
         df = source.results(hashable=True)
         by = check_axis(df, by, source.name)
+        split = [k for k in outside_keys(source, df) if k != by]
         points = long_curves(source, metric, df)
         logx = _span(points.step) >= LOG_SPAN if logx is None else logx
-        notes = [averaged_note(df, [by]), _band_note(band)]
+        notes = [averaged_note(df, [by, *split]), _band_note(band), *([outside_note(df, split)] if split else [])]
         if logx and (points.step <= 0).any():
             points = points[points.step > 0]
             notes.append("step 0 not shown on the log axis")
@@ -51,12 +67,13 @@ def plot_curves(db: str | Sweep, sweep: str | None = None, metric: str | None = 
         if points.step.nunique() == 1:
             notes.append(_one_step_note(source, metric))
     fig, ax = _figure(7.0, 4.6)
-    table = stats(points, [by, "step"], "value")
-    colours = _colours(levels(df[by]))
-    for level, colour in colours.items():
-        part = _rows(table, by, level).sort_values("step")
-        if len(part):
-            _line_with_band(ax, part.step, part, band, colour, fmt(level))
+    table = stats(points, [by, *split, "step"], "value")
+    styles = _styles(df, split)
+    for level, colour in _colours(levels(df[by])).items():
+        for combo, style in styles.items():
+            part = rows_at(table, [by, *split], [level, *combo]).sort_values("step")
+            if len(part):
+                _line_with_band(ax, part.step, part, band, colour, _label(level, split, combo), linestyle=style)
     _scales(ax, logx, logy)
     if points.step.nunique() == 1:
         ax.set_xticks(sorted(set(points.step)))
@@ -71,9 +88,15 @@ def plot_heatmap(db: str | Sweep, sweep: str | None = None, value: str = "final_
     check_output(out)
     with opened(db, sweep) as source:
         name, df = source.name, source.results(hashable=True)
+        outside = outside_keys(source, df)
     x, y = check_axis(df, x, name), check_axis(df, y, name)
     if x == y:
         raise UserError(f"--x and --y are both {x!r}: pick two different keys")
+    apart = [k for k in outside if k not in (x, y)]
+    if apart:
+        raise UserError(f"sweep {name!r} holds jobs that differ in {', '.join(apart)}, which no grid of it varies: a "
+                        f"cell would average them; put {apart[0]} on an axis (--x {apart[0]} or --y {apart[0]}), "
+                        "or keep one value from runner.results()")
     df = df.assign(**{value: check_value(df, value, name)})
     xs, ys = levels(df[x]), levels(df[y])
     masked, partial = _cells(df, value, x, y, xs, ys)
@@ -105,26 +128,31 @@ def plot_scaling(db: str | Sweep, sweep: str | None = None, value: str = "final_
     check_band(band)
     with opened(db, sweep) as source:
         name, df = source.name, source.results(hashable=True)
+        outside = outside_keys(source, df)
     x = check_axis(df, x, name, numeric=True)
     by = check_axis(df, by, name) if by is not None else None
     if by == x:
         raise UserError(f"--x and --by are both {x!r}: pick two different keys")
     df = df.assign(**{value: check_value(df, value, name)})
     shown = [x] if by is None else [by, x]
-    table = stats(df, shown, value)
+    split = [k for k in outside if k not in shown]
+    table = stats(df, [*shown, *split], value)
     fig, ax = _figure(7.0, 4.6)
     colours = _colours(levels(df[by])) if by is not None else {None: "C0"}
+    styles = _styles(df, split)
     for level, colour in colours.items():
-        part = (table if by is None else _rows(table, by, level)).sort_values(x)
-        if len(part):
-            _line_with_band(ax, part[x], part, band, colour, "mean" if by is None else fmt(level), marker="o")
+        for combo, style in styles.items():
+            part = rows_at(table if by is None else _rows(table, by, level), split, combo).sort_values(x)
+            if len(part):
+                label = _label("mean" if by is None else level, split, combo)
+                _line_with_band(ax, part[x], part, band, colour, label, marker="o", linestyle=style)
     xs = np.array(levels(df[x]), dtype=float)
     logx, logy = bool((xs > 0).all()), bool((table["min"] > 0).all())
     _scales(ax, logx, logy)
     if len(xs) <= 10:
         ax.set_xticks(xs, [fmt(v) for v in levels(df[x])], minor=False)
         ax.xaxis.set_minor_locator(NullLocator())
-    notes = [averaged_note(df, shown), _band_note(band)]
+    notes = [averaged_note(df, [*shown, *split]), _band_note(band), *([outside_note(df, split)] if split else [])]
     missing = int((~np.isfinite(df[value])).sum())
     if missing:
         notes.append(f"{missing} of {len(df)} jobs without a value left out")
@@ -205,8 +233,18 @@ def _colours(values: Sequence[Any]) -> dict[Any, Any]:
     return {v: f"C{i % 10}" for i, v in enumerate(values)}
 
 
+def _styles(df: pd.DataFrame, split: Sequence[str]) -> dict[tuple[Any, ...], str]:
+    """A line style per combination of the keys drawn apart (one solid style when none)."""
+    return {combo: LINE_STYLES[i % len(LINE_STYLES)] for i, combo in enumerate(combinations(df, split))}
+
+
+def _label(level: Any, split: Sequence[str], combo: Sequence[Any]) -> str:
+    """A legend entry: the level, then the values of the keys drawn apart ('0.1, steps 300')."""
+    return ", ".join([fmt(level), *(f"{k} {fmt(v)}" for k, v in zip(split, combo))])
+
+
 def _line_with_band(ax: Axes, xs: pd.Series, part: pd.DataFrame, band: str, colour: Any, label: str,
-                    marker: str | None = None) -> None:
+                    marker: str | None = None, linestyle: str = "-") -> None:
     """The mean as a line, and the spread (min-max or +- std) as a translucent band around it."""
     x, mean = xs.to_numpy(float), part["mean"].to_numpy(float)
     if band == "std":
@@ -214,7 +252,7 @@ def _line_with_band(ax: Axes, xs: pd.Series, part: pd.DataFrame, band: str, colo
     else:
         low, high = part["min"].to_numpy(float), part["max"].to_numpy(float)
     marker = marker or ("o" if len(x) <= 12 else None)  # a short series still shows as points
-    ax.plot(x, mean, color=colour, label=label, marker=marker, markersize=4, linewidth=1.8)
+    ax.plot(x, mean, color=colour, label=label, marker=marker, markersize=4, linewidth=1.8, linestyle=linestyle)
     if len(x) == 1:  # a band needs two points: show the spread as an error bar
         ax.errorbar(x, mean, yerr=[mean - low, high - mean], color=colour, capsize=4, linewidth=1, fmt="none")
     elif (high > low).any():

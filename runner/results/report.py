@@ -22,11 +22,15 @@ from .sweep import Sweep, opened
 from .tables import (
     SEED_KEYS,
     axis_keys,
+    combinations,
     config_columns,
     fmt,
     fmt_number,
     is_number,
     levels,
+    outside_keys,
+    outside_note,
+    rows_at,
     value_columns,
     varying_keys,
 )
@@ -54,13 +58,14 @@ def write_report(db: str | Sweep, sweep: str | None, out_dir: str | Path) -> Rep
     out = _out_folder(out_dir)
     with opened(db, sweep) as source:  # before the folder is made: an unknown sweep leaves nothing behind
         df = source.results(hashable=True)
+        apart = outside_keys(source, df)
         out.mkdir(exist_ok=True)
         report = Report(summary=out / "summary.md", results=out / "results.csv")
         export(source.results(), str(report.results))
         figures = _figures(source, df, out, report)
     intro = f"Database: `{source.shown}`. Results of every job: [results.csv](results.csv)."
-    lines = [f"# Sweep `{source.name}`", "", intro, "", *_what_ran(df), *_failures(df), *_by_axis(df), *_best(df),
-             *figures]
+    lines = [f"# Sweep `{source.name}`", "", intro, "", *_what_ran(df, apart), *_failures(df), *_by_axis(df, apart),
+             *_best(df), *figures]
     report.summary.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
     return report
 
@@ -77,8 +82,8 @@ def _out_folder(out_dir: str | Path) -> Path:
 
 
 # --- sections ------------------------------------------------------------------------------------
-def _what_ran(df: pd.DataFrame) -> list[str]:
-    """Job counts by status, the grid, fixed keys, wall time and devices."""
+def _what_ran(df: pd.DataFrame, apart: Sequence[str]) -> list[str]:
+    """Job counts by status, the grid, fixed keys, keys outside the grid, wall time and devices."""
     counts = df.status.value_counts()
     rows = [[s.value, str(int(counts.get(s.value, 0)))] for s in JobStatus if counts.get(s.value, 0)]
     lines = ["## What ran", "", *_table(["status", "jobs"], rows + [["**total**", f"**{len(df)}**"]], "lr"), ""]
@@ -89,6 +94,9 @@ def _what_ran(df: pd.DataFrame) -> list[str]:
     fixed = [k for k in config_columns(df) if k not in varying]
     if fixed:
         lines.append("- Same in every job: " + ", ".join(f"`{k}={fmt(df[k].iloc[0])}`" for k in fixed))
+    if apart:
+        lines.append(f"- **Not one grid**: {outside_note(df, apart, then='')} (a base value changed between "
+                     "submits): the tables and figures below keep them apart")
     wall = pd.to_numeric(df.get("wall_s"), errors="coerce").dropna()
     if len(wall):
         lines.append(f"- Wall time: {_duration(wall.sum())} in all, {_duration(wall.mean())} mean per job "
@@ -114,8 +122,9 @@ def _failures(df: pd.DataFrame) -> list[str]:
             *_table(["job", "status", *keys, "error"], rows, "rl" + "".join(_align(df, k) for k in keys) + "l"), ""]
 
 
-def _by_axis(df: pd.DataFrame) -> list[str]:
-    """Per varying key (seeds aside): mean +- std of each summary value over the other keys."""
+def _by_axis(df: pd.DataFrame, apart: Sequence[str]) -> list[str]:
+    """Per varying key (seeds aside): mean +- std of each summary value over the other keys, apart for
+    each combination of the keys no grid varies."""
     values = [v for v in value_columns(df) if _numeric(df[v]).notna().any()]
     if not values:
         return ["## Results by axis", "", "No job has a result yet.", ""]
@@ -126,18 +135,20 @@ def _by_axis(df: pd.DataFrame) -> list[str]:
                  " (k/n) when only k of n finished jobs did.")
     lines = ["## Results by axis", "", note, ""]
     for key in keys or [None]:
-        lines += [f"### `{key}`" if key else "### All jobs", "", *_axis_table(df, key, values), ""]
+        split = [k for k in apart if k != key]
+        lines += [f"### `{key}`" if key else "### All jobs", "", *_axis_table(df, key, split, values), ""]
     return lines
 
 
-def _axis_table(df: pd.DataFrame, key: str | None, values: Sequence[str]) -> list[str]:
-    """One row per value of `key` (or one row for all jobs), one column per summary value."""
-    groups = [(lvl, df[df[key].isna()] if lvl is None else df[df[key] == lvl]) for lvl in levels(df[key])] \
-        if key else [("all", df)]
-    rows = [[fmt(lvl), str(len(part)), str(int((part.status == JobStatus.DONE.value).sum())),
-             *[_cell(part, v) for v in values]] for lvl, part in groups]
-    first = _align(df, key) if key else "l"
-    return _table([key or "jobs", "jobs", "done", *values], rows, first + "r" * (2 + len(values)))
+def _axis_table(df: pd.DataFrame, key: str | None, split: Sequence[str], values: Sequence[str]) -> list[str]:
+    """One row per value of `key` (or one row for all jobs) and combination of the `split` keys, one
+    column per summary value."""
+    shown = ([key] if key else []) + list(split)
+    groups = [(combo, rows_at(df, shown, combo)) for combo in combinations(df, shown)] if shown else [(("all",), df)]
+    rows = [[*map(fmt, combo), str(len(part)), str(int((part.status == JobStatus.DONE.value).sum())),
+             *[_cell(part, v) for v in values]] for combo, part in groups if len(part)]
+    aligns = "".join(_align(df, k) for k in shown) or "l"
+    return _table([*(shown or ["jobs"]), "jobs", "done", *values], rows, aligns + "r" * (2 + len(values)))
 
 
 def _best(df: pd.DataFrame) -> list[str]:

@@ -52,6 +52,7 @@ class Sweep:
         self._hashable: pd.DataFrame | None = None
         self._points: dict[tuple[str, ...] | None, pd.DataFrame] = {}  # by metric names; None: every metric
         self._configs: dict[str, list] | None = None
+        self._axes: list[str] | None = None
 
     def _resolve(self, name: str | None, every_sweep: bool) -> str | None:
         """The sweep to read: the one named, the only one, or None for every sweep."""
@@ -68,6 +69,13 @@ class Sweep:
 
     def close(self) -> None:
         self.store.close()
+
+    def axes(self) -> list[str] | None:
+        """The keys the sweep's grids vary (recorded at each submit); None when unknown (a sweep
+        submitted by an older runner, or every sweep of the database at once)."""
+        if self._axes is None and self.name is not None:
+            self._axes = self.store.sweep_axes(self.name)
+        return None if self._axes is None else list(self._axes)
 
     def __enter__(self) -> Sweep:
         return self

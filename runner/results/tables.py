@@ -45,6 +45,42 @@ def axis_keys(df: pd.DataFrame) -> list[str]:
     return [k for k in varying_keys(df) if k not in SEED_KEYS]
 
 
+def outside_keys(sweep: Sweep, df: pd.DataFrame) -> list[str]:
+    """Config keys whose values differ between jobs although no grid of the sweep varies them (a base
+    value changed between submits: `base.steps=500` resubmitted). Such jobs are different experiments,
+    so figures and tables draw them apart instead of averaging them. Seed keys never count (more seeds
+    are more of the same experiment); [] when the sweep's axes are unknown."""
+    axes = sweep.axes()
+    if axes is None:
+        return []
+    known = set(axes) | {f"{a}_config" for a in axes} | set(SEED_KEYS)
+    return [k for k in varying_keys(df) if k not in known]
+
+
+def outside_note(df: pd.DataFrame, keys: Sequence[str], then: str = ": drawn apart") -> str:
+    """'jobs differ in steps (300, 500), which no grid of the sweep varies: drawn apart'."""
+    shown = "; ".join(f"{k} ({', '.join(fmt(v) for v in levels(df[k])[:6])})" for k in keys)
+    return f"jobs differ in {shown}, which no grid of the sweep varies{then}"
+
+
+def combinations(df: pd.DataFrame, keys: Sequence[str]) -> list[tuple[Any, ...]]:
+    """The distinct value tuples of these keys in the frame, each key in `levels` order (() when none)."""
+    if not keys:
+        return [()]
+    present = set(map(tuple, df[list(keys)].astype(object).where(df[list(keys)].notna(), None).itertuples(index=False)))
+    ordered = [()]
+    for key in keys:
+        ordered = [(*head, v) for head in ordered for v in levels(df[key])]
+    return [combo for combo in ordered if combo in present]
+
+
+def rows_at(table: pd.DataFrame, keys: Sequence[str], values: Sequence[Any]) -> pd.DataFrame:
+    """The rows of a table where each key has its value (None matches a missing value)."""
+    for key, value in zip(keys, values):
+        table = table[table[key].isna()] if value is None else table[table[key] == value]
+    return table
+
+
 def check_axis(df: pd.DataFrame, key: str, sweep: str, *, numeric: bool = False) -> str:
     """The column for a user-named axis; a user error when unknown, constant or (if asked) not numeric."""
     cols, varying = config_columns(df), varying_keys(df)

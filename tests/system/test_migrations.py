@@ -77,22 +77,22 @@ def _schema(url: str) -> dict:
 
 
 def test_runner_db_upgrade_migrates_a_schema_1_database(url, new_url, backend, run_cli):
-    assert SCHEMA_VERSION == 3  # a new version needs its own migration test beside this one
+    assert SCHEMA_VERSION == 4  # a new version needs its own migration test beside this one
     _build_schema_1(url, backend)
     refused = run_cli("status", "--db", url)
     assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1
-    assert "older runner (schema 1 < 3): run `runner db upgrade`" in refused.stderr
+    assert "older runner (schema 1 < 4): run `runner db upgrade`" in refused.stderr
 
     out = run_cli("db", "upgrade", "--db", url)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.startswith("upgraded ") and out.stdout.strip().endswith("from schema 1 to 3")
+    assert out.stdout.startswith("upgraded ") and out.stdout.strip().endswith("from schema 1 to 4")
     again = run_cli("db", "upgrade", "--db", url)
-    assert again.returncode == 0 and "at schema 3 already: nothing to do" in again.stdout
+    assert again.returncode == 0 and "at schema 4 already: nothing to do" in again.stdout
 
     fresh = new_url()
     Store(fresh, create=True).close()
     assert _schema(url) == _schema(fresh)  # the migrated schema is the one a new database gets
-    assert dict(sql(url, "SELECT key, value FROM meta")) == {"app": "runner", "schema_version": "3"}
+    assert dict(sql(url, "SELECT key, value FROM meta")) == {"app": "runner", "schema_version": "4"}
 
     with Store(url) as store:  # every old row is there, and the queue works on
         (done, pending) = store.result_rows("old")
@@ -115,9 +115,9 @@ def test_runner_db_upgrade_gives_a_schema_2_database_fusion_keys(url, new_url, b
     sql(url, "ALTER TABLE workers ADD COLUMN version VARCHAR")  # what 1 -> 2 does
     sql(url, "UPDATE meta SET value = '2' WHERE key = 'schema_version'")
     refused = run_cli("status", "--db", url)
-    assert refused.returncode == 2 and "older runner (schema 2 < 3): run `runner db upgrade`" in refused.stderr
+    assert refused.returncode == 2 and "older runner (schema 2 < 4): run `runner db upgrade`" in refused.stderr
     out = run_cli("db", "upgrade", "--db", url)
-    assert out.returncode == 0 and out.stdout.strip().endswith("from schema 2 to 3"), out.stderr
+    assert out.returncode == 0 and out.stdout.strip().endswith("from schema 2 to 4"), out.stderr
     fresh = new_url()
     Store(fresh, create=True).close()
     assert _schema(url) == _schema(fresh)
@@ -147,3 +147,27 @@ def test_every_older_schema_has_a_migration():
     from runner.queue.store import MIGRATIONS
 
     assert sorted(MIGRATIONS) == list(range(1, SCHEMA_VERSION))
+
+
+def test_runner_db_upgrade_gives_a_schema_3_database_the_sweeps_table(url, new_url, backend, run_cli, tmp_path):
+    """3 -> 4: the sweeps table. A sweep submitted before has no row (its axes are unknown: nothing is
+    drawn apart); the next submit to it records its grid's axes."""
+    _build_schema_1(url, backend)
+    sql(url, "ALTER TABLE workers ADD COLUMN version VARCHAR")
+    sql(url, "ALTER TABLE jobs ADD COLUMN fusion_key VARCHAR")
+    sql(url, "CREATE INDEX ix_jobs_fusion ON jobs (fusion_key, status, priority DESC, id)")
+    sql(url, "UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+    out = run_cli("db", "upgrade", "--db", url)
+    assert out.returncode == 0 and out.stdout.strip().endswith("from schema 3 to 4"), out.stderr
+    fresh = new_url()
+    Store(fresh, create=True).close()
+    assert _schema(url) == _schema(fresh)
+    assert sql(url, "SELECT name FROM sweeps") == []
+    with Store(url) as store:
+        assert store.sweep_axes("old") is None
+    grid = tmp_path / "g.yaml"
+    grid.write_text("sweep: old\nbatchfn: gaussian_teacher\nmodel: mlp\nbase: {d: 4, batch_size: 8}\n"
+                    "grid: {lr: [0.1, 0.3]}\n")
+    assert run_cli("submit", str(grid), "--db", url).returncode == 0
+    with Store(url) as store:
+        assert store.sweep_axes("old") == ["lr"]

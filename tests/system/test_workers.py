@@ -187,7 +187,7 @@ def test_workers_print_the_hint_once_at_start(tmp_path):
     assert done.returncode == 0, done.stderr
     lines = [line for line in done.stderr.splitlines() if "torch has no compiled bytecode" in line]
     assert len(lines) == 1 and "PYTHONDONTWRITEBYTECODE is set" in lines[0], done.stderr
-    runner.submit(dict(sweep="hint", base=dict(SLOW, steps=3, delay=0.0)), db=db)
+    runner.submit(dict(sweep="hint-again", base=dict(SLOW, steps=3, delay=0.0)), db=db)
     quiet = subprocess.run(workers, env=bytecode_env(), capture_output=True, text=True, timeout=120)
     assert quiet.returncode == 0 and "compiled bytecode" not in quiet.stderr, quiet.stderr
 

@@ -20,7 +20,7 @@ from ...train.fusion import group_cap
 from ..states import AttemptOutcome, JobStatus
 from .engine import _chunks, _Tx
 from .reads import Reads
-from .schema import _status_in, arrays_t, attempts_t, jobs_t, metrics_t, results_t, workers_t
+from .schema import _status_in, arrays_t, attempts_t, jobs_t, metrics_t, results_t, sweeps_t, workers_t
 
 REAP_EVERY_S = 1.0       # PostgreSQL: a claim looks for expired leases at most this often per process
 
@@ -106,6 +106,16 @@ def _move(tx: _Tx, job_id: int, target: JobStatus, token: int | None = None, **v
     raise TransitionError(f"job {job_id} is {row[0]}: it cannot move to {target}")
 
 
+def _record_axes(tx: _Tx, sweep: str, axes: Sequence[str], now: float) -> None:
+    """The sweep's row, made if missing, with these axes added to those it has (in first-seen order).
+    The row is locked (PostgreSQL) so two racing submits both land."""
+    tx.run(Q_NEW_SWEEP[tx.dialect.name], _p(name=sweep, axes="[]", now=now))
+    known = json.loads(tx.one(Q_SWEEP_AXES_LOCKED, _p(name=sweep))[0])  # type: ignore[index]
+    union = known + [a for a in dict.fromkeys(axes) if a not in known]
+    if union != known:
+        tx.run(Q_SET_AXES, _p(name=sweep, axes=_dumps(union)))
+
+
 def _requeue(tx: _Tx, held: tuple, now: float, *, reason: str, outcome: AttemptOutcome, count_attempt: bool) -> None:
     """A running job (id, token, attempts, max_attempts) goes back to pending, or to failed when
     its last counted attempt ended; its attempt row is closed."""
@@ -166,20 +176,25 @@ Q_RESULT, Q_METRIC, Q_ARRAY = insert(results_t), insert(metrics_t), insert(array
 
 
 def _upserts(upsert: Any) -> tuple[Any, Any]:
-    """(Q_ADD, Q_REGISTER) built with one dialect's insert (the same on_conflict API, separate classes)."""
+    """(Q_ADD, Q_REGISTER, Q_NEW_SWEEP) built with one dialect's insert (the same on_conflict API, separate classes)."""
     add = upsert(jobs_t).on_conflict_do_nothing(index_elements=[jobs_t.c.sweep, jobs_t.c.config_hash])  # idempotent
     register = upsert(workers_t).values(worker=bindparam("p_worker"), host=bindparam("p_host"), pid=bindparam("p_pid"),
                                         device=bindparam("p_device"), started_at=bindparam("p_now"),
                                         seen_at=bindparam("p_now"), version=bindparam("p_version"))
+    new_sweep = upsert(sweeps_t).values(name=bindparam("p_name"), axes=bindparam("p_axes"),
+                                        created_at=bindparam("p_now")).on_conflict_do_nothing(index_elements=[sweeps_t.c.name])
     return add, register.on_conflict_do_update(  # a worker (re)starts
         index_elements=[workers_t.c.worker],
         set_={c: register.excluded[c] for c in ("host", "pid", "device", "started_at", "seen_at", "version")}
-        | {"job_id": None, "exited_at": None})
+        | {"job_id": None, "exited_at": None}), new_sweep
 
 
 _by_dialect = {"sqlite": _upserts(sqlite_insert), "postgresql": _upserts(pg_insert)}
 Q_ADD = {name: q[0] for name, q in _by_dialect.items()}        # by dialect name
 Q_REGISTER = {name: q[1] for name, q in _by_dialect.items()}   # by dialect name
+Q_NEW_SWEEP = {name: q[2] for name, q in _by_dialect.items()}  # by dialect name
+Q_SWEEP_AXES_LOCKED = select(sweeps_t.c.axes).where(sweeps_t.c.name == bindparam("p_name")).with_for_update()
+Q_SET_AXES = update(sweeps_t).where(sweeps_t.c.name == bindparam("p_name")).values(axes=bindparam("p_axes"))
 Q_SEEN = update(workers_t).where(workers_t.c.worker == bindparam("p_worker")).values(  # a worker is alive
     seen_at=bindparam("p_now"), job_id=bindparam("p_current"))
 Q_EXITED = update(workers_t).where(  # a worker is gone
@@ -200,9 +215,10 @@ class JobOps(Reads):
 
     # --- submit ----------------------------------------------------------------------------------
     def add_jobs(self, sweep: str, jobs: Sequence[tuple[str, dict] | tuple[str, dict, str | None]], *,
-                 priority: int = 0, max_attempts: int = 3) -> tuple[int, int]:
+                 priority: int = 0, max_attempts: int = 3, axes: Sequence[str] | None = None) -> tuple[int, int]:
         """Add (config_hash, config) or (config_hash, config, fusion_key) as pending jobs; returns
-        (added, already there). A job without a fusion key is never fused."""
+        (added, already there). A job without a fusion key is never fused. `axes`: the keys the
+        submitted grid varies, added in the same transaction to those the sweep records."""
         if not isinstance(sweep, str) or not sweep:
             raise UserError(f"a sweep needs a non-empty name, got {sweep!r}")
         if max_attempts < 1:
@@ -215,7 +231,13 @@ class JobOps(Reads):
                  job[2] if len(job) > 2 else None) for job in jobs if job[0] not in known]
         keys = ("sweep", "config_hash", "config", "status", "priority", "attempts", "max_attempts", "token",
                 "created_at", "fusion_key")
-        added = self._write(lambda tx: tx.many(Q_ADD[tx.dialect.name], keys, rows)) if rows else 0  # ON CONFLICT: racing submits
+
+        def body(tx: _Tx) -> int:
+            added = tx.many(Q_ADD[tx.dialect.name], keys, rows) if rows else 0  # ON CONFLICT: racing submits
+            if axes is not None:
+                _record_axes(tx, sweep, axes, now)
+            return added
+        added = self._write(body) if rows or axes is not None else 0
         return added, len(jobs) - added
 
     # --- workers ---------------------------------------------------------------------------------

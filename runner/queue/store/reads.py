@@ -11,7 +11,7 @@ from sqlalchemy import and_, case, func, or_, select
 from ...errors import NoSuchSweep, UserError
 from ..states import AttemptOutcome, JobStatus
 from .engine import Database, _chunks, _Tx
-from .schema import _status_in, arrays_t, attempts_t, jobs_t, metrics_t, results_t, workers_t
+from .schema import _status_in, arrays_t, attempts_t, jobs_t, metrics_t, results_t, sweeps_t, workers_t
 
 S = JobStatus
 # the outcomes of attempts that ended badly: what recent_failures lists
@@ -25,6 +25,12 @@ class Reads(Database):
         """The database's clock (seconds since the epoch): what the queue's timestamps and leases are
         measured on, so "how long ago" is asked of it, not of this host's clock."""
         return self._read(lambda tx: tx.now())
+
+    def sweep_axes(self, sweep: str) -> list[str] | None:
+        """The keys a sweep's grids vary (the union over its submits); None for a sweep submitted
+        before runner kept them (schema 3 and older)."""
+        row = self._read(lambda tx: tx.one(select(sweeps_t.c.axes).where(sweeps_t.c.name == sweep)))
+        return None if row is None else json.loads(row[0])
 
     def sweeps(self) -> list[str]:
         """Sweep names, oldest first."""

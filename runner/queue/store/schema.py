@@ -34,7 +34,7 @@ from ..states import JobStatus
 if TYPE_CHECKING:
     from .engine import _Tx
 
-SCHEMA_VERSION = 3       # 1: the first schema; 2: workers.version; 3: jobs.fusion_key
+SCHEMA_VERSION = 4       # 1: the first schema; 2: workers.version; 3: jobs.fusion_key; 4: the sweeps table
 APP = "runner"
 
 metadata = MetaData()
@@ -73,6 +73,10 @@ workers_t = Table("workers", metadata, Column("worker", String, primary_key=True
                   Column("pid", Integer), Column("device", String), Column("started_at", Float),
                   Column("seen_at", Float), Column("job_id", Integer), Column("exited_at", Float),
                   Column("version", String))  # schema 2: the runner version a worker runs (hosts may differ)
+# schema 4: per sweep, the keys its grids vary (JSON list, the union over its submits), so that jobs which
+# differ in a key no grid varies (a changed base value) are told apart from a grid's axes
+sweeps_t = Table("sweeps", metadata, Column("name", String, primary_key=True), Column("axes", Text, nullable=False),
+                 Column("created_at", Float, nullable=False))
 
 
 def _status_in(statuses: Iterable[JobStatus]) -> Any:
@@ -170,7 +174,13 @@ def _to_schema_3(tx: _Tx) -> None:
     tx.ddl(str(CreateIndex(ix_jobs_fusion).compile(dialect=tx.dialect)))
 
 
-MIGRATIONS: dict[int, Callable[[_Tx], None]] = {1: _to_schema_2, 2: _to_schema_3}
+def _to_schema_4(tx: _Tx) -> None:
+    """3 -> 4: the sweeps table. Sweeps submitted before have no row: their axes are unknown, and
+    plots and reports treat every key that varies as they did before."""
+    tx.ddl(str(CreateTable(sweeps_t).compile(dialect=tx.dialect)))
+
+
+MIGRATIONS: dict[int, Callable[[_Tx], None]] = {1: _to_schema_2, 2: _to_schema_3, 3: _to_schema_4}
 
 
 def _ensure_schema(tx: _Tx, where: str, upgrade: bool) -> int | None:
