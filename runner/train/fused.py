@@ -136,6 +136,12 @@ class _Member:
     def active(self) -> bool:
         return self.status is None
 
+    def initial(self, device: torch.device) -> list[torch.Tensor]:
+        """Its initial weights on the device (kept on the CPU until a grab asks: dist_from_init)."""
+        if self.init_params and self.init_params[0].device != device:
+            self.init_params = [p.to(device) for p in self.init_params]
+        return self.init_params
+
 
 class _Group:
     """The run of one fused group: `__init__` builds the members and the stack, `run()` trains."""
@@ -151,7 +157,7 @@ class _Group:
         for plan, state, path in zip(plans, saved, paths):  # each member exactly as it would be built alone
             seeds = derive_seeds(plan.options.seed)
             data = JobData(plan, device, seeds)
-            model = build_model(plan, data, device, seeds["model"])
+            model = build_model(plan, data, torch.device("cpu"), seeds["model"])  # moved as one stack
             models.append(model)
             member = _Member(len(self.members), plan, data, LossTracker(plan.options.thresholds, plan.options.ema),
                              Records(plan.options.eval_every), LrPlan(plan.options),
@@ -167,7 +173,7 @@ class _Group:
         self.grads: dict[str, torch.Tensor] | None = None  # the last step's, per stacked parameter
         self.saves = any(path is not None for path in paths)
         if self.blocker is None:
-            self.stacked = StackedModel(models)
+            self.stacked = StackedModel(models, device)
             self.optimizer = StackedOptimizer(self.stacked.params, [m.plan.options for m in self.members])
             restore_optimizer(self, list(saved))
             self.blocker = self._trial_forward()
@@ -177,6 +183,8 @@ class _Group:
         self.last_batch: Batch | None = None  # the last step's stacked batch: member i's is (X[i], y[i])
         self.graph = FusedGraph(self._compute, self.data, device) if not why_not else None
         self.current_step = 0
+        # evaluations awaiting the next host read: (step, name, [K] values on the device, the members they are for)
+        self.pending: list[tuple[int, str, torch.Tensor, list[int]]] = []
         self.setup_s = time.perf_counter() - started
 
     # what cannot be fused -----------------------------------------------------------------------
@@ -210,8 +218,8 @@ class _Group:
         first = self.start
         if self.start:
             self._set_lr(self.start)  # a resume: each member's lr where it stopped
+        active = [m for m in members if m.active]  # changes only when members end, after a host read
         for step in range(self.start, o.steps):
-            active = [m for m in members if m.active]
             if step in change_steps:
                 for m in self.members:  # every member's stream, as the graph draws for all
                     m.data.apply_changes(step)
@@ -232,7 +240,8 @@ class _Group:
                 self._flush(losses, first)  # the one CPU-GPU sync of a chunk, for every member at once
                 losses, first = [], step + 1
                 self._end_finished(step + 1)
-                if not any(m.active for m in members):
+                active = [m for m in members if m.active]
+                if not active:
                     break
                 if stop or save:
                     self._save(step + 1)
@@ -303,10 +312,10 @@ class _Group:
                 out = stacked(X)  # type: ignore[misc]
                 loss = MEMBER_LOSSES[o.loss](out, y).float()
                 acc = torch.func.vmap(lambda a, b: accuracy(o.loss, a, b))(out, y) if o.loss != "mse" else None
-                for m in members:
-                    m.records.scalar(step, f"{name}_loss", loss[m.index])
-                    if acc is not None:
-                        m.records.scalar(step, f"{name}_acc", acc[m.index])
+                chosen = [m.index for m in members]  # read with the next host read, for the group at once
+                self.pending.append((step, f"{name}_loss", loss, chosen))
+                if acc is not None:
+                    self.pending.append((step, f"{name}_acc", acc, chosen))
         stacked.train(True)  # type: ignore[union-attr]
 
     @staticmethod
@@ -319,7 +328,7 @@ class _Group:
             module = self.stacked.member(m.index, self.grads)  # type: ignore[union-attr]
             ctx = GrabContext(model=module, step=step, X_train=m.data.X_train, y_train=m.data.y_train,
                               X_test=m.data.X_test, y_test=m.data.y_test, optimizer=None,  # type: ignore[arg-type]
-                              init_params=m.init_params, config=m.plan.config, loss_fn=self.loss_fn,
+                              init_params=m.initial(self.device), config=m.plan.config, loss_fn=self.loss_fn,
                               batch=self._batch_of(m))
             run_grabs(m.plan.grabs, ctx, m.records.record)
 
@@ -341,6 +350,7 @@ class _Group:
         snapshots when done, then freeze them (learning rate 0)."""
         if not ending:
             return
+        self.data.sync()
         for m in ending:
             m.status, m.steps_run = status, steps_run
         if status == RunStatus.DONE:
@@ -356,6 +366,7 @@ class _Group:
 
     def _save(self, step: int) -> None:
         """A checkpoint of every member still training, each in its own file."""
+        self.data.sync()
         for m in self.members:
             if m.active and m.path is not None:
                 save_member(self, m, step, m.path)
@@ -363,17 +374,19 @@ class _Group:
     def _flush(self, losses: list[torch.Tensor], first: int) -> None:
         """One host read for the whole group: the chunk's losses of every member and every value
         awaiting the read; each active member's tracker and records take their part."""
-        pending = [m.records.pending_values() for m in self.members]
+        pending, self.pending = self.pending, []
         parts = [torch.stack(losses).float().reshape(-1)] if losses else []
-        parts += [torch.stack(p).float().reshape(-1) for p in pending if p]
-        values = torch.cat(parts).cpu().numpy() if parts else np.zeros(0)  # a CPU-GPU sync point
+        parts += [values.float().reshape(-1) for _, _, values, _ in pending]
+        read = torch.cat(parts).cpu().numpy() if parts else np.zeros(0)  # a CPU-GPU sync point
         n, k = len(losses), len(self.members)
-        chunk, at = values[: n * k].reshape(n, k), n * k
+        chunk, none = read[: n * k].reshape(n, k), np.zeros(0)
         for i, m in enumerate(self.members):
-            evals = values[at:at + len(pending[i])]
-            at += len(pending[i])
-            mine = chunk[:, i] if m.active else np.zeros(0)
-            m.records.absorb(mine, first, evals)
+            mine = chunk[:, i] if m.active else none
+            m.records.absorb(mine, first, none)
             if m.active:
                 m.tracker.update(mine, first)
+        for j, (step, name, _, chosen) in enumerate(pending):  # evaluations: [K] values each
+            row = read[n * k + j * k: n * k + (j + 1) * k].tolist()
+            for i in chosen:
+                self.members[i].records.metric(step, name, row[i])
 

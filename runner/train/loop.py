@@ -127,8 +127,10 @@ def build_model(plan: JobPlan, data: JobData, device: torch.device, seed: int) -
     accepted = {p.name for p in model_params(plan.model.fn)}
     kwargs = {k: v for k, v in kwargs.items() if k in accepted or k not in ("d_in", "d_out")}
     # Initialise on the CPU under a private RNG: same weights on every device, global RNG untouched.
+    # Only the CPU generator is seeded (torch.manual_seed also seeds every accelerator's, which costs
+    # more than building a small model: a fused group builds a thousand).
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+        torch.random.default_generator.manual_seed(seed)
         try:
             model = plan.model.fn(**kwargs)
         except Exception as exc:

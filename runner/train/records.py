@@ -10,7 +10,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from .schedule import every
+
+def _due(first: int, n: int, eval_every: int) -> list[int]:
+    """The steps of first .. first + n - 1 at the evaluation cadence (and step 0), in order."""
+    due = [0] if first == 0 and n else []
+    if eval_every and eval_every > 0:
+        start = -(-max(first, 1) // eval_every) * eval_every  # the first multiple after step 0
+        due += list(range(start, first + n, eval_every))
+    return due
 
 
 class Records:
@@ -71,10 +78,8 @@ class Records:
     def absorb(self, chunk: np.ndarray, first_step: int, evals: np.ndarray) -> None:
         """Keep what a host read brought: the chunk's train losses (batch_loss at the evaluation
         cadence) and the pending values, in the order pending_values gave them."""
-        for i, value in enumerate(chunk.tolist()):
-            s = first_step + i
-            if every(self.eval_every, s) or s == 0:
-                self.metrics.append((s, "batch_loss", value))
+        for s in _due(first_step, len(chunk), self.eval_every):
+            self.metrics.append((s, "batch_loss", float(chunk[s - first_step])))
         self.metrics.extend((s, n, v) for (s, n, _), v in zip(self.pending, evals.tolist()))
         self.pending.clear()
 

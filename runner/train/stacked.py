@@ -33,15 +33,22 @@ def fusion_blocker(models: Sequence[nn.Module]) -> str | None:
 
 
 class StackedModel:
-    """The members' parameters and buffers stacked ([K, ...] each), run through one stateless copy."""
+    """The members' parameters and buffers stacked ([K, ...] each) on `device`, run through one
+    stateless copy. The member modules may live on the CPU (a group builds them there: a thousand
+    small host-to-device copies cost more than building the models); one moves to `device` when a
+    grab or a snapshot first asks for it."""
 
-    def __init__(self, models: Sequence[nn.Module]):
+    def __init__(self, models: Sequence[nn.Module], device: torch.device | None = None):
         self.k = len(models)
         params, buffers = torch.func.stack_module_state(list(models))
-        self.params: dict[str, torch.Tensor] = params      # leaves that require grad
-        self.buffers: dict[str, torch.Tensor] = buffers
+        device = device or next(iter(params.values())).device
+        self.device = device
+        self.params: dict[str, torch.Tensor] = {  # leaves that require grad
+            k: v.detach().to(device).requires_grad_(v.requires_grad) for k, v in params.items()}
+        self.buffers: dict[str, torch.Tensor] = {k: v.to(device) for k, v in buffers.items()}
         self.base = copy.deepcopy(models[0]).to("meta")     # the structure only; no memory
         self._members = list(models)                        # for grabs and snapshots: a member as a module
+        self._on_device: set[int] = set()
 
         def one(p: dict[str, torch.Tensor], b: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
             return torch.func.functional_call(self.base, (p, b), (x,))
@@ -61,6 +68,9 @@ class StackedModel:
         of the last step's gradients as .grad (a grab such as grad_norm reads them). For grabs and
         snapshots; what is done to it does not flow back."""
         module = self._members[i]
+        if i not in self._on_device:
+            module.to(self.device)
+            self._on_device.add(i)
         with torch.no_grad():
             for name, p in module.named_parameters():
                 p.copy_(self.params[name][i])
