@@ -26,7 +26,7 @@ def test_cli_refuses_mps_on_for_cpu_workers(run_cli, tmp_path):
 def test_workers_sharing_a_gpu_under_mps_give_the_results_of_workers_without(tmp_path):
     """The real daemon: 2 captured workers on GPU 0 under MPS and without; same losses, no daemon left.
     Jobs run alone (--fuse 1): which jobs a fused claim groups depends on timing, and a group's batched
-    kernels round differently from one job's, so only unfused runs can be compared bit for bit."""
+    kernels round differently from one job's."""
     torch = pytest.importorskip("torch")
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA GPU")
@@ -48,7 +48,11 @@ def test_workers_sharing_a_gpu_under_mps_give_the_results_of_workers_without(tmp
         df = runner.results(db, sweep="mps")
         assert (df.status == "done").all() and (df.step_capture == "on").all()
         losses[mode] = df.sort_values("seed").final_test_loss.tolist()
-    assert losses["on"] == losses["off"]
+    # Bit for bit most runs; not always: cuBLAS promises the same bits only for the same SMs and streams,
+    # and MPS clients share SMs (seen on an H200: one job of 8 off by 2.3e-4 relative after 1,500 steps).
+    worst = max(abs(a - b) / abs(b) for a, b in zip(losses["on"], losses["off"]))
+    print(f"MPS on against off: worst relative difference of the final losses {worst:.1e}")
+    assert worst < 1e-3, (losses["on"], losses["off"])
     left = subprocess.run(["pgrep", "-f", "nvidia-cuda-mps-control"], capture_output=True, text=True).stdout
     assert not left.strip(), f"an MPS daemon is still running: pids {left.split()}"
 
