@@ -14,10 +14,12 @@ from typing import Any, Callable
 import click
 
 from ..errors import UserError
+from ..text import printable
 
 DB_HELP = "database: a file path or a SQLAlchemy URL (env RUNNER_DB)"
 ONLY_THIS_SWEEP = "only this sweep"
 DRAWN_SWEEP = "the sweep to draw [default: the database's only sweep]"
+JOB_ID = click.IntRange(1, (1 << 63) - 1)  # a job id is a database integer: larger ones are refused as usage errors
 
 
 class _OneLineGroup(click.Group):
@@ -31,7 +33,7 @@ class _OneLineGroup(click.Group):
         except click.ClickException as exc:
             ctx = getattr(exc, "ctx", None)
             hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
-            click.echo(f"error: {exc.format_message().rstrip('.')}{hint}", err=True)
+            say(f"error: {exc.format_message().rstrip('.')}{hint}", err=True)
             sys.exit(exc.exit_code)
         except click.Abort:
             click.echo("Aborted!", err=True)
@@ -43,6 +45,12 @@ class _OneLineGroup(click.Group):
 @click.version_option(package_name="runner")
 def main() -> None:
     """Hyperparameter sweeps of small networks: grid file -> job queue -> GPU workers -> results."""
+
+
+def say(text: str, err: bool = False) -> None:
+    """Print a line (or lines) of output with control characters escaped (runner.text.printable):
+    what a command prints holds sweep names, keys and errors from files and rows others wrote."""
+    click.echo(printable(text), err=err)
 
 
 def db_option(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -63,7 +71,7 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except UserError as exc:
-            click.echo("error: " + re.sub(r"\s*\n\s*", " ", str(exc).strip()), err=True)  # always one line
+            say("error: " + re.sub(r"\s*\n\s*", " ", str(exc).strip()), err=True)  # always one line
             sys.exit(exc.exit_code)
 
     return wrapper

@@ -9,7 +9,8 @@ from typing import Any, Callable
 
 import click
 
-from .common import DRAWN_SWEEP, db_option, main, sweep_option, user_errors
+from ..text import safe_file_name
+from .common import DRAWN_SWEEP, db_option, main, say, sweep_option, user_errors
 
 
 def _band_option(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -18,14 +19,16 @@ def _band_option(fn: Callable[..., Any]) -> Callable[..., Any]:
                         help="spread drawn around the mean: min to max, or +- one standard deviation")(fn)
 
 
-def _draw(db: str, sweep: str | None, output: str | Callable[[Any], str], draw: Callable[[Any, str], Any]) -> None:
-    """Open the sweep once, draw one figure of it into `output` (or the path output(sweep) names), say so."""
+def _draw(db: str, sweep: str | None, output: str | None, default: str | Callable[[Any], str],
+          draw: Callable[[Any, str], Any]) -> None:
+    """Open the sweep once, draw one figure of it into `output`, or into the default name (made from
+    names in the database: kept to one safe file name in the working folder), and say so."""
     from ..results.sweep import Sweep
 
     with Sweep(db, sweep) as opened:
-        path = output(opened) if callable(output) else output
+        path = output or safe_file_name(default(opened) if callable(default) else default)
         draw(opened, path)
-    click.echo(f"wrote {path}")
+    say(f"wrote {path}")
 
 
 @main.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -46,7 +49,7 @@ def curves(db: str, sweep: str | None, metric: str | None, by: str, band: str, o
     """Mean metric against step, by one key. One line per value of --by, averaged over the other keys."""
     from ..results.plots import plot_curves
 
-    _draw(db, sweep, output or (lambda opened: f"curves_{metric or opened.busiest_metric()}_by_{by}.png"),
+    _draw(db, sweep, output, lambda opened: f"curves_{metric or opened.busiest_metric()}_by_{by}.png",
           lambda opened, out: plot_curves(opened, None, metric or opened.busiest_metric(), by, out, band=band))
 
 
@@ -62,7 +65,7 @@ def heatmap(db: str, sweep: str | None, value: str, x: str, y: str, output: str 
     """Mean summary value over two keys. Averaged over the other keys; cells without a value grey."""
     from ..results.plots import plot_heatmap
 
-    _draw(db, sweep, output or f"heatmap_{value}_{x}_{y}.png",
+    _draw(db, sweep, output, f"heatmap_{value}_{x}_{y}.png",
           lambda opened, out: plot_heatmap(opened, None, value, x, y, out))
 
 
@@ -79,7 +82,7 @@ def scaling(db: str, sweep: str | None, value: str, x: str, by: str, band: str, 
     """Summary value against a size, log-log. Learning curves: one line per value of --by, mean over seeds."""
     from ..results.plots import plot_scaling
 
-    _draw(db, sweep, output or f"scaling_{value}_{x}.png",
+    _draw(db, sweep, output, f"scaling_{value}_{x}.png",
           lambda opened, out: plot_scaling(opened, None, value, x, None if by.lower() == "none" else by, out, band=band))
 
 
@@ -95,7 +98,7 @@ def report(db: str, sweep: str | None, output: str | None) -> None:
     from ..results.sweep import Sweep
 
     with Sweep(db, sweep) as opened:
-        written = write_report(opened, None, output or f"{opened.name}-report")
-    click.echo(f"wrote {written.summary}, {written.results.name} and {len(written.figures)} figures")
+        written = write_report(opened, None, output or safe_file_name(f"{opened.name}-report"))
+    say(f"wrote {written.summary}, {written.results.name} and {len(written.figures)} figures")
     for note in written.skipped:
-        click.echo(f"skipped {note}")
+        say(f"skipped {note}")

@@ -11,7 +11,7 @@ import click
 from ..errors import UserError
 from ..pool.mps import MODES as MPS_MODES
 from ..queue.states import JobStatus  # the store's JobStatus, without loading SQLAlchemy for `--help`
-from .common import db_option, main, sweep_option, user_errors
+from .common import JOB_ID, db_option, main, say, sweep_option, user_errors
 
 RETRY_STATES = (JobStatus.FAILED, JobStatus.DIVERGED, JobStatus.CANCELLED)  # the ended states retry puts back
 
@@ -30,9 +30,9 @@ def submit(grid: str, overrides: tuple[str, ...], db: str, dry_run: bool) -> Non
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", MixedSweepWarning)  # the report says it, on its own line
         report = do_submit(grid, db=db, overrides=overrides, dry_run=dry_run)
-    click.echo(report.headline())
+    say(report.headline())
     if report.outside:
-        click.echo(f"warning: {report.warning()}", err=True)
+        say(f"warning: {report.warning()}", err=True)
 
 
 @main.command()
@@ -74,7 +74,7 @@ def workers(devices: str | None, per_device: int, db: str, sweep: str | None, ma
 
 
 @main.command()
-@click.argument("job_ids", nargs=-1, type=int)
+@click.argument("job_ids", nargs=-1, type=JOB_ID)
 @db_option
 @sweep_option("cancel every pending or running job of this sweep")
 @user_errors
@@ -86,7 +86,7 @@ def cancel(job_ids: tuple[int, ...], db: str, sweep: str | None) -> None:
         raise UserError("name job ids or --sweep NAME to cancel")
     with Store(db) as store:
         n = store.cancel(sweep=sweep, job_ids=list(job_ids) or None)
-    click.echo(f"cancelled {n} jobs")
+    say(f"cancelled {n} jobs")
 
 
 @main.command()
@@ -101,7 +101,7 @@ def retry(db: str, sweep: str | None, states: tuple[str, ...]) -> None:
 
     with Store(db) as store:
         n = store.retry(sweep=sweep, statuses=[JobStatus(s) for s in states])
-    click.echo(f"{n} jobs back in the queue")
+    say(f"{n} jobs back in the queue")
 
 
 @main.group(name="db")
@@ -119,6 +119,6 @@ def upgrade(db: str) -> None:
     store = Store(db, upgrade=True)
     store.close()
     if store.upgraded_from is None:
-        click.echo(f"{display_url(db)} is at schema {SCHEMA_VERSION} already: nothing to do")
+        say(f"{display_url(db)} is at schema {SCHEMA_VERSION} already: nothing to do")
     else:
-        click.echo(f"upgraded {display_url(db)} from schema {store.upgraded_from} to {SCHEMA_VERSION}")
+        say(f"upgraded {display_url(db)} from schema {store.upgraded_from} to {SCHEMA_VERSION}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ..queue.states import JobStatus  # the store's JobStatus, without loading SQLAlchemy for `--help`
-from .common import db_option, main, sweep_option, user_errors
+from .common import JOB_ID, db_option, main, say, sweep_option, user_errors
 
 
 @main.command()
@@ -25,7 +25,7 @@ def status(db: str, sweep: str | None, watch: bool, interval: float) -> None:
         if watch:
             watch_status(store, sweep, interval)
         else:
-            click.echo("\n".join(status_lines(store, sweep)))
+            say("\n".join(status_lines(store, sweep)))
 
 
 @main.command()
@@ -41,11 +41,11 @@ def jobs(db: str, sweep: str | None, states: tuple[str, ...], limit: int) -> Non
     from ..results.views import jobs_lines
 
     with Store(db) as store:
-        click.echo("\n".join(jobs_lines(store, sweep, states, limit)))
+        say("\n".join(jobs_lines(store, sweep, states, limit)))
 
 
 @main.command()
-@click.argument("job_id", type=int)
+@click.argument("job_id", type=JOB_ID)
 @db_option
 @user_errors
 def show(job_id: int, db: str) -> None:
@@ -54,7 +54,7 @@ def show(job_id: int, db: str) -> None:
     from ..results.views import show_lines
 
     with Store(db) as store:
-        click.echo("\n".join(show_lines(store, job_id)))
+        say("\n".join(show_lines(store, job_id)))
 
 
 @main.command()
@@ -70,21 +70,21 @@ def results(db: str, sweep: str | None, output: str | None) -> None:
     df = read_results(db, sweep)
     if output:
         export(df, output)
-        click.echo(f"wrote {len(df)} rows to {output}")
+        say(f"wrote {len(df)} rows to {output}")
         return
     import pandas as pd
 
     if not len(df):
-        click.echo("(no jobs)")
+        say("(no jobs)")
         return
     hidden = {"sweep", "error", "host", "cuda_visible_devices"}
     constant = [c for c in df.columns[2:df.columns.get_loc("status")]
                 if (df[c].map(repr) if df[c].dtype == object else df[c]).nunique(dropna=False) == 1]
     if constant:
-        click.echo("same in every job: " + ", ".join(f"{c}={df[c].iloc[0]}" for c in constant))
+        say("same in every job: " + ", ".join(f"{c}={df[c].iloc[0]}" for c in constant))
     shown = df.drop(columns=[c for c in df.columns if c in hidden or c in constant])
     most = 200  # a terminal's worth: the first and last 100 rows
     with pd.option_context("display.max_columns", 40, "display.width", 200):
-        click.echo(shown.to_string(index=False, max_rows=most))
+        say(shown.to_string(index=False, max_rows=most))
     if len(df) > most:
-        click.echo(f"({len(df):,} rows: the first and last {most // 2} shown; write them all with -o FILE.csv)")
+        say(f"({len(df):,} rows: the first and last {most // 2} shown; write them all with -o FILE.csv)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import math
 import os
+import stat
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +13,21 @@ from typing import Any
 
 from ..hashing import canonical_json
 from ..text import did_you_mean
-from .grid_values import MAX_CELLS, axis_values, check_json, entries, fail, grab_list, kind_of, load_yaml, mapping
+from .grid_values import (
+    MAX_CELLS,
+    MAX_GRID_BYTES,
+    MAX_JOB_VALUES,
+    axis_values,
+    check_json,
+    check_shape,
+    entries,
+    expanded_shape,
+    fail,
+    grab_list,
+    kind_of,
+    load_yaml,
+    mapping,
+)
 from .overrides import override
 
 TOP_KEYS = ("sweep", "description", "batchfn", "model", "grabs", "base", "grid", "zip", "exclude")
@@ -36,6 +51,12 @@ def load_grid(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> Gr
     """Read and parse a grid file; the sweep name defaults to the file's stem."""
     source = os.fspath(path)
     try:
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):  # a FIFO would block the read forever, a device never end
+            raise fail(source, "is not a regular file (a folder, FIFO or device): give a grid file")
+        if info.st_size > MAX_GRID_BYTES:
+            raise fail(source, f"is {info.st_size:,} bytes; a grid file is at most {MAX_GRID_BYTES:,} "
+                               "(generate long axes with {range: ...}, {linspace: ...})")
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise fail(source, "file not found (check the path)") from None
@@ -49,6 +70,7 @@ def parse_grid(data: Mapping[str, Any], source: str = "<dict>", overrides: Seque
     """Build a GridSpec from loaded YAML data, apply overrides, validate."""
     if data is None:
         raise fail(source, "the grid file is empty (write at least sweep:, base: and grid:)")
+    check_shape(data, source)  # again for a dict handed to runner.submit: it may share lists too
     if not isinstance(data, Mapping):
         raise fail(source, f"the top level must be a mapping (sweep:, base:, grid:, ...), not {kind_of(data)}")
     for key in data:
@@ -82,6 +104,16 @@ def parse_grid(data: Mapping[str, Any], source: str = "<dict>", overrides: Seque
 _Groups = list[tuple[tuple[str, ...], list[tuple[Any, ...]]]]  # (keys, rows) per product axis; a zip group is one
 
 
+def _check_job_size(spec: GridSpec, places: list[tuple[str, str, str, list[Any]]]) -> None:
+    """One job holds base and one value of each axis: refuse, before expanding, a grid whose jobs
+    could hold more than MAX_JOB_VALUES values (each job would get its own copy of them)."""
+    most = expanded_shape(spec.base, spec.source)[0]
+    most += sum(max(expanded_shape(v, spec.source)[0] for v in values) for _, _, _, values in places)
+    if most > MAX_JOB_VALUES:
+        raise fail(spec.source, f"a job of this grid holds up to {most:,} values, more than {MAX_JOB_VALUES:,}: "
+                                "shorten its lists (YAML aliases repeated inside each other?)")
+
+
 def _validate(spec: GridSpec) -> tuple[_Groups, bytearray]:
     """Check every rule (also after overrides); returns the product axes and a dropped-flag per cell."""
     src = spec.source
@@ -90,6 +122,8 @@ def _validate(spec: GridSpec) -> tuple[_Groups, bytearray]:
     if not isinstance(spec.sweep, str) or not spec.sweep.strip():
         raise fail(src, f"sweep must be a non-empty string, not {spec.sweep!r} "
                          "(write e.g. sweep: lr-width; quote a name that looks like a number)")
+    if not spec.sweep.isprintable():  # it is printed by status, jobs and reports: no escape sequences
+        raise fail(src, f"sweep name {spec.sweep!r} holds control characters: use letters, digits and punctuation")
     check_json(spec.base, "base", src)
     owner: dict[str, str] = {}  # an axis may override a base value; two axes may not share a key
     places = [(f"grid.{key}", "grid:", key, values) for key, values in spec.axes.items()]
@@ -119,6 +153,7 @@ def _validate(spec: GridSpec) -> tuple[_Groups, bytearray]:
             why = "it is in base:, the same in every job" if key in spec.base else why
             raise fail(src, f"exclude[{i}] names {key!r}, which is not a grid or zip axis ({why})")
         check_json(entry, f"exclude[{i}]", src)
+    _check_job_size(spec, places)
     groups = [((key,), [(v,) for v in values]) for key, values in spec.axes.items()]
     groups += [(tuple(group), list(zip(*group.values(), strict=True))) for group in spec.zips]
     for names, rows in groups:

@@ -16,13 +16,31 @@ from ..text import did_you_mean
 GENERATORS = {"range": "{range: [stop]}, {range: [start, stop]} or {range: [start, stop, step]}",
               "linspace": "{linspace: [start, stop, num]}", "logspace": "{logspace: [start_exp, stop_exp, num]}"}
 MAX_CELLS = 1_000_000  # a larger grid (or generated axis) is almost surely a typo
+MAX_GRID_BYTES = 1 << 20  # a grid file is a page of YAML; a megabyte is not a grid
+MAX_VALUES = 1_000_000    # values in a grid once YAML aliases and merge keys are expanded (as MAX_CELLS)
+MAX_CONFIG_BYTES = 256 << 10  # one job's config as JSON: a few hundred bytes, a long monomials list some KiB
+MAX_JOB_VALUES = 100_000  # values in one job's config (expanded): checked before the grid is expanded
+MAX_MERGED = 100_000      # entries YAML merge keys (<<) may copy in one file
+MAX_DEPTH = 32            # nesting of mappings and lists
+INT64 = (-(1 << 63), (1 << 63) - 1)  # what a database integer holds (SQLite, PostgreSQL BIGINT)
 
 # YAML 1.1 reads 1e-3 (no dot, or no exponent sign) as a string; read it as a float, as YAML 1.2 does.
 _FLOAT_RE = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$")
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that rejects a key repeated in one mapping and reads 1e-3 as a float."""
+    """SafeLoader that rejects a key repeated in one mapping, reads 1e-3 as a float, and stops merge
+    keys (`<<: *a`) that copy more than MAX_MERGED entries (nested merges double at each level)."""
+
+    merged = 0
+
+    def flatten_mapping(self, node: yaml.MappingNode) -> None:
+        before = len(node.value)
+        super().flatten_mapping(node)
+        self.merged += max(0, len(node.value) - before)
+        if self.merged > MAX_MERGED:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"merge keys (<<) expand to more than {MAX_MERGED:,} entries", node.start_mark)
 
     def compose_mapping_node(self, anchor: Any) -> yaml.MappingNode:
         node = super().compose_mapping_node(anchor)
@@ -45,14 +63,64 @@ def fail(source: str, msg: str) -> UserError:
 
 
 def load_yaml(text: str, source: str, where: str = "") -> Any:
+    """Parse YAML text; a UserError for malformed YAML, nesting too deep for the parser, and values
+    that expand (through aliases and merge keys) beyond MAX_VALUES or MAX_DEPTH."""
     try:
-        return yaml.load(text, Loader=_Loader)  # _Loader is a SafeLoader
+        data = yaml.load(text, Loader=_Loader)  # _Loader is a SafeLoader
+    except RecursionError:
+        raise fail(source, f"{where}the YAML nests too deep to read (a grid nests a few levels; at most {MAX_DEPTH})") \
+            from None
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         pos = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise fail(source, f"{where}malformed YAML{pos}: {e.problem or e.context} (fix the YAML there)") from None
     except yaml.YAMLError as e:
         raise fail(source, f"{where}malformed YAML: {e}") from None
+    check_shape(data, source)
+    return data
+
+
+def check_shape(data: Any, source: str) -> None:
+    """Refuse data whose expanded size (every alias counted where it is used, as the jobs would hold
+    it) passes MAX_VALUES, whose nesting passes MAX_DEPTH, or that contains itself: a few hundred
+    bytes of YAML aliases can stand for billions of values."""
+    size, depth = expanded_shape(data, source)
+    if size > MAX_VALUES:
+        raise fail(source, f"the grid expands to more than {MAX_VALUES:,} values (YAML aliases or merge keys "
+                           "repeated inside each other?): write the values out, or split the grid")
+    if depth > MAX_DEPTH:
+        raise fail(source, f"the grid nests deeper than {MAX_DEPTH} levels: a grid nests a few")
+
+
+def expanded_shape(data: Any, source: str = "<dict>") -> tuple[int, int]:
+    """(values, depth) of data as if every shared list or mapping were copied where it is used (keys
+    and scalars count one each). Computed once per distinct container, bottom-up, so a bomb costs as
+    little as it is long; a container holding itself is refused."""
+    sizes: dict[int, tuple[int, int]] = {}
+    visiting: set[int] = set()
+    stack: list[tuple[Any, bool]] = [(data, False)]
+    while stack:
+        value, children_done = stack.pop()
+        if not isinstance(value, (Mapping, list, tuple)):
+            continue
+        key = id(value)
+        children = list(value.values()) if isinstance(value, Mapping) else list(value)
+        if children_done:
+            size, depth = len(value) if isinstance(value, Mapping) else 0, 0
+            for child in children:
+                s, d = sizes.get(id(child), (1, 0)) if isinstance(child, (Mapping, list, tuple)) else (1, 0)
+                size, depth = min(size + s, MAX_VALUES + 1), max(depth, d)
+            sizes[key] = (size + 1, depth + 1)
+            visiting.discard(key)
+            continue
+        if key in sizes:
+            continue
+        if key in visiting:
+            raise fail(source, "the grid contains itself (a YAML alias inside its own anchor): write the values out")
+        visiting.add(key)
+        stack.append((value, True))
+        stack.extend((c, False) for c in children if isinstance(c, (Mapping, list, tuple)) and id(c) not in sizes)
+    return sizes.get(id(data), (1, 0))
 
 
 def kind_of(value: Any) -> str:
@@ -157,7 +225,12 @@ def axis_values(raw: Any, where: str, source: str) -> list[Any]:
 def check_json(value: Any, where: str, source: str) -> None:
     """Raise unless value can be stored as JSON and read back unchanged (integer keys of nested
     mappings become strings in place, as JSON would make them)."""
-    if value is None or isinstance(value, (bool, int, str)):
+    if value is None or isinstance(value, (bool, str)):
+        return
+    if isinstance(value, int):
+        if not INT64[0] <= value <= INT64[1]:
+            raise fail(source, f"{where} is {value}, beyond what a 64-bit integer holds "
+                               f"({INT64[0]} to {INT64[1]}): give a smaller number")
         return
     if isinstance(value, float):
         if not math.isfinite(value):

@@ -14,14 +14,14 @@ from pathlib import Path
 from typing import Any, Mapping, NamedTuple, Sequence
 
 from ..errors import UserError
-from ..hashing import config_hash
+from ..hashing import canonical_json, config_hash
 from ..registry import check_portable, to_reference
 from ..train.fusion import capped, fusion_keys
 from ..train.options import OPTIONS
 from ..train.plan import check_config
 from .grid import GridSpec, axis_names, expand, load_grid, parse_grid
+from .grid_values import MAX_CONFIG_BYTES
 
-QUEUE_KEYS = ("priority", "max_attempts", "fuse")  # stored with the job, not part of the config hash
 DEFAULT_DB = "jobs.db"
 
 
@@ -102,6 +102,10 @@ def plan_jobs(spec: GridSpec) -> list[PlannedJob]:
     cells = []
     seen: set[tuple[str, str]] = set()
     for raw in expand(spec):
+        size = len(canonical_json(raw))
+        if size > MAX_CONFIG_BYTES:  # a few hundred bytes of YAML aliases can stand for megabytes a job
+            raise UserError(f"{spec.source}: a job's config is {size:,} bytes of JSON, more than {MAX_CONFIG_BYTES:,}: "
+                            "shorten its lists (YAML aliases repeated inside each other?)")
         try:
             config = check_config(raw)
             _check_portable(config, seen)

@@ -13,7 +13,7 @@ from typing import Any, Sequence, TextIO
 
 from ..errors import UserError, error_line
 from ..queue.store import JobStatus, Store
-from ..text import format_duration
+from ..text import format_duration, printable
 
 WINDOW_S = 300.0      # throughput is measured over the last 5 minutes (or since the sweep started)
 FAILURES_SHOWN = 5
@@ -224,8 +224,8 @@ def watch(store: Store, sweep: str | None, interval: float, stream: TextIO | Non
     tty = stream.isatty()
     try:
         while True:
-            frame = [f"runner status  {store.shown}  {datetime.datetime.now():%H:%M:%S}  "
-                     f"(every {interval:g} s; Ctrl-C to stop)", "", *status_lines(store, sweep)]
+            frame = [printable(line) for line in [f"runner status  {store.shown}  {datetime.datetime.now():%H:%M:%S}  "
+                     f"(every {interval:g} s; Ctrl-C to stop)", "", *status_lines(store, sweep)]]
             if tty:  # home, then each line over the old one, then clear what is left below
                 stream.write("\x1b[H" + "".join(line + "\x1b[K\n" for line in frame) + "\x1b[J")
             else:

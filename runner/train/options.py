@@ -16,6 +16,10 @@ from ..errors import UserError
 
 _FLOAT_RE = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 
+# Options the queue keeps with the job (a row's columns, not part of the config a worker trains):
+# no plug-in may take a parameter of these names, since the value never reaches it.
+QUEUE_SETTINGS = ("priority", "max_attempts", "fuse")
+
 
 @dataclass(frozen=True)
 class Option:

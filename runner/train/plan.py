@@ -15,7 +15,7 @@ from ..errors import UserError
 from ..registry import Plugin, in_process_reference, resolve
 from ..text import did_you_mean
 from .grabbing import GRAB_CONTEXT
-from .options import OPTIONS, PLUGIN_KEYS, TrainOptions, check_option, coerce
+from .options import OPTIONS, PLUGIN_KEYS, QUEUE_SETTINGS, TrainOptions, check_option, coerce
 
 if TYPE_CHECKING:
     import torch
@@ -114,6 +114,11 @@ def consumers(batchfn_ref: str, model_ref: str, grab_refs: tuple[str, ...]) -> d
         for p in params(resolve(ref, "grab").fn):
             if p.name not in GRAB_CONTEXT:
                 table.setdefault(p.name, []).append((f"grab {ref}", p))
+    named = {"batchfn": f"batchfn {batchfn_ref}", "model": f"model {model_ref}"}
+    for key in QUEUE_SETTINGS:
+        for who, _ in table.get(key, []):
+            raise UserError(f"{named.get(who, who)} takes a parameter named {key!r}, a queue setting runner keeps "
+                            "with the job (the function would never receive it): rename the parameter")
     return table
 
 

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 from support.databases import write_sqlite
+from support.hostile import ALIAS_BOMB, CONFIG_BOMB, MERGE_BOMB, OK
 from support.processes import cli_env
 
 from runner.queue.store import SCHEMA_VERSION
 
-OK = "sweep: ok\nbatchfn: gaussian_teacher\nmodel: mlp\nbase: {d: 4, batch_size: 8, steps: 5}\n"
 SIDE_FILES = ("-wal", "-journal", "-shm")
 
 
@@ -100,14 +100,15 @@ CASES: dict[str, Case] = {
     "db_of_another_program_status": Case(("status",), ("is a database of another program",), db="foreign"),
     "db_schema_newer": Case(("status",), (f"was made by a newer runner (schema {SCHEMA_VERSION + 1} > {SCHEMA_VERSION})",
                                           "upgrade runner"), db="newer"),
-    "db_unreachable_url": Case(("status", "--db", "postgresql+psycopg://u:pw@127.0.0.1:1/x"),
+    # (URLs with a password come through RUNNER_DB: typed into --db they also get a warning, test_secrets.py)
+    "db_unreachable_url": Case(("status",),
                                ("cannot open the database postgresql+psycopg://u:***@127.0.0.1:1/x", "check that the server runs"),
-                               db="none"),
+                               db="none", env={"RUNNER_DB": "postgresql+psycopg://u:pw@127.0.0.1:1/x"}),
     "db_url_from_env": Case(("results",), ("postgresql+psycopg://u:***@127.0.0.1:1/x", "check that the server runs"),
                             db="none", env={"RUNNER_DB": "postgresql+psycopg://u:pw@127.0.0.1:1/x"}),
-    "db_malformed_url": Case(("status", "--db", "postgresql://u:pw@host:port/x"),
+    "db_malformed_url": Case(("status",),
                              ("cannot use the database URL postgresql://u:***@host:port/x", "pass a file path"),
-                             db="none"),
+                             db="none", env={"RUNNER_DB": "postgresql://u:pw@host:port/x"}),
     "db_unknown_driver": Case(("status", "--db", "nosuchdb://host/x"),
                               ("cannot use the database URL nosuchdb://host/x", "sqlite:///path/jobs.db"), db="none"),
     "db_in_memory": Case(("status", "--db", "sqlite://"), ("cannot share an in-memory database",), db="none"),
@@ -145,6 +146,25 @@ CASES: dict[str, Case] = {
                                                                     "runner status")),
     "results_bad_output_suffix": Case(("results", "-o", "out.xlsx"), ("must end in .csv, .parquet or .json",)),
     "unknown_command": Case(("sumbit", "grid.yaml"), ("No such command 'sumbit'", "Did you mean 'submit'?")),
+    # --- hostile input (issue 16 item 4): refused fast, in one line --------------------------------
+    "yaml_alias_bomb": submit(ALIAS_BOMB, words=["expands to more than 1,000,000 values", "YAML aliases"]),
+    "yaml_merge_key_bomb": submit(MERGE_BOMB, words=["merge keys (<<) expand to more than"]),
+    "yaml_nested_600_deep": submit("a: " + "[" * 600 + "]" * 600 + "\n", words=["nests too deep"]),
+    "grid_file_of_2_mb": submit(OK + "# " + "x" * (2 << 20) + "\n", words=["a grid file is at most 1,048,576"]),
+    "config_bomb_under_a_base_key": submit(CONFIG_BOMB, words=["a job of this grid holds up to 342,403 values",
+                                                                "more than 100,000"]),
+    "config_with_a_300_kb_string": submit(_ok_with("note: " + "x" * 300_000),
+                                          words=["a job's config is", "bytes of JSON, more than 262,144"]),
+    "priority_beyond_64_bits": submit(OK, "priority=" + "1" + "0" * 30, words=["base.priority is 1000000000000",
+                                                                              "beyond what a 64-bit integer holds"]),
+    "max_attempts_beyond_64_bits": submit(OK, "max_attempts=" + "1" + "0" * 30, words=["64-bit integer"]),
+    "seed_axis_beyond_64_bits": submit(OK, "seed=1,99999999999999999999", words=["grid.seed[1]", "64-bit"]),
+    "show_beyond_64_bits": Case(("show", "9223372036854775808"), ("9223372036854775808 is not in the range",)),
+    "cancel_beyond_64_bits": Case(("cancel", "99999999999999999999"), ("99999999999999999999 is not in the range",)),
+    "plugin_parameter_named_priority": submit(OK.replace("gaussian_teacher", "plugins_for_tests:priority_teacher"),
+                                              words=["takes a parameter named 'priority'", "rename the parameter"]),
+    "sweep_name_with_escape_codes": submit(OK.replace("sweep: ok", 'sweep: "ok\\e[2J\\e[Hfake"'),
+                                           words=["holds control characters", "\\x1b[2J"]),
 }
 
 
