@@ -7,6 +7,7 @@ them. Nothing heavy is imported here: `runner --help` loads click and runner's b
 from __future__ import annotations
 
 import functools
+import os
 import re
 import sys
 from typing import Any, Callable
@@ -53,9 +54,24 @@ def say(text: str, err: bool = False) -> None:
     click.echo(printable(text), err=err)
 
 
+_PASSWORD_IN_URL = re.compile(r"^[^:/]*://[^/@]*:[^/@]*@")  # scheme://user:password@host
+
+
+def _warn_of_a_password(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A password typed into --db is in this process's arguments, which every user of the machine can
+    read (`ps`): say so, and name the ways that keep it out of sight. (Child processes never get it in
+    their arguments: spawned workers receive their settings through a pipe.)"""
+    typed = value != os.environ.get("RUNNER_DB")  # (click sets the parameter's source only after callbacks)
+    if value and typed and _PASSWORD_IN_URL.match(value):
+        say("warning: the password in --db is visible to every user of this machine (ps): pass the URL in "
+            "RUNNER_DB, or the password in ~/.pgpass or PGPASSWORD", err=True)
+    return value
+
+
 def db_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     """--db, default jobs.db, env RUNNER_DB: the same option on every command."""
-    return click.option("--db", envvar="RUNNER_DB", default="jobs.db", show_default=True, help=DB_HELP)(fn)
+    return click.option("--db", envvar="RUNNER_DB", default="jobs.db", show_default=True, help=DB_HELP,
+                        callback=_warn_of_a_password)(fn)
 
 
 def sweep_option(help: str = ONLY_THIS_SWEEP) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

@@ -6,6 +6,7 @@ written and read by runner.train.checkpoints.
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 from ..errors import UserError
@@ -26,11 +27,11 @@ def usable_dir(directory: str | os.PathLike[str]) -> Path:
     """The folder, created if missing, once a file could be written and removed there; UserError
     naming the folder and the fix otherwise (checked when `runner workers` starts, not by the jobs)."""
     path = Path(directory).expanduser().resolve()
-    probe = path / f".runner-probe-{os.getpid()}"
     try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe.write_bytes(b"")
-        probe.unlink()
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)  # a folder runner makes is its user's alone
+        fd, probe = tempfile.mkstemp(prefix=".runner-probe-", dir=path)  # exclusive: never through a symlink
+        os.close(fd)
+        os.unlink(probe)
     except OSError as exc:
         raise UserError(f"checkpoint folder {str(path)!r} cannot be used ({exc.strerror or exc}): point "
                         "--checkpoint-dir (or RUNNER_CHECKPOINT_DIR) at a folder you can write to") from None

@@ -3,13 +3,15 @@
 A checkpoint is a plain dict of tensors, numbers, strings and lists (model and optimizer state,
 generator states, the metrics so far), so `torch.load(weights_only=True)` reads it and a
 planted pickle cannot run code. Files are written to a temporary name, synced and renamed, so a
-reader sees the previous checkpoint or the new one, never half of one.
+reader sees the previous checkpoint or the new one, never half of one. The temporary file is created
+exclusively under a random name (a symlink planted at a name it could take redirects nothing), and a
+folder runner creates for checkpoints is private to its user (mode 0700).
 """
 from __future__ import annotations
 
 import logging
 import os
-import socket
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +25,13 @@ def save(path: Path, state: dict[str, Any]) -> None:
     """Write `state` to `path` atomically: temp file in the same folder, fsync, rename."""
     import torch  # here, not at the top: the supervisor uses this module and never imports torch
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # host and pid: workers on several hosts may share the folder (and their pids may coincide)
-    tmp = path.with_name(f".{path.name}.{socket.gethostname()}.{os.getpid()}.tmp")
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # O_CREAT | O_EXCL under a random name: never an existing file, never through a symlink (the rename
+    # then replaces whatever is at `path`, a symlink included, without following it)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = Path(name)
     try:
-        with open(tmp, "wb") as f:
+        with os.fdopen(fd, "wb") as f:
             torch.save(state, f)
             f.flush()
             os.fsync(f.fileno())

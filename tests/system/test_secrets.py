@@ -7,11 +7,15 @@ its URL shows the password nowhere and stores neither it nor the URL."""
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from support.databases import need_postgres, pg_connection, pg_schema_url
+from support.processes import cli_env, wait_for, worker_pids
 
+import runner
 from runner.queue.store import display_url
 
 PASSWORD = "S3cretPassw0rd"
@@ -42,8 +46,12 @@ ODD_URLS = {
 }
 
 
+WARNING = "warning: the password in --db is visible to every user of this machine (ps)"
+
+
 def _one_line(stderr: str) -> str:
-    lines = [line for line in stderr.splitlines() if line.strip()]
+    """The one error line (after the warning a password typed into --db gets)."""
+    lines = [line for line in stderr.splitlines() if line.strip() and not line.startswith(WARNING)]
     assert len(lines) == 1 and "Traceback" not in stderr, stderr
     return lines[0]
 
@@ -60,6 +68,7 @@ def test_every_command_masks_the_password_of_a_database_url(run_cli, tmp_path, c
     out = run_cli(*args, env=env)
     assert PASSWORD not in out.stdout and PASSWORD not in out.stderr
     assert out.returncode == 2, out.stderr
+    assert (WARNING in out.stderr) == (how == "--db"), out.stderr  # RUNNER_DB keeps it out of `ps`
     line = _one_line(out.stderr)
     assert MASKED in line  # the user sees which database was meant, without its password
     assert sorted(p.name for p in tmp_path.iterdir()) == ["grid.yaml"]  # nothing created
@@ -137,3 +146,26 @@ def test_a_full_postgresql_run_shows_and_stores_no_password(run_cli, tmp_path, p
     assert statuses == ["done", "done"] and "cpu" in dump  # the run wrote jobs, results and the worker registry
     for needle in (PASSWORD, "postgresql", "127.0.0.1", schema):
         assert needle not in dump, needle
+
+
+@pytest.mark.postgres
+def test_no_process_of_a_pool_carries_the_password_in_its_arguments(tmp_path, pg_url):
+    """ps shows every user each process's arguments: the supervisor's hold the URL only when it was typed
+    into --db (which warns), and the spawned workers' never (they get their settings through a pipe)."""
+    need_postgres()
+    schema = pg_url.split("search_path%3D")[-1]
+    url = pg_schema_url(schema).replace("postgres@", f"postgres:{PASSWORD}@", 1)
+    runner.submit(dict(sweep="ps", batchfn="plugins_for_tests:slow_teacher", model="mlp",
+                       base=dict(d=3, batch_size=8, steps=400, delay=0.01, n_test=0), grid=dict(seed=[0, 1, 2, 3])),
+                  db=url)
+    proc = subprocess.Popen([sys.executable, "-m", "runner.cli", "workers", "--devices", "cpu", "--per-device", "2",
+                             "--quiet"], env=cli_env({"RUNNER_DB": url}), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        pids = wait_for(lambda: (lambda found: found if len(found) == 2 else None)(worker_pids(proc.pid)), timeout=120)
+        for pid in [proc.pid, *pids]:
+            args = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+            assert PASSWORD not in args and "postgresql" not in args, (pid, args)
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=120)

@@ -113,6 +113,38 @@ def test_saving_is_atomic_a_failed_write_leaves_the_previous_checkpoint(tmp_path
     assert sorted(p.name for p in path.parent.iterdir()) == ["job.pt"]  # no temp file left behind
 
 
+def test_a_symlink_planted_where_a_temporary_file_could_go_redirects_nothing(tmp_path):
+    """Issue 16 item 6: the temporary name was predictable (host and pid) and opened with a plain open():
+    a symlink planted there made the worker overwrite its target. Now: a random name, created exclusively,
+    and the rename replaces a symlink at the checkpoint's own name instead of writing through it."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    folder = tmp_path / "ck"
+    folder.mkdir()
+    path = folder / "job.pt"
+    import socket
+
+    for name in (f".{path.name}.{socket.gethostname()}.{os.getpid()}.tmp", path.name):  # the old temp name, the file
+        (folder / name).symlink_to(victim)
+    checkpoint.save(path, {"format": checkpoint.FORMAT, "step": 3, "w": torch.ones(2)})
+    assert victim.read_text() == "precious"
+    assert not path.is_symlink() and torch.load(path, weights_only=True)["step"] == 3
+
+
+def test_a_checkpoint_folder_runner_makes_is_private_to_its_user(tmp_path):
+    from runner.pool.checkpoint_dir import usable_dir
+
+    made = usable_dir(tmp_path / "new" / "checkpoints")
+    assert made.stat().st_mode & 0o077 == 0  # no group or other access: nobody else can plant files
+    checkpoint.save(tmp_path / "other" / "job.pt", {"format": checkpoint.FORMAT, "step": 1})
+    assert (tmp_path / "other").stat().st_mode & 0o077 == 0
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    (made / f".runner-probe-{os.getpid()}").symlink_to(victim)  # the probe's old predictable name
+    usable_dir(made)
+    assert victim.read_text() == "precious"
+
+
 def test_default_dir_sits_beside_a_sqlite_database(tmp_path):
     assert default_dir(str(tmp_path / "jobs.db")) == tmp_path / "jobs-checkpoints"
     assert default_dir(f"sqlite:///{tmp_path}/q.sqlite") == tmp_path / "q-checkpoints"
