@@ -3,7 +3,8 @@
 A plug-in (batch function, model, grab) is named in a job config either by a registered name
 ("gaussian_teacher") or by an import path ("mymodule:fn"). Configs store only these strings, never
 callables, so a spawned worker rebuilds everything by importing. Built-ins register themselves
-when their package (batchfns, grabs, runner.models) is imported.
+when their package (batchfns, grabs, runner.models) is imported. An import path is resolved only as
+the plug-in policy (runner.plugin_policy) allows, at submit and again in the worker.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from .errors import UserError
+from .plugin_policy import check_location, check_object
 from .text import closest, did_you_mean
 
 KINDS = ("batchfn", "model", "grab")
@@ -56,6 +58,12 @@ def grab(name: str | None = None) -> Callable[[Callable[..., Any]], Callable[...
 
 def _qualname(obj: Any) -> str:
     return f"{getattr(obj, '__module__', '?')}:{getattr(obj, '__qualname__', repr(obj))}"
+
+
+def is_registered(obj: Any, kind: str) -> bool:
+    """True when `obj` is what runner's decorator registered for this kind under its name."""
+    name = getattr(obj, "__runner_name__", None)
+    return isinstance(name, str) and _REGISTRY[kind].get(name) is obj
 
 
 def registered(kind: str) -> dict[str, Callable[..., Any]]:
@@ -135,7 +143,10 @@ def _ensure_cwd_on_path() -> None:
 
 
 def resolve(ref: Any, kind: str) -> Plugin:
-    """Find the callable a config names; UserError with the fix when it cannot be found."""
+    """Find the callable a config names; UserError with the fix when it cannot be found, or when the
+    plug-in policy (runner.plugin_policy) refuses an import path: its module's location is checked
+    before it is imported, the object's kind before it is returned. Registered short names and
+    objects runner.train was handed in this process are the user's own choice and skip the policy."""
     if not isinstance(ref, str) or not ref:
         raise UserError(f"{kind} must be a registered name or 'module:function', got {ref!r}")
     if ref in _IN_PROCESS:
@@ -156,8 +167,18 @@ def resolve(ref: Any, kind: str) -> Plugin:
     if not module_name or not attr:
         raise UserError(f"{kind} {ref!r} is not of the form 'module:function'")
     _ensure_cwd_on_path()
+    trust = check_location(ref, kind, module_name)  # before the import: a refused module runs no code
+    obj = _attribute(_import(module_name, kind, ref), module_name, attr, kind, ref)
+    if not callable(obj):
+        raise UserError(f"{kind} {ref!r} is not callable")
+    check_object(ref, kind, obj, registered=is_registered(obj, kind), trust=trust)
+    return Plugin(kind, ref, obj)
+
+
+def _import(module_name: str, kind: str, ref: str) -> Any:
+    """Import the module an import path names; UserError with the fix when that fails."""
     try:
-        module = importlib.import_module(module_name)
+        return importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         if exc.name and module_name.startswith(exc.name):
             raise UserError(
@@ -167,7 +188,11 @@ def resolve(ref: Any, kind: str) -> Plugin:
         raise UserError(f"importing {module_name!r} for {kind} {ref!r} failed: {exc}") from None
     except Exception as exc:  # the user's module raised while importing
         raise UserError(f"importing {module_name!r} for {kind} {ref!r} failed: {type(exc).__name__}: {exc}") from None
-    obj: Any = module
+
+
+def _attribute(module: Any, module_name: str, attr: str, kind: str, ref: str) -> Any:
+    """The object a dotted attribute path names in a module; UserError with the closest name."""
+    obj = module
     parts = attr.split(".")
     for i, part in enumerate(parts):
         if not hasattr(obj, part):
@@ -175,6 +200,4 @@ def resolve(ref: Any, kind: str) -> Plugin:
             fix = f"did you mean '{module_name}:{'.'.join([*parts[:i], near])}'?" if near else "check the name"
             raise UserError(f"module {module_name!r} has no attribute {attr!r} (from {kind} {ref!r}): {fix}")
         obj = getattr(obj, part)
-    if not callable(obj):
-        raise UserError(f"{kind} {ref!r} is not callable")
-    return Plugin(kind, ref, obj)
+    return obj

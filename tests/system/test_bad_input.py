@@ -38,6 +38,11 @@ class Case:
     env: dict[str, str] = field(default_factory=dict)
 
 
+# The grid of the issue: once, submit passed it and the worker ran the shell command (pwned.txt would
+# appear in the folder, which the table checks is left as it was).
+SHELL_GRID = _ok_with('command: "id > pwned.txt"').replace("model: mlp", 'model: "os:system"')
+
+
 def submit(grid: str, *args: str, **kw) -> Case:
     """A submit of grid.yaml (holding `grid`) with extra arguments."""
     words = kw.pop("words")
@@ -167,6 +172,18 @@ CASES: dict[str, Case] = {
                                               words=["takes a parameter named 'priority'", "rename the parameter"]),
     "sweep_name_with_escape_codes": submit(OK.replace("sweep: ok", 'sweep: "ok\\e[2J\\e[Hfake"'),
                                            words=["holds control characters", "\\x1b[2J"]),
+    # --- the plug-in policy (issue 16 item 2): refused before anything is imported or called -----------
+    "model_os_system": submit(SHELL_GRID, words=["model 'os:system' is refused: os is the standard library",
+                                                 "from a .py file of yours", "RUNNER_PLUGIN_PACKAGES=os"]),
+    "model_os_system_dry_run": submit(SHELL_GRID, "--dry-run", words=["model 'os:system' is refused"]),
+    "batchfn_subprocess_run": submit(OK.replace("gaussian_teacher", '"subprocess:run"'),
+                                     words=["batchfn 'subprocess:run' is refused: subprocess is the standard library"]),
+    "model_third_party_class": submit(OK.replace("model: mlp", 'model: "torch.nn:Linear"'),
+                                      words=["torch is an installed third-party package", "RUNNER_PLUGIN_PACKAGES=torch"]),
+    "model_runner_internal": submit(OK.replace("model: mlp", 'model: "runner.queue.store:Store"'),
+                                    words=["runner is runner's own package", "@runner.model registered"]),
+    "model_a_batch_function": submit(OK.replace("model: mlp", 'model: "plugins_for_tests:linear_teacher"'),
+                                     words=["a model must be an nn.Module subclass (got a function)"]),
 }
 
 
