@@ -19,6 +19,7 @@ from typing import Any
 from ..errors import UserError
 from ..queue.states import JobStatus
 from ..queue.store import Store
+from ..signing import key_source, signing_key
 from . import last_words, mps
 from .bytecode import missing_bytecode_hint
 from .checkpoint_dir import default_dir, usable_dir
@@ -226,6 +227,9 @@ def run_workers(db: str, devices: list[Device], *, worker_mib: int = DEFAULT_WOR
     pool = WorkerPool(db, devices, **kwargs)  # options first: a bad one is reported before the database is touched
     if worker_mib < 1:
         raise UserError(f"--worker-mib must be a positive number of MiB, got {worker_mib}")
+    if signing_key() is not None:  # a bad key setting is refused here, not by every worker
+        print(f"runner workers: verifying job signatures with the key of {key_source()} (unsigned or altered jobs "
+              "fail without running)", file=sys.stderr, flush=True)
     with Store(db) as store:  # then the database, with its user-facing message, before spawning anything
         if pool.sweep is not None:
             store.check_sweep(pool.sweep)  # an unknown sweep is an error, as in every other command

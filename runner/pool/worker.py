@@ -19,6 +19,7 @@ from ..errors import UserError
 from ..hashing import config_hash
 from ..npy import to_npy
 from ..queue.store import ClaimedJob, JobOutcome, JobStatus, StaleTokenError, Store
+from ..signing import signature_problem, signing_key
 from ..train import checkpoints
 from ..train.fused import train_group
 from ..train.fused_memory import members_that_fit
@@ -55,6 +56,7 @@ class Worker:
             if getattr(props, "uuid", None) is not None:  # which physical GPU, whatever the numbering
                 self.where["gpu_uuid"] = f"GPU-{props.uuid}"
         self.watchdog = Watchdog(self.store, self.where, stop)
+        self.key = signing_key()  # the supervisor checked the setting; None: jobs are not verified
         _warm_up(self.device)
 
     def run(self) -> None:
@@ -81,7 +83,9 @@ class Worker:
                     # often: the pool ends when the last of us has seen the last job finish.
                     self.stop.wait(min(self.opts.poll_s, DRAIN_POLL_S))
                     continue
-                jobs = self._what_fits(jobs)
+                jobs = self._what_fits(self._genuine(jobs))
+                if not jobs:
+                    continue
                 self.recycle = self._run_jobs(jobs)
                 done += len(jobs)
                 if self.recycle or (self.opts.max_jobs and done >= self.opts.max_jobs):
@@ -112,6 +116,25 @@ class Worker:
         if fit < len(jobs):
             log.info("fused group of %d: %d claimed jobs would not fit in memory, back in the queue", fit, len(jobs) - fit)
         return jobs[:fit]
+
+    def _genuine(self, jobs: list[ClaimedJob]) -> list[ClaimedJob]:
+        """With a signing key, the claimed jobs whose signature holds; each other one fails now, for
+        good, before anything its config names is imported (runner.signing)."""
+        if self.key is None:
+            return jobs
+        kept = []
+        for job in jobs:
+            problem = signature_problem(self.key, job.config, job.signature)
+            if problem is None:
+                kept.append(job)
+                continue
+            log.warning("job %d: %s", job.id, problem)
+            try:
+                self.store.finish(job.id, job.token, JobOutcome(JobStatus.FAILED, dict(self.where), error=problem,
+                                                                permanent=True))
+            except StaleTokenError:
+                pass
+        return kept
 
     def _pending(self) -> int:
         """Pending jobs (of our sweep), for --fuse auto's fair share; not needed otherwise."""
@@ -162,7 +185,7 @@ class Worker:
         ckpts = [job_path(self.opts.checkpoint_dir, job.id, config_hash(job.config)) for job in jobs]
         failed = False
         try:
-            for job, ckpt, outcome in zip(jobs, ckpts, self._train(jobs, ckpts)):
+            for job, ckpt, outcome in zip(jobs, ckpts, self._train(jobs, ckpts, self._seal(jobs, ckpts))):
                 if outcome is None:  # stopped (released) or taken over: nothing to write
                     continue
                 failed = failed or outcome.status == JobStatus.FAILED
@@ -178,7 +201,19 @@ class Worker:
             self.watchdog.hold([])
         return failed
 
-    def _train(self, jobs: list[ClaimedJob], ckpts: list[Path]) -> list[JobOutcome | None]:
+    def _seal(self, jobs: list[ClaimedJob], ckpts: list[Path]) -> checkpoints.Seal:
+        """What binds the jobs' checkpoint files to the queue: a file is resumed only if its digest is
+        the one recorded for its job, and each file written has its digest recorded under the job's token."""
+        owners = {path: (job.id, job.token) for job, path in zip(jobs, ckpts)}
+
+        def record(written: list[tuple[Path, str]]) -> None:
+            lost = self.store.record_checkpoints([(*owners[path], digest) for path, digest in written])
+            if lost:
+                log.warning("jobs %s: checkpoint digests not recorded: another worker owns them now", sorted(lost))
+
+        return checkpoints.Seal(owners, {path: job.checkpoint_digest for job, path in zip(jobs, ckpts)}, record, self.key)
+
+    def _train(self, jobs: list[ClaimedJob], ckpts: list[Path], seal: checkpoints.Seal) -> list[JobOutcome | None]:
         """Train the claimed jobs; a JobOutcome per job, or None where there is nothing to write back.
         Every job, fused or alone, resumes from and saves its own checkpoint file."""
         t0 = time.perf_counter()
@@ -194,10 +229,10 @@ class Worker:
         try:
             if len(jobs) == 1:
                 results = [train(jobs[0].config, device=self.device, should_stop=should_stop, checkpoint_path=ckpts[0],
-                                 threads=None)]  # the worker set its own thread count
+                                 threads=None, seal=seal)]  # the worker set its own thread count
             else:
                 results = train_group([job.config for job in jobs], device=self.device, should_stop=should_stop,
-                                      checkpoint_paths=ckpts, threads=None)
+                                      checkpoint_paths=ckpts, threads=None, seal=seal)
         except _LeaseLost:
             for job in jobs:
                 self._abandoned(job)

@@ -5,6 +5,7 @@ Validation happens before the database is opened, so a bad grid writes nothing.
 """
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import os
@@ -16,11 +17,13 @@ from typing import Any, Mapping, NamedTuple, Sequence
 from ..errors import UserError
 from ..hashing import canonical_json, config_hash
 from ..registry import check_portable, to_reference
+from ..signing import key_source, sign_config, signing_key
 from ..train.fusion import capped, fusion_keys
 from ..train.options import OPTIONS
 from ..train.plan import check_config
 from .grid import GridSpec, axis_names, expand, load_grid, parse_grid
 from .grid_values import MAX_CONFIG_BYTES
+from .states import JobStatus
 
 DEFAULT_DB = "jobs.db"
 
@@ -37,6 +40,7 @@ class SubmitReport:
     dry_run: bool = False
     # keys whose values differ between the sweep's jobs although no grid of it varies them -> their values
     outside: dict[str, list[Any]] = field(default_factory=dict)
+    signed_by: str | None = None  # where the signing key came from (the variable's name), when jobs are signed
 
     def __str__(self) -> str:
         return self.headline() + (f"\nwarning: {self.warning()}" if self.outside else "")
@@ -49,7 +53,8 @@ class SubmitReport:
         if self.added == 0:
             return f"sweep {self.sweep}: {self.total} jobs, 0 added (all already in {self.db})"
         extra = f", {self.existing} already there" if self.existing else ""
-        return f"sweep {self.sweep}: {self.total} jobs, {self.added} added to {self.db}{extra}"
+        signed = f", signed with the key of {self.signed_by}" if self.signed_by else ""
+        return f"sweep {self.sweep}: {self.total} jobs, {self.added} added to {self.db}{extra}{signed}"
 
     def warning(self) -> str:
         """What a mixed sweep means, in one line (empty when the sweep is one grid)."""
@@ -133,14 +138,10 @@ def _already_there(db: str, spec: GridSpec, jobs: Sequence[PlannedJob]) -> tuple
         return 0, {}
     with Store(db) as store:
         there = store.count_hashes(spec.sweep, [job.config_hash for job in jobs])
-        if there == len(jobs) or not _jobs_in(store, spec.sweep):
+        if there == len(jobs) or not store.count_in(spec.sweep, *JobStatus):
             return there, {}
         axes = set(store.sweep_axes(spec.sweep) or ()) | set(axis_names(spec))
         return there, differing_keys([*_configs(store, spec.sweep), *(job.config for job in jobs)], axes)
-
-
-def _jobs_in(store: Any, sweep: str) -> int:
-    return sum(store.counts(sweep).get(sweep, {}).values())
 
 
 def _configs(store: Any, sweep: str) -> list[dict[str, Any]]:
@@ -187,6 +188,7 @@ def submit(grid: str | os.PathLike | Mapping[str, Any], *, db: str = DEFAULT_DB,
     """Expand a grid file (or dict) into jobs in the database; idempotent per (sweep, config)."""
     from .store import display_url
 
+    secret = signing_key()  # a bad key setting is refused before anything is read or written
     spec = load_spec(grid, overrides, sweep)
     jobs = plan_jobs(spec)
     if dry_run:
@@ -194,7 +196,7 @@ def submit(grid: str | os.PathLike | Mapping[str, Any], *, db: str = DEFAULT_DB,
         report = SubmitReport(spec.sweep, len(jobs), len(jobs) - there, there, display_url(db), dry_run=True,
                               outside=outside)
     else:
-        report = _add(db, spec, jobs)
+        report = _add(db, spec, jobs, secret)
     if report.outside:
         warnings.warn(report.warning(), MixedSweepWarning, stacklevel=2)
     return report
@@ -204,23 +206,27 @@ class MixedSweepWarning(UserWarning):
     """A submit left a sweep holding jobs that differ in a key no grid of it varies."""
 
 
-def _add(db: str, spec: GridSpec, jobs: Sequence[PlannedJob]) -> SubmitReport:
-    """Add the jobs (one transaction per (priority, max_attempts) group) and record the grid's axes."""
+def _add(db: str, spec: GridSpec, jobs: Sequence[PlannedJob], secret: bytes | None) -> SubmitReport:
+    """Add the jobs (one transaction per (priority, max_attempts) group) and record the grid's axes;
+    each new job signed under the signing key `secret` when there is one."""
     from .store import Store, display_url
 
+    signer = functools.partial(sign_config, secret) if secret is not None else None
     groups: dict[tuple[int, int], list[tuple[str, dict[str, Any], str | None]]] = {}
-    for h, config, priority, attempts, key in jobs:
-        groups.setdefault((priority, attempts), []).append((h, config, key))
+    for h, config, priority, attempts, fusion_key in jobs:
+        groups.setdefault((priority, attempts), []).append((h, config, fusion_key))
     axes = axis_names(spec)
     store = Store(db, create=True)
     try:
         added = existing = 0
         for (priority, attempts), batch in groups.items():
-            a, e = store.add_jobs(spec.sweep, batch, priority=priority, max_attempts=attempts, axes=axes)
+            a, e = store.add_jobs(spec.sweep, batch, priority=priority, max_attempts=attempts, axes=axes,
+                                  signer=signer)
             added, existing = added + a, existing + e
         outside: dict[str, list[Any]] = {}
-        if added and _jobs_in(store, spec.sweep) > added:  # the sweep held jobs of an earlier submit
+        if added and store.count_in(spec.sweep, *JobStatus) > added:  # the sweep held jobs of an earlier submit
             outside = differing_keys(_configs(store, spec.sweep), set(store.sweep_axes(spec.sweep) or axes))
     finally:
         store.close()
-    return SubmitReport(spec.sweep, len(jobs), added, existing, display_url(db), outside=outside)
+    return SubmitReport(spec.sweep, len(jobs), added, existing, display_url(db), outside=outside,
+                        signed_by=key_source() if secret is not None and added else None)

@@ -54,39 +54,41 @@ from .thresholds import LossTracker
 
 def train_group(configs: Sequence[dict[str, Any] | JobPlan], *, device: str | torch.device | None = None,
                 should_stop: Callable[[], bool] | None = None,
-                checkpoint_paths: Sequence[str | Path | None] | None = None, threads: int | None = 1) -> list[TrainResult]:
+                checkpoint_paths: Sequence[str | Path | None] | None = None, threads: int | None = 1,
+                seal: checkpoints.Seal | None = None) -> list[TrainResult]:
     """Train jobs of one fusion key as one batched model; their results in the order given. Where
     they cannot be fused, each is trained alone (`fused: off: <why>` in its summary).
 
     With `checkpoint_paths` (one per job, as `train` takes one), members resume from their
     checkpoints, save one every `checkpoint_every` steps and when `should_stop` ends the group. A
-    member whose checkpoint is at another step than most of the group's resumes alone. `threads`: as
-    `train` takes them."""
+    member whose checkpoint is at another step than most of the group's resumes alone. `threads` and
+    `seal`: as `train` takes them (one seal for all the members' files: a save point records them at once)."""
     with intra_op_threads(threads):
-        return _train_group(configs, device, should_stop, checkpoint_paths)
+        return _train_group(configs, device, should_stop, checkpoint_paths, seal)
 
 
 def _train_group(configs: Sequence[dict[str, Any] | JobPlan], device: str | torch.device | None,
                  should_stop: Callable[[], bool] | None,
-                 checkpoint_paths: Sequence[str | Path | None] | None) -> list[TrainResult]:
+                 checkpoint_paths: Sequence[str | Path | None] | None, seal: checkpoints.Seal | None) -> list[TrainResult]:
     plans = [c if isinstance(c, JobPlan) else plan_job(dict(c)) for c in configs]
     _check_one_key(plans)
     dev = torch.device(device) if device is not None else default_device()
     stop = should_stop or (lambda: False)
     started = time.perf_counter()
     paths = [None if p is None else Path(p) for p in (checkpoint_paths or [None] * len(plans))]
-    saved = [None if path is None else checkpoints.load(path, config_hash(plan.config)) for plan, path in zip(plans, paths)]
+    saved = [None if path is None else checkpoints.load(path, config_hash(plan.config), seal)
+             for plan, path in zip(plans, paths)]
     steps = [0 if state is None else int(state["step"]) for state in saved]
     start = Counter(steps).most_common(1)[0][0]
     results: list[TrainResult | None] = [None] * len(plans)
     for i, step in enumerate(steps):
         if step != start:
-            results[i] = _alone(plans[i], dev, stop, f"resumed alone from its checkpoint at step {step}", paths[i])
+            results[i] = _alone(plans[i], dev, stop, f"resumed alone from its checkpoint at step {step}", paths[i], seal)
     together = [i for i, step in enumerate(steps) if step == start]
     if len(together) > 1:
         with precision(plans[0].options.precision, dev) as autocast:
             group = _Group([plans[i] for i in together], dev, autocast, stop, started,
-                           saved=[saved[i] for i in together], paths=[paths[i] for i in together])
+                           saved=[saved[i] for i in together], paths=[paths[i] for i in together], seal=seal)
             if group.blocker is None:
                 for i, result in zip(together, group.run()):
                     results[i] = result
@@ -95,7 +97,7 @@ def _train_group(configs: Sequence[dict[str, Any] | JobPlan], device: str | torc
     else:
         why = "no other job of its key to fuse with"
     for i in together:
-        results[i] = _alone(plans[i], dev, stop, why, paths[i])
+        results[i] = _alone(plans[i], dev, stop, why, paths[i], seal)
     return results  # type: ignore[return-value]
 
 
@@ -106,8 +108,9 @@ def _check_one_key(plans: Sequence[JobPlan]) -> None:
 
 
 def _alone(plan: JobPlan, device: torch.device, should_stop: Callable[[], bool], why: str,
-           checkpoint_path: Path | None) -> TrainResult:
-    result = train(plan, device=device, should_stop=should_stop, checkpoint_path=checkpoint_path, threads=None)
+           checkpoint_path: Path | None, seal: checkpoints.Seal | None) -> TrainResult:
+    result = train(plan, device=device, should_stop=should_stop, checkpoint_path=checkpoint_path, threads=None,
+                   seal=seal)
     result.summary["fused"] = f"off: {why}"
     return result
 
@@ -148,9 +151,10 @@ class _Group:
 
     def __init__(self, plans: Sequence[JobPlan], device: torch.device,
                  autocast: Callable[[], contextlib.AbstractContextManager[Any]], should_stop: Callable[[], bool],
-                 started: float, saved: Sequence[dict[str, Any] | None], paths: Sequence[Path | None]):
+                 started: float, saved: Sequence[dict[str, Any] | None], paths: Sequence[Path | None],
+                 seal: checkpoints.Seal | None = None):
         self.o, self.device, self.autocast, self.should_stop = plans[0].options, device, autocast, should_stop
-        self.started = started
+        self.started, self.seal = started, seal
         self.loss_fn = LOSSES[self.o.loss]
         self.members: list[_Member] = []
         models = []
@@ -370,6 +374,8 @@ class _Group:
         for m in self.members:
             if m.active and m.path is not None:
                 save_member(self, m, step, m.path)
+        if self.seal is not None:
+            self.seal.flush()  # every member's digest in one write
 
     def _flush(self, losses: list[torch.Tensor], first: int) -> None:
         """One host read for the whole group: the chunk's losses of every member and every value

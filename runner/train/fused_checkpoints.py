@@ -43,7 +43,7 @@ def save_member(group: _Group, m: _Member, step: int, path: Path) -> None:
         config_hash=config_hash(m.plan.config), step=step, wall_s=m.wall_before + time.perf_counter() - group.started,
         model=module, optimizer=optimizer, device=group.device, data=m.data, batch=group._batch_of(m),
         tracker=m.tracker, records=m.records)
-    m.checkpoint_error = checkpoints.try_save(path, state) or m.checkpoint_error  # a warning, never the job's end
+    m.checkpoint_error = checkpoints.try_save(path, state, group.seal) or m.checkpoint_error  # a warning, never the end
 
 
 def restore_parts(m: _Member, model: torch.nn.Module, saved: dict[str, Any]) -> None:

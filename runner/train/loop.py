@@ -80,19 +80,20 @@ def default_device() -> torch.device:
 
 def train(config: dict[str, Any] | JobPlan, *, device: str | torch.device | None = None,
           should_stop: Callable[[], bool] | None = None, checkpoint_path: str | Path | None = None,
-          threads: int | None = 1) -> TrainResult:
+          threads: int | None = 1, seal: checkpoints.Seal | None = None) -> TrainResult:
     """Run one job inline and return its results (validates the config first).
 
     With `checkpoint_path`, a checkpoint there for this config is resumed from, one is saved
     every `checkpoint_every` steps and when `should_stop` ends the run early (status 'stopped').
-    `threads`: torch's intra-op threads for the call (see intra_op_threads; None: leave them)."""
+    `threads`: torch's intra-op threads for the call (see intra_op_threads; None: leave them).
+    `seal` (a worker's): the file is resumed only if the queue recorded it, and each save is recorded."""
     plan = config if isinstance(config, JobPlan) else plan_job(dict(config))
     dev = torch.device(device) if device is not None else default_device()
     path = Path(checkpoint_path) if checkpoint_path is not None else None
     started = time.perf_counter()
     # the whole job, set-up included, runs at the configured matmul precision
     with intra_op_threads(threads), precision(plan.options.precision, dev) as autocast:
-        return _Loop(plan, dev, autocast, should_stop or (lambda: False), path, started).run()
+        return _Loop(plan, dev, autocast, should_stop or (lambda: False), path, started, seal).run()
 
 
 @contextlib.contextmanager
@@ -142,10 +143,11 @@ class _Loop:
     """One job's run: `__init__` sets everything up (resuming a checkpoint), `run()` trains to the end."""
 
     def __init__(self, plan: JobPlan, device: torch.device, autocast: Callable[[], contextlib.AbstractContextManager[Any]],
-                 should_stop: Callable[[], bool], checkpoint_path: Path | None, started: float):
+                 should_stop: Callable[[], bool], checkpoint_path: Path | None, started: float,
+                 seal: checkpoints.Seal | None = None):
         o = plan.options
         self.plan, self.o, self.device, self.autocast, self.should_stop = plan, o, device, autocast, should_stop
-        self.checkpoint_path = checkpoint_path
+        self.checkpoint_path, self.seal = checkpoint_path, seal
         self.config_hash = config_hash(plan.config)
         self.started = started
         self.wall_before = 0.0  # seconds spent before a resume
@@ -162,7 +164,7 @@ class _Loop:
         self.tracker = LossTracker(o.thresholds, o.ema)
         self.records = Records(o.eval_every)
         self.batch: Batch | None = None  # the last step's batch (grabs see it)
-        saved = checkpoints.load(checkpoint_path, self.config_hash) if checkpoint_path else None
+        saved = checkpoints.load(checkpoint_path, self.config_hash, seal) if checkpoint_path else None
         if saved:
             self._restore(saved)
         self.start = int(saved["step"]) if saved else 0
@@ -290,7 +292,9 @@ class _Loop:
             model=self.model, optimizer=self.optimizer, device=self.device, data=self.data, batch=self.batch,
             tracker=self.tracker, records=self.records)
         # a failed write is a warning on the job, never its end
-        self.checkpoint_error = checkpoints.try_save(self.checkpoint_path, state) or self.checkpoint_error  # type: ignore[arg-type]
+        self.checkpoint_error = checkpoints.try_save(self.checkpoint_path, state, self.seal) or self.checkpoint_error  # type: ignore[arg-type]
+        if self.seal is not None:
+            self.seal.flush()
 
     def _restore(self, state: dict[str, Any]) -> None:
         """Load a checkpoint made by `_save`, part by part (the data first: it replays the

@@ -16,7 +16,8 @@ EXAMPLES = ROOT / "examples"
 def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(TESTS), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    env.pop("RUNNER_DB", None)
+    for name in ("RUNNER_DB", "RUNNER_SIGNING_KEY", "RUNNER_SIGNING_KEY_FILE"):  # a developer's settings stay out
+        env.pop(name, None)
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra or {})
     return env
@@ -35,10 +36,10 @@ def worker_pids(supervisor_pid: int) -> list[int]:
     return pids
 
 
-def start_workers(db: str, *args: str) -> subprocess.Popen:
+def start_workers(db: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
     """`runner workers` in its own process group, as a shell job would be."""
     return subprocess.Popen([sys.executable, "-m", "runner.cli", "workers", "--devices", "cpu", "--db", db, "--quiet", *args],
-                            env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            env=cli_env(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
 def wait_for(predicate, timeout: float = 60.0, every: float = 0.1):

@@ -77,22 +77,22 @@ def _schema(url: str) -> dict:
 
 
 def test_runner_db_upgrade_migrates_a_schema_1_database(url, new_url, backend, run_cli):
-    assert SCHEMA_VERSION == 4  # a new version needs its own migration test beside this one
+    assert SCHEMA_VERSION == 5  # a new version needs its own migration test beside this one
     _build_schema_1(url, backend)
     refused = run_cli("status", "--db", url)
     assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1
-    assert "older runner (schema 1 < 4): run `runner db upgrade`" in refused.stderr
+    assert "older runner (schema 1 < 5): run `runner db upgrade`" in refused.stderr
 
     out = run_cli("db", "upgrade", "--db", url)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.startswith("upgraded ") and out.stdout.strip().endswith("from schema 1 to 4")
+    assert out.stdout.startswith("upgraded ") and out.stdout.strip().endswith("from schema 1 to 5")
     again = run_cli("db", "upgrade", "--db", url)
-    assert again.returncode == 0 and "at schema 4 already: nothing to do" in again.stdout
+    assert again.returncode == 0 and "at schema 5 already: nothing to do" in again.stdout
 
     fresh = new_url()
     Store(fresh, create=True).close()
     assert _schema(url) == _schema(fresh)  # the migrated schema is the one a new database gets
-    assert dict(sql(url, "SELECT key, value FROM meta")) == {"app": "runner", "schema_version": "4"}
+    assert dict(sql(url, "SELECT key, value FROM meta")) == {"app": "runner", "schema_version": "5"}
 
     with Store(url) as store:  # every old row is there, and the queue works on
         (done, pending) = store.result_rows("old")
@@ -115,9 +115,9 @@ def test_runner_db_upgrade_gives_a_schema_2_database_fusion_keys(url, new_url, b
     sql(url, "ALTER TABLE workers ADD COLUMN version VARCHAR")  # what 1 -> 2 does
     sql(url, "UPDATE meta SET value = '2' WHERE key = 'schema_version'")
     refused = run_cli("status", "--db", url)
-    assert refused.returncode == 2 and "older runner (schema 2 < 4): run `runner db upgrade`" in refused.stderr
+    assert refused.returncode == 2 and "older runner (schema 2 < 5): run `runner db upgrade`" in refused.stderr
     out = run_cli("db", "upgrade", "--db", url)
-    assert out.returncode == 0 and out.stdout.strip().endswith("from schema 2 to 4"), out.stderr
+    assert out.returncode == 0 and out.stdout.strip().endswith("from schema 2 to 5"), out.stderr
     fresh = new_url()
     Store(fresh, create=True).close()
     assert _schema(url) == _schema(fresh)
@@ -158,7 +158,7 @@ def test_runner_db_upgrade_gives_a_schema_3_database_the_sweeps_table(url, new_u
     sql(url, "CREATE INDEX ix_jobs_fusion ON jobs (fusion_key, status, priority DESC, id)")
     sql(url, "UPDATE meta SET value = '3' WHERE key = 'schema_version'")
     out = run_cli("db", "upgrade", "--db", url)
-    assert out.returncode == 0 and out.stdout.strip().endswith("from schema 3 to 4"), out.stderr
+    assert out.returncode == 0 and out.stdout.strip().endswith("from schema 3 to 5"), out.stderr
     fresh = new_url()
     Store(fresh, create=True).close()
     assert _schema(url) == _schema(fresh)
@@ -171,3 +171,26 @@ def test_runner_db_upgrade_gives_a_schema_3_database_the_sweeps_table(url, new_u
     assert run_cli("submit", str(grid), "--db", url).returncode == 0
     with Store(url) as store:
         assert store.sweep_axes("old") == ["lr"]
+
+
+def test_runner_db_upgrade_gives_a_schema_4_database_signatures_and_checkpoint_digests(url, new_url, backend, run_cli):
+    """4 -> 5: jobs.signature and jobs.checkpoint_digest. Old jobs are unsigned: workers without a key
+    run them, workers holding one refuse them (they were never signed)."""
+    _build_schema_1(url, backend)
+    sql(url, "ALTER TABLE workers ADD COLUMN version VARCHAR")
+    sql(url, "ALTER TABLE jobs ADD COLUMN fusion_key VARCHAR")
+    sql(url, "CREATE INDEX ix_jobs_fusion ON jobs (fusion_key, status, priority DESC, id)")
+    sql(url, "CREATE TABLE sweeps (name VARCHAR NOT NULL, axes TEXT NOT NULL, created_at FLOAT NOT NULL, "
+             "PRIMARY KEY (name))")
+    sql(url, "UPDATE meta SET value = '4' WHERE key = 'schema_version'")
+    out = run_cli("db", "upgrade", "--db", url)
+    assert out.returncode == 0 and out.stdout.strip().endswith("from schema 4 to 5"), out.stderr
+    fresh = new_url()
+    Store(fresh, create=True).close()
+    assert _schema(url) == _schema(fresh)
+    assert sql(url, "SELECT id, signature, checkpoint_digest FROM jobs ORDER BY id") == [(1, None, None), (2, None, None)]
+    with Store(url) as store:
+        job = store.claim("w", host="h", device="cpu")
+        assert job is not None and job.signature is None and job.checkpoint_digest is None
+        assert store.record_checkpoints([(job.id, job.token, "sha256:00")]) == set()
+    assert sql(url, f"SELECT checkpoint_digest FROM jobs WHERE id = {job.id}") == [("sha256:00",)]

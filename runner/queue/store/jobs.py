@@ -8,7 +8,7 @@ import json
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -46,6 +46,8 @@ class ClaimedJob:
     attempts: int
     max_attempts: int
     fusion_key: str | None = None  # jobs of one key may train as one batched model (None: never fused)
+    signature: str | None = None   # the submitter's HMAC of the config (runner.signing), if it signed
+    checkpoint_digest: str | None = None  # the digest of the last checkpoint file written for it, if any
 
 
 @dataclass(frozen=True)
@@ -136,7 +138,8 @@ _claimed = {"token": jobs_t.c.token + 1, "attempts": jobs_t.c.attempts + 1, "wor
             "host": bindparam("p_host"), "device": bindparam("p_device"), "lease_until": bindparam("p_lease"),
             "started_at": bindparam("p_now"), "finished_at": None}
 _held = (jobs_t.c.id, jobs_t.c.token, jobs_t.c.attempts, jobs_t.c.max_attempts)
-_returned = (*_held, jobs_t.c.sweep, jobs_t.c.config, jobs_t.c.fusion_key)  # what a claim hands the worker
+_returned = (*_held, jobs_t.c.sweep, jobs_t.c.config, jobs_t.c.fusion_key,  # what a claim hands the worker
+             jobs_t.c.signature, jobs_t.c.checkpoint_digest)
 # FOR UPDATE [SKIP LOCKED] is for PostgreSQL, where claimers run side by side: a claim or a reap
 # skips rows another transaction holds, and a select that precedes a fenced move locks its rows.
 # SQLite renders none of it (BEGIN IMMEDIATE already serialises writers).
@@ -172,6 +175,9 @@ Q_OF_WORKER = select(*_held).where(  # a worker's running jobs
 Q_HEARTBEAT = update(jobs_t).where(  # renew a lease we still hold
     jobs_t.c.id == bindparam("p_job_id"), jobs_t.c.token == bindparam("p_fence"), jobs_t.c.status == S.RUNNING.value,
 ).values(lease_until=bindparam("p_lease"))
+Q_CHECKPOINTED = update(jobs_t).where(  # the digest of the checkpoint file a job we hold just wrote
+    jobs_t.c.id == bindparam("p_job_id"), jobs_t.c.token == bindparam("p_fence"), jobs_t.c.status == S.RUNNING.value,
+).values(checkpoint_digest=bindparam("p_digest"))
 Q_RESULT, Q_METRIC, Q_ARRAY = insert(results_t), insert(metrics_t), insert(arrays_t)  # a job's final write
 
 
@@ -215,10 +221,12 @@ class JobOps(Reads):
 
     # --- submit ----------------------------------------------------------------------------------
     def add_jobs(self, sweep: str, jobs: Sequence[tuple[str, dict] | tuple[str, dict, str | None]], *,
-                 priority: int = 0, max_attempts: int = 3, axes: Sequence[str] | None = None) -> tuple[int, int]:
+                 priority: int = 0, max_attempts: int = 3, axes: Sequence[str] | None = None,
+                 signer: Callable[[dict], str] | None = None) -> tuple[int, int]:
         """Add (config_hash, config) or (config_hash, config, fusion_key) as pending jobs; returns
         (added, already there). A job without a fusion key is never fused. `axes`: the keys the
-        submitted grid varies, added in the same transaction to those the sweep records."""
+        submitted grid varies, added in the same transaction to those the sweep records. `signer`:
+        the signature stored with each new job (runner.signing.sign_config under the submitter's key)."""
         if not isinstance(sweep, str) or not sweep:
             raise UserError(f"a sweep needs a non-empty name, got {sweep!r}")
         if max_attempts < 1:
@@ -228,9 +236,10 @@ class JobOps(Reads):
         known = self._read(lambda tx: {r[0] for r in tx.all(hashes)}) if jobs else set()
         now, status = self.clock(), S.PENDING.value  # rows are built before the write lock is taken
         rows = [(sweep, job[0], _dumps(job[1]), status, int(priority), 0, int(max_attempts), 0, now,
-                 job[2] if len(job) > 2 else None) for job in jobs if job[0] not in known]
+                 job[2] if len(job) > 2 else None, signer(job[1]) if signer else None)
+                for job in jobs if job[0] not in known]
         keys = ("sweep", "config_hash", "config", "status", "priority", "attempts", "max_attempts", "token",
-                "created_at", "fusion_key")
+                "created_at", "fusion_key", "signature")
 
         def body(tx: _Tx) -> int:
             added = tx.many(Q_ADD[tx.dialect.name], keys, rows) if rows else 0  # ON CONFLICT: racing submits
@@ -277,9 +286,10 @@ class JobOps(Reads):
             if most_here > 1:  # the same key implies the same sweep (it is hashed in)
                 rows += sorted(tx.all(Q_CLAIM_FUSED, params | _p(key=first[6], most=most_here - 1)))
             claimed = []
-            for job_id, token, attempts, max_attempts, job_sweep, config, key in rows:
+            for job_id, token, attempts, max_attempts, job_sweep, config, key, signature, digest in rows:
                 tx.run(Q_START_ATTEMPT, params | _p(job_id=job_id, token=token))
-                claimed.append(ClaimedJob(job_id, job_sweep, json.loads(config), token, attempts, max_attempts, key))
+                claimed.append(ClaimedJob(job_id, job_sweep, json.loads(config), token, attempts, max_attempts, key,
+                                          signature, digest))
             return claimed
         return self._write(body)
 
@@ -298,6 +308,15 @@ class JobOps(Reads):
             return {job_id for job_id, token in held
                     if tx.run(Q_HEARTBEAT, _p(job_id=job_id, fence=token, lease=until)).rowcount != 1}
         return self._write(body) if held else set()
+
+    def record_checkpoints(self, written: Sequence[tuple[int, int, str]]) -> set[int]:
+        """Record (job id, token, digest) of checkpoint files just written, in one transaction (a fused
+        group's members at once); a later attempt resumes a file only if its digest is the one
+        recorded here. Returns the ids that are no longer ours (nothing recorded for them)."""
+        def body(tx: _Tx) -> set[int]:
+            return {job_id for job_id, token, digest in written
+                    if tx.run(Q_CHECKPOINTED, _p(job_id=job_id, fence=token, digest=digest)).rowcount != 1}
+        return self._write(body) if written else set()
 
     def finish(self, job_id: int, token: int, outcome: JobOutcome) -> JobStatus:
         """Write a job's outcome in one transaction. A FAILED attempt with attempts left sends the job

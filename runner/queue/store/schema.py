@@ -34,7 +34,8 @@ from ..states import JobStatus
 if TYPE_CHECKING:
     from .engine import _Tx
 
-SCHEMA_VERSION = 4       # 1: the first schema; 2: workers.version; 3: jobs.fusion_key; 4: the sweeps table
+SCHEMA_VERSION = 5       # 1: the first schema; 2: workers.version; 3: jobs.fusion_key; 4: the sweeps table;
+                         # 5: jobs.signature and jobs.checkpoint_digest
 APP = "runner"
 
 metadata = MetaData()
@@ -50,6 +51,8 @@ jobs_t = Table(
     Column("created_at", Float, nullable=False), Column("started_at", Float), Column("finished_at", Float),
     Column("error", Text),
     Column("fusion_key", String),  # schema 3: jobs of one sweep with one key may train as one batched model
+    Column("signature", String),   # schema 5: HMAC of the config under the submitter's key (runner.signing)
+    Column("checkpoint_digest", String),  # schema 5: the digest of the last checkpoint file the job's worker wrote
     UniqueConstraint("sweep", "config_hash"),
     CheckConstraint(f"status IN ({', '.join(repr(s.value) for s in JobStatus)})", name="ck_jobs_status"),
 )
@@ -180,7 +183,14 @@ def _to_schema_4(tx: _Tx) -> None:
     tx.ddl(str(CreateTable(sweeps_t).compile(dialect=tx.dialect)))
 
 
-MIGRATIONS: dict[int, Callable[[_Tx], None]] = {1: _to_schema_2, 2: _to_schema_3, 3: _to_schema_4}
+def _to_schema_5(tx: _Tx) -> None:
+    """4 -> 5: jobs.signature and jobs.checkpoint_digest. Jobs submitted before are unsigned (workers
+    holding a key refuse them), and a checkpoint written before has no digest: it is not resumed."""
+    for column in (jobs_t.c.signature, jobs_t.c.checkpoint_digest):
+        tx.ddl(f"ALTER TABLE jobs ADD COLUMN {column.name} {column.type.compile(dialect=tx.dialect)}")
+
+
+MIGRATIONS: dict[int, Callable[[_Tx], None]] = {1: _to_schema_2, 2: _to_schema_3, 3: _to_schema_4, 4: _to_schema_5}
 
 
 def _ensure_schema(tx: _Tx, where: str, upgrade: bool) -> int | None:

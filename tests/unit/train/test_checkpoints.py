@@ -164,3 +164,96 @@ def test_a_stopped_job_resumes_exactly_on_a_gpu(tmp_path, cfg):
     print(f"\ngpu resume ({cfg['batchfn']}): final test loss {whole.summary['final_test_loss']!r} "
           f"uninterrupted, {resumed.summary['final_test_loss']!r} resumed")
     assert resumed.summary["final_test_loss"] == pytest.approx(whole.summary["final_test_loss"], rel=1e-5)
+
+
+# --- checkpoints bound to the queue's record of them (issue 16): a Seal ------------------------------
+SMALL = dict(ONLINE, steps=300, grabs=[])
+KEY = b"k" * 32
+
+
+class Ledger:
+    """The database's side of a seal, in memory: the digest recorded per file."""
+
+    def __init__(self, path, key=None, job_id=7, attempt=1):
+        self.path, self.key, self.job_id, self.attempt = path, key, job_id, attempt
+        self.digests: dict = {}
+
+    def seal(self) -> checkpoint.Seal:
+        return checkpoint.Seal({self.path: (self.job_id, self.attempt)}, {self.path: self.digests.get(self.path)},
+                               lambda written: self.digests.update(written), self.key)
+
+
+def _stopped(tmp_path, key=None, stop_at=120):
+    ledger = Ledger(tmp_path / "job.pt", key)
+    first = train(SMALL, device="cpu", should_stop=StopAfter(stop_at), checkpoint_path=ledger.path, seal=ledger.seal())
+    assert first.status == "stopped" and ledger.path in ledger.digests
+    return ledger
+
+
+def _forge(path):
+    """What the issue's tester did: zeroed weights, a fake history, a late step, in a well-formed file."""
+    state = torch.load(path, weights_only=True)
+    state["model"] = {k: torch.zeros_like(v) for k, v in state["model"].items()}
+    state["step"] = 299
+    torch.save(state, path)
+
+
+@pytest.mark.parametrize("key", [None, KEY], ids=["sha256", "hmac"])
+def test_a_sealed_checkpoint_resumes_only_as_the_file_the_queue_recorded(tmp_path, key):
+    whole = train(SMALL, device="cpu")
+    ledger = _stopped(tmp_path, key)
+    recorded = ledger.digests[ledger.path]
+    assert recorded.startswith("hmac-sha256:" if key else "sha256:")
+    assert torch.load(ledger.path, weights_only=True)["job"] == {"id": 7, "attempt": 1}
+    resumed = train(SMALL, device="cpu", checkpoint_path=ledger.path, seal=ledger.seal())
+    assert resumed.summary["resumed_from_step"] == 120
+    same_results(whole, resumed)
+
+
+REASONS = {"forged": "not the one the database recorded", "planted": "the database records no checkpoint",
+           "another-job": "written for another job", "digest-rewritten-without-the-key": "not the one the database recorded"}
+
+
+@pytest.mark.parametrize("tamper", list(REASONS))
+def test_a_forged_or_planted_checkpoint_is_ignored_with_a_warning_and_the_job_starts_over(tmp_path, caplog, tamper):
+    whole = train(SMALL, device="cpu")
+    ledger = _stopped(tmp_path, key=KEY if tamper == "digest-rewritten-without-the-key" else None)
+    if tamper == "forged":
+        _forge(ledger.path)
+    elif tamper == "planted":  # a file for a job whose worker never wrote one
+        ledger.digests.clear()
+    elif tamper == "another-job":  # a genuine file of job 7, recorded, handed to job 8
+        ledger.job_id = 8
+    else:  # the forger can write the database too, but without the key computes only a plain digest
+        import hashlib
+
+        _forge(ledger.path)
+        ledger.digests[ledger.path] = "hmac-sha256:" + hashlib.sha256(ledger.path.read_bytes()).hexdigest()
+    with caplog.at_level("WARNING", logger="runner.checkpoint"):
+        result = train(SMALL, device="cpu", checkpoint_path=ledger.path, seal=ledger.seal())
+    assert "resumed_from_step" not in result.summary and result.summary["steps_run"] == 300
+    assert "ignoring checkpoint" in caplog.text and REASONS[tamper] in caplog.text
+    same_results(whole, result)  # the genuine run's numbers, not the forged history
+
+
+def test_a_fused_group_records_every_members_digest_in_one_write_and_resumes_sealed(tmp_path):
+    from runner.train.fused import train_group
+
+    configs = [dict(SMALL, seed=s) for s in range(3)]
+    paths = [tmp_path / f"job-{i}.pt" for i in range(3)]
+    writes: list[list] = []
+    digests: dict = {}
+
+    def seal():
+        return checkpoint.Seal({p: (i, 1) for i, p in enumerate(paths)}, {p: digests.get(p) for p in paths},
+                               lambda written: (writes.append(written), digests.update(written)), None)
+
+    stopped = train_group(configs, device="cpu", should_stop=StopAfter(90), checkpoint_paths=paths, seal=seal())
+    assert [r.status for r in stopped] == ["stopped"] * 3
+    assert [len(w) for w in writes] == [3] and set(digests) == set(paths)  # one write for the three members
+    _forge(paths[1])
+    resumed = train_group(configs, device="cpu", checkpoint_paths=paths, seal=seal())
+    assert [r.summary.get("resumed_from_step") for r in resumed] == [90, None, 90]  # the forged one started over
+    for cfg, result in zip(configs, resumed):
+        assert result.summary["final_test_loss"] == pytest.approx(train(cfg, device="cpu").summary["final_test_loss"],
+                                                                  rel=1e-4)
