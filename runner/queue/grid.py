@@ -62,15 +62,17 @@ def load_grid(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> Gr
         raise fail(source, "file not found (check the path)") from None
     except (OSError, UnicodeDecodeError) as e:
         raise fail(source, f"cannot read the grid file ({getattr(e, 'strerror', None) or e})") from None
-    return parse_grid(load_yaml(text, source), source, overrides, default_sweep=Path(path).stem)
+    return parse_grid(load_yaml(text, source), source, overrides, default_sweep=Path(path).stem, shape_checked=True)
 
 
 def parse_grid(data: Mapping[str, Any], source: str = "<dict>", overrides: Sequence[str] = (),
-               default_sweep: str | None = None) -> GridSpec:
-    """Build a GridSpec from loaded YAML data, apply overrides, validate."""
+               default_sweep: str | None = None, shape_checked: bool = False) -> GridSpec:
+    """Build a GridSpec from loaded YAML data, apply overrides, validate. `shape_checked`: load_yaml
+    has bounded the data's size and depth already (a grid file's); a dict from Python is checked here."""
     if data is None:
         raise fail(source, "the grid file is empty (write at least sweep:, base: and grid:)")
-    check_shape(data, source)  # again for a dict handed to runner.submit: it may share lists too
+    if not shape_checked:  # a dict handed to runner.submit: it may share lists too
+        check_shape(data, source)
     if not isinstance(data, Mapping):
         raise fail(source, f"the top level must be a mapping (sweep:, base:, grid:, ...), not {kind_of(data)}")
     for key in data:

@@ -142,7 +142,8 @@ def plot_scaling(db: str | Sweep, sweep: str | None = None, value: str = "final_
     styles = _styles(df, split)
     for level, colour in colours.items():
         for combo, style in styles.items():
-            part = rows_at(table if by is None else _rows(table, by, level), split, combo).sort_values(x)
+            keys, values = ([], []) if by is None else ([by], [level])
+            part = rows_at(table, [*keys, *split], [*values, *combo]).sort_values(x)
             if len(part):
                 label = _label("mean" if by is None else level, split, combo)
                 _line_with_band(ax, part[x], part, band, colour, label, marker="o", linestyle=style)
@@ -213,11 +214,6 @@ def _finish(fig: Figure, out: str | Path | None) -> Figure:
     if out is not None:
         fig.savefig(out, dpi=DPI)
     return fig
-
-
-def _rows(table: pd.DataFrame, key: str, level: Any) -> pd.DataFrame:
-    """The rows of a stats table at one level of a key (None matches missing values)."""
-    return table[table[key].isna()] if level is None else table[table[key] == level]
 
 
 def _index(values: Sequence[Any], value: Any) -> int:
