@@ -121,8 +121,9 @@ def show_lines(store: Store, job_id: int, now: float | None = None) -> list[str]
     job = {k: v[0] for k, v in t.items()}
     config, summary = json.loads(job["config"]), json.loads(job["summary"] or "{}")
     where = f" on {job['device']}@{job['host']}" if job["device"] else ""
+    signed = "  signed" if job["signature"] else ""  # by the submitter's key (workers holding it verify)
     lines = [f"job {job_id}  sweep {job['sweep']}  {job['status']}  attempt {job['attempts']} of {job['max_attempts']}"
-             f"  priority {job['priority']}",
+             f"  priority {job['priority']}{signed}",
              f"created {_when(job['created_at'])}   started {_when(job['started_at'])}   "
              f"finished {_when(job['finished_at'])}{where}", "", "config:"]
     lines += [f"  {k}: {_value(v)}" for k, v in config.items()]

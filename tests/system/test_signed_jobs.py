@@ -75,6 +75,8 @@ def test_workers_with_the_key_run_signed_jobs_and_refuse_rows_written_without_it
     assert "the job is not signed" in errors[0]
     assert "signature does not match its config" in errors[1] and "signature does not match" in errors[2]
     assert all("submit it" in e and len(e.splitlines()) == 1 for e in errors)
+    assert "priority 0  signed" in run_cli("show", "1", "--db", url).stdout.splitlines()[0]
+    assert not run_cli("show", "3", "--db", url).stdout.splitlines()[0].endswith("signed")
 
     everything = "\n".join(str(r) for table in ("jobs", "results", "attempts", "workers", "meta", "sweeps")
                            for r in sql(url, f"SELECT * FROM {table}"))

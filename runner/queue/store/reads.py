@@ -153,10 +153,11 @@ class Reads(Database):
                   statuses: Sequence[JobStatus] | None = None, limit: int | None = None) -> dict[str, list]:
         """Jobs ordered by id as columns (name -> list), for building frames in bulk: job_id, sweep,
         config and summary (JSON text; summary None until a results row exists), status, attempts,
-        max_attempts, priority, worker, host, device, created_at, started_at, finished_at, error."""
+        max_attempts, priority, worker, host, device, created_at, started_at, finished_at, error, signature."""
         cols = (jobs_t.c.id.label("job_id"), jobs_t.c.sweep, jobs_t.c.config, results_t.c.summary, jobs_t.c.status,
                 jobs_t.c.attempts, jobs_t.c.max_attempts, jobs_t.c.priority, jobs_t.c.worker, jobs_t.c.host,
-                jobs_t.c.device, jobs_t.c.created_at, jobs_t.c.started_at, jobs_t.c.finished_at, jobs_t.c.error)
+                jobs_t.c.device, jobs_t.c.created_at, jobs_t.c.started_at, jobs_t.c.finished_at, jobs_t.c.error,
+                jobs_t.c.signature)
         base = (select(*cols).select_from(jobs_t.outerjoin(results_t, results_t.c.job_id == jobs_t.c.id))
                 .order_by(jobs_t.c.id))
         base = base.where(_status_in(statuses)) if statuses else base
