@@ -14,12 +14,13 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from .builtin_signatures import SOURCES, stand_ins
 from .errors import UserError
 from .plugin_policy import check_location, check_object
 from .text import closest, did_you_mean
 
 KINDS = ("batchfn", "model", "grab")
-_BUILTIN_PACKAGES = {"batchfn": "batchfns", "model": "runner.train.models", "grab": "grabs"}
+_BUILTIN_PACKAGES = {kind: package for kind, (package, _) in SOURCES.items()}  # batchfns, runner.train.models, grabs
 _REGISTRY: dict[str, dict[str, Callable[..., Any]]] = {kind: {} for kind in KINDS}
 
 MAIN_MODULE_FIX = (
@@ -72,6 +73,15 @@ def registered(kind: str) -> dict[str, Callable[..., Any]]:
     return dict(_REGISTRY[kind])
 
 
+def known(kind: str) -> dict[str, Callable[..., Any]]:
+    """Every plug-in of one kind by registered name, without importing the built-ins: until their
+    package is imported they are stand-ins read from the source (runner.builtin_signatures), which
+    carry the real signatures; what this process registered comes as itself."""
+    if _BUILTIN_PACKAGES[kind] in sys.modules:
+        return dict(_REGISTRY[kind])
+    return {**stand_ins(kind), **_REGISTRY[kind]}
+
+
 def to_reference(obj: Any, kind: str) -> str:
     """Turn a callable handed to the Python API into the string stored in configs."""
     if isinstance(obj, str):
@@ -113,7 +123,7 @@ def check_portable(ref: str, kind: str) -> None:
     under it in this process only (workers import the built-in plug-ins, not the submitting script)."""
     if ":" in ref:
         return
-    fn = registered(kind).get(ref)
+    fn = known(kind).get(ref)
     if fn is None:
         return  # resolve reports an unknown name
     module, qualname = getattr(fn, "__module__", "") or "", getattr(fn, "__qualname__", ref)
@@ -142,17 +152,19 @@ def _ensure_cwd_on_path() -> None:
         sys.path.insert(0, cwd)
 
 
-def resolve(ref: Any, kind: str) -> Plugin:
+def resolve(ref: Any, kind: str, *, signature_only: bool = False) -> Plugin:
     """Find the callable a config names; UserError with the fix when it cannot be found, or when the
     plug-in policy (runner.plugin_policy) refuses an import path: its module's location is checked
     before it is imported, the object's kind before it is returned. Registered short names and
-    objects runner.train was handed in this process are the user's own choice and skip the policy."""
+    objects runner.train was handed in this process are the user's own choice and skip the policy.
+    `signature_only` (validation): a built-in not imported yet may come as its stand-in, so that a
+    submit naming only built-ins does not import torch."""
     if not isinstance(ref, str) or not ref:
         raise UserError(f"{kind} must be a registered name or 'module:function', got {ref!r}")
     if ref in _IN_PROCESS:
         return Plugin(kind, ref, _IN_PROCESS[ref])
     if ":" not in ref:
-        table = registered(kind)
+        table = known(kind) if signature_only else registered(kind)
         if ref in table:
             return Plugin(kind, ref, table[ref])
         near = did_you_mean(ref, table)

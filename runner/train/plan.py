@@ -99,7 +99,7 @@ def consumers(batchfn_ref: str, model_ref: str, grab_refs: tuple[str, ...]) -> d
     """Map every config key a plug-in combination takes to (who, param) pairs: who is "batchfn",
     "model" or "grab <ref>"."""
     table: dict[str, list[tuple[str, Param]]] = {}
-    bf = resolve(batchfn_ref, "batchfn")
+    bf = resolve(batchfn_ref, "batchfn", signature_only=True)
     names = {p.name for p in params(bf.fn)}
     missing = [n for n in BATCHFN_INJECTED if n not in names]
     if missing:
@@ -108,10 +108,10 @@ def consumers(batchfn_ref: str, model_ref: str, grab_refs: tuple[str, ...]) -> d
     for p in params(bf.fn):
         if p.name not in BATCHFN_INJECTED:
             table.setdefault(p.name, []).append(("batchfn", p))
-    for p in params(resolve(model_ref, "model").fn):
+    for p in params(resolve(model_ref, "model", signature_only=True).fn):
         table.setdefault(p.name, []).append(("model", p))
     for ref in grab_refs:
-        for p in params(resolve(ref, "grab").fn):
+        for p in params(resolve(ref, "grab", signature_only=True).fn):
             if p.name not in GRAB_CONTEXT:
                 table.setdefault(p.name, []).append((f"grab {ref}", p))
     named = {"batchfn": f"batchfn {batchfn_ref}", "model": f"model {model_ref}"}
