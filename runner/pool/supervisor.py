@@ -52,6 +52,7 @@ class Slot:
     quick_deaths: int = 0
     finished: bool = False
     jobs_before: int = 0  # jobs run by this slot's earlier (recycled) processes, for --max-jobs
+    settings: Any = None  # the pipe its process waits on for its settings (None once they are sent)
 
 
 @dataclass
@@ -89,6 +90,7 @@ class WorkerPool:
             raise UserError(f"--host-id {self.host_id!r}: give a non-empty name without '/' (it starts each worker id)")
         self.stopping = False
         self.killing = False
+        self.worker_env: dict[str, str] = {}  # what workers set before CUDA starts (a private MPS daemon's folders)
         self.progress: Progress | None = None  # the live table, once run() draws it
         self.slots = [Slot(d, i) for d in self.devices for i in range(self.per_device)]
         cpus, cpu_workers = os.cpu_count() or 1, sum(1 for s in self.slots if s.device.is_cpu)
@@ -98,19 +100,57 @@ class WorkerPool:
         self.cpu_threads = max(1, cpus // max(1, cpu_workers))
 
     # --- children ---------------------------------------------------------------------------
-    def _start(self, slot: Slot) -> None:
+    def prestart(self) -> None:
+        """Start every worker process now: each imports torch and the loop (most of its start-up) while
+        the supervisor checks the database and devices, then waits for its settings (`_start`)."""
+        for slot in self.slots:
+            self._spawn(slot)
+
+    def call_off(self) -> None:
+        """The checks failed or there is nothing to do: end the workers still waiting for their settings
+        (they have claimed nothing; most are still importing torch, so they are not waited for)."""
+        for slot in self.slots:
+            if slot.settings is None or slot.process is None:
+                continue
+            self._send(slot, None)
+            slot.process.kill()
+            slot.process.join()
+            last_words.tail(slot.worker_id)  # removes its file
+
+    def _spawn(self, slot: Slot) -> None:
         slot.generation += 1
         slot.worker_id = f"{self.host}/{os.getpid()}/{slot.device.label}/{slot.index}.{slot.generation}"
-        opts = WorkerOptions(
+        theirs, slot.settings = self.ctx.Pipe(duplex=False)
+        slot.process = self.ctx.Process(target=worker_main, args=(slot.device.visible, slot.worker_id, self.log_level,
+                                                                  theirs), name=slot.worker_id, daemon=False)
+        slot.process.start()
+        theirs.close()
+        slot.started = time.monotonic()
+
+    def _start(self, slot: Slot) -> None:
+        """Hand a waiting worker process its settings; start a fresh process first where its last one is done."""
+        if slot.settings is None:  # its process ran (and exited): a new one
+            self._spawn(slot)
+        self._send(slot, WorkerOptions(
             db=self.db, checkpoint_dir=self.checkpoint_dir, worker_id=slot.worker_id, host=self.host,
             device_label=slot.device.label, visible=slot.device.visible,
             threads=self.cpu_threads if slot.device.is_cpu else 1, sweep=self.sweep,
             max_jobs=None if self.max_jobs is None else self.max_jobs - slot.jobs_before, fuse=self.fuse,
-            memory_share=1.0 / self.per_device, pool_size=len(self.slots), wait=self.wait, lease_s=self.lease_s, log_level=self.log_level,
-        )
-        slot.process = self.ctx.Process(target=worker_main, args=(opts,), name=slot.worker_id, daemon=False)
-        slot.process.start()
-        slot.started = time.monotonic()
+            memory_share=1.0 / self.per_device, pool_size=len(self.slots), wait=self.wait, lease_s=self.lease_s,
+            log_level=self.log_level, env=tuple(sorted(self.worker_env.items())),
+        ))
+
+    @staticmethod
+    def _send(slot: Slot, opts: WorkerOptions | None) -> None:
+        """Send a waiting process its settings (None: leave); a process that died meanwhile is reaped as such."""
+        if slot.settings is None:
+            return
+        try:
+            slot.settings.send(opts)
+        except OSError:  # it died while importing: the main loop reaps it
+            pass
+        slot.settings.close()
+        slot.settings = None
 
     def _reap(self, slot: Slot, store: Store) -> None:
         """A child exited: return its job if it died, then decide whether to replace it."""
@@ -175,6 +215,8 @@ class WorkerPool:
         except BaseException:
             store.close()
             raise
+        if daemon is not None:  # the workers, started before it, join it
+            self.worker_env = dict(daemon.env)
         if self.show_progress and any(not d.is_cpu for d in self.devices):
             print(f"  {note}", file=sys.stderr, flush=True)
         log.info("%s", note)
@@ -227,10 +269,23 @@ def run_workers(db: str, devices: list[Device], *, worker_mib: int = DEFAULT_WOR
     pool = WorkerPool(db, devices, **kwargs)  # options first: a bad one is reported before the database is touched
     if worker_mib < 1:
         raise UserError(f"--worker-mib must be a positive number of MiB, got {worker_mib}")
-    if signing_key() is not None:  # a bad key setting is refused here, not by every worker
+    signed = signing_key() is not None  # a bad key setting is refused here, not by every worker
+    pool.prestart()  # the workers import torch while the database and devices are checked
+    try:
+        code = _checked_run(pool, db, worker_mib, signed)
+    except BaseException:
+        pool.call_off()
+        raise
+    pool.call_off()  # (none left waiting when the pool ran)
+    return code
+
+
+def _checked_run(pool: WorkerPool, db: str, worker_mib: int, signed: bool) -> int:
+    """The checks before a pool runs (each refusal one line, before any job is claimed), then the run."""
+    if signed:
         print(f"runner workers: verifying job signatures with the key of {key_source()} (unsigned or altered jobs "
               "fail without running)", file=sys.stderr, flush=True)
-    with Store(db) as store:  # then the database, with its user-facing message, before spawning anything
+    with Store(db) as store:  # then the database, with its user-facing message, before any worker claims
         if pool.sweep is not None:
             store.check_sweep(pool.sweep)  # an unknown sweep is an error, as in every other command
         left = store.count_in(pool.sweep, JobStatus.PENDING, JobStatus.RUNNING)

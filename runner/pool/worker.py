@@ -24,6 +24,7 @@ from ..train import checkpoints
 from ..train.fused import train_group
 from ..train.fused_memory import members_that_fit
 from ..train.loop import RunStatus, TrainResult, train
+from ..train.optim import skip_dynamo_import
 from .checkpoint_dir import job_path
 from .entry import WorkerOptions
 from .group_size import MEMORY_FRACTION, most_jobs
@@ -33,6 +34,7 @@ from .watchdog import WATCH_S, Watchdog
 log = logging.getLogger("runner.worker")
 
 DRAIN_POLL_S = 0.2  # how often an idle worker checks whether the other workers' last jobs are done
+IDLE_POLL_MIN_S = 0.02  # --wait: the first look for new jobs after the queue ran dry (then backing off to poll_s)
 
 
 class Worker:
@@ -57,6 +59,7 @@ class Worker:
                 self.where["gpu_uuid"] = f"GPU-{props.uuid}"
         self.watchdog = Watchdog(self.store, self.where, stop)
         self.key = signing_key()  # the supervisor checked the setting; None: jobs are not verified
+        skip_dynamo_import()  # torch.optim's first calls would import torch._dynamo (2-3 s); runner never compiles
         _warm_up(self.device)
 
     def run(self) -> None:
@@ -74,7 +77,7 @@ class Worker:
                                               most=most, sweep=self.opts.sweep, lease_s=self.opts.lease_s)
                 if not jobs:
                     if self.opts.wait:
-                        self.stop.wait(self.opts.poll_s)
+                        self._wait_for_work()
                         continue
                     if not self._others_running():
                         break
@@ -116,6 +119,19 @@ class Worker:
         if fit < len(jobs):
             log.info("fused group of %d: %d claimed jobs would not fit in memory, back in the queue", fit, len(jobs) - fit)
         return jobs[:fit]
+
+    def _wait_for_work(self) -> None:
+        """--wait with nothing to claim: look for a pending job with one cheap read, every
+        IDLE_POLL_MIN_S at first and half as often each time nothing came, up to `poll_s`; so a
+        submit reaches an idle pool within `poll_s` (0.4 s) and a long-idle pool costs a few reads a second."""
+        delay = IDLE_POLL_MIN_S
+        while not self.stop.wait(delay):
+            try:
+                if self.store.any_pending(self.opts.sweep):
+                    return
+            except Exception as exc:  # noqa: BLE001 - a database away for a moment: keep waiting, claim later
+                log.warning("looking for pending jobs failed: %s", exc)
+            delay = min(delay * 2, self.opts.poll_s)
 
     def _genuine(self, jobs: list[ClaimedJob]) -> list[ClaimedJob]:
         """With a signing key, the claimed jobs whose signature holds; each other one fails now, for

@@ -28,7 +28,7 @@ from . import checkpoints
 from .capture import StepGraph, capture_blocker
 from .data import Batch, JobData
 from .grabbing import GrabContext, run_grabs
-from .optim import LOSSES, accuracy, make_optimizer, precision
+from .optim import LOSSES, accuracy, direct_step, make_optimizer, precision
 from .options import TrainOptions
 from .plan import JobPlan, plan_job
 from .plan import params as model_params
@@ -158,6 +158,7 @@ class _Loop:
         self.data = JobData(plan, device, seeds)
         self.model = build_model(plan, self.data, device, seeds["model"])
         self.optimizer = make_optimizer(o, self.model, capturable=device.type == "cuda")
+        self.optimizer_step = direct_step(self.optimizer)  # no torch._dynamo import at the first step
         self.lr_plan = LrPlan(o, self.optimizer)
         self.init_params = [p.detach().clone() for p in self.model.parameters()]
         torch.manual_seed(seeds["sample"])  # dropout and other in-model randomness
@@ -246,7 +247,7 @@ class _Loop:
             loss = self.loss_fn(self.model(batch[0]), batch[1])
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        self.optimizer.step()
+        self.optimizer_step()
         return loss.detach(), batch
 
     def _restart_stream(self, stream_state: torch.Tensor) -> None:

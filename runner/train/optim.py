@@ -87,3 +87,56 @@ def precision(mode: str, device: torch.device) -> Iterator[Callable[[], contextl
             yield contextlib.nullcontext
     finally:
         torch.set_float32_matmul_precision(previous)
+
+
+def skip_dynamo_import() -> int:
+    """Spare a worker the import of torch._dynamo (2-3 s) that torch.optim triggers on its first call.
+
+    torch.optim wraps Optimizer methods (add_param_group, zero_grad, state_dict...) in
+    torch._disable_dynamo, whose wrapper imports torch._dynamo on its first call to build, once, the
+    function it then calls: outside torch.compile, the method itself. runner never compiles, so each
+    wrapper is handed its method as that cached function: the same code runs, and the import never
+    happens. For worker processes only (a notebook may compile); returns how many wrappers it primed."""
+    import sys
+
+    if "torch._dynamo" in sys.modules:
+        return 0
+    try:
+        from torch._compile import _disable_dynamo
+
+        wrapper_code = _disable_dynamo(lambda: None).__code__
+    except (ImportError, AttributeError):  # another torch: leave it as it is
+        return 0
+    primed = 0
+    for cls in {torch.optim.Optimizer, *(c for c in vars(torch.optim).values()
+                                         if isinstance(c, type) and issubclass(c, torch.optim.Optimizer))}:
+        for attr in vars(cls).values():
+            fn = getattr(attr, "__wrapped__", None)
+            if getattr(attr, "__code__", None) is wrapper_code and fn is not None \
+                    and getattr(fn, "__dynamo_disable", None) is None:
+                fn.__dynamo_disable = fn  # what the wrapper caches; it calls this from now on
+                primed += 1
+    return primed
+
+
+def direct_step(optimizer: torch.optim.Optimizer) -> Callable[[], Any]:
+    """`optimizer.step()` without torch.optim's two wrappers, for the loop to call every step: the
+    profiler-and-hooks wrapper (runner sets no optimizer hooks) and `_use_grad_for_differentiable`,
+    which imports torch._dynamo (2-3 s) at the first step only to place a graph break that matters
+    under torch.compile alone. The same update runs, under no_grad as the wrapper sets it. Where a
+    hook is set or the optimizer is differentiable, the plain `optimizer.step`."""
+    from torch.optim.optimizer import _global_optimizer_post_hooks, _global_optimizer_pre_hooks
+
+    hooked = (optimizer._optimizer_step_pre_hooks or optimizer._optimizer_step_post_hooks
+              or _global_optimizer_pre_hooks or _global_optimizer_post_hooks)
+    step = type(optimizer).step
+    if hooked or optimizer.defaults.get("differentiable") or not hasattr(step, "__wrapped__"):
+        return optimizer.step
+    while hasattr(step, "__wrapped__"):
+        step = step.__wrapped__
+
+    def run_step() -> Any:
+        with torch.no_grad():
+            return step(optimizer)
+
+    return run_step

@@ -11,8 +11,6 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from sqlalchemy import bindparam, delete, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from ... import __version__
 from ...errors import NoSuchSweep, StaleTokenError, StoreError, TransitionError, UserError
@@ -111,7 +109,7 @@ def _move(tx: _Tx, job_id: int, target: JobStatus, token: int | None = None, **v
 def _record_axes(tx: _Tx, sweep: str, axes: Sequence[str], now: float) -> None:
     """The sweep's row, made if missing, with these axes added to those it has (in first-seen order).
     The row is locked (PostgreSQL) so two racing submits both land."""
-    tx.run(Q_NEW_SWEEP[tx.dialect.name], _p(name=sweep, axes="[]", now=now))
+    tx.run(_upserts_of(tx.dialect.name)[2], _p(name=sweep, axes="[]", now=now))
     known = json.loads(tx.one(Q_SWEEP_AXES_LOCKED, _p(name=sweep))[0])  # type: ignore[index]
     union = known + [a for a in dict.fromkeys(axes) if a not in known]
     if union != known:
@@ -195,10 +193,15 @@ def _upserts(upsert: Any) -> tuple[Any, Any]:
         | {"job_id": None, "exited_at": None}), new_sweep
 
 
-_by_dialect = {"sqlite": _upserts(sqlite_insert), "postgresql": _upserts(pg_insert)}
-Q_ADD = {name: q[0] for name, q in _by_dialect.items()}        # by dialect name
-Q_REGISTER = {name: q[1] for name, q in _by_dialect.items()}   # by dialect name
-Q_NEW_SWEEP = {name: q[2] for name, q in _by_dialect.items()}  # by dialect name
+@functools.cache
+def _upserts_of(dialect: str) -> tuple[Any, Any, Any]:
+    """(Q_ADD, Q_REGISTER, Q_NEW_SWEEP) of one dialect, built on first use: a SQLite queue never imports
+    SQLAlchemy's PostgreSQL dialect (a tenth of a second of every worker's start)."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as upsert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as upsert
+    return _upserts(upsert)
 Q_SWEEP_AXES_LOCKED = select(sweeps_t.c.axes).where(sweeps_t.c.name == bindparam("p_name")).with_for_update()
 Q_SET_AXES = update(sweeps_t).where(sweeps_t.c.name == bindparam("p_name")).values(axes=bindparam("p_axes"))
 Q_SEEN = update(workers_t).where(workers_t.c.worker == bindparam("p_worker")).values(  # a worker is alive
@@ -242,7 +245,7 @@ class JobOps(Reads):
                 "created_at", "fusion_key", "signature")
 
         def body(tx: _Tx) -> int:
-            added = tx.many(Q_ADD[tx.dialect.name], keys, rows) if rows else 0  # ON CONFLICT: racing submits
+            added = tx.many(_upserts_of(tx.dialect.name)[0], keys, rows) if rows else 0  # ON CONFLICT: racing submits
             if axes is not None:
                 _record_axes(tx, sweep, axes, now)
             return added
@@ -440,7 +443,7 @@ class JobOps(Reads):
     def register_worker(self, worker: str, *, host: str, pid: int, device: str) -> None:
         """A worker (re)starts: its row in the registry, with the runner version it runs."""
         params = _p(worker=worker, host=host, pid=pid, device=device, version=__version__)
-        self._write(lambda tx: tx.run(Q_REGISTER[tx.dialect.name], params | _p(now=tx.now())))
+        self._write(lambda tx: tx.run(_upserts_of(tx.dialect.name)[1], params | _p(now=tx.now())))
 
     def worker_seen(self, worker: str, *, job_id: int | None) -> None:
         """A worker is alive and holds job_id (None: idle)."""

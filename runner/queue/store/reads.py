@@ -41,6 +41,13 @@ class Reads(Database):
         """How many jobs (of one sweep, or of all) are in any of these states."""
         return sum(by_state.get(JobStatus(s).value, 0) for by_state in self.counts(sweep).values() for s in states)
 
+    def any_pending(self, sweep: str | None = None) -> bool:
+        """Whether a job (of one sweep, or of any) is pending: one index probe, cheap enough for an
+        idle worker to ask several times a second (counts() scans the sweep)."""
+        stmt = select(jobs_t.c.id).where(jobs_t.c.status == JobStatus.PENDING.value)
+        stmt = (stmt if sweep is None else stmt.where(jobs_t.c.sweep == sweep)).limit(1)
+        return self._read(lambda tx: tx.one(stmt)) is not None
+
     def count_hashes(self, sweep: str, hashes: Sequence[str]) -> int:
         """How many of these config hashes sweep `sweep` holds (what a dry-run submit would skip)."""
         wanted, n = sorted(set(hashes)), 0
