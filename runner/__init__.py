@@ -1,6 +1,7 @@
 """runner: hyperparameter sweeps of small networks, from a YAML grid to a DataFrame.
 
-    runner.submit("grid.yaml")                 # grid -> jobs in jobs.db
+    df = runner.run("grid.yaml")               # submit, train on this machine's devices, the results
+    runner.submit("grid.yaml")                 # grid -> jobs in jobs.db (wait=True: block, return the results)
     df = runner.results("jobs.db", sweep="x")  # one row per job
     g = runner.grid_array("jobs.db", sweep="x", axes=["lr", "seed"])  # masked array on the grid
     out = runner.train({...})                  # one job inline, no queue
@@ -14,7 +15,8 @@ Layout (imports point one way, checked by tests/unit/test_layout.py):
     runner.pool     supervisor, worker entry, devices, MPS  -> queue, train, base
     runner.queue    grid files, submission, the store (SQL) -> train, base
     runner.train    the loop and its parts                  -> base
-    base            errors, registry, hashing, npy, text (modules directly in runner/): import no subpackage
+    base            errors, registry, plugin_policy, builtin_signatures, signing, hashing, npy, text (modules
+                    directly in runner/): import no subpackage
 
 `runner.train` and `runner.results` are packages that can be called like the functions they are named
 after (runner/_callable.py).
@@ -26,12 +28,13 @@ from typing import Any
 from .errors import RunnerError, UserError
 from .registry import batchfn, grab, model
 
-__all__ = ["submit", "results", "curves", "grid_array", "GridArray", "arrays", "train", "batchfn", "grab", "model",
+__all__ = ["submit", "run", "results", "curves", "grid_array", "GridArray", "arrays", "train", "batchfn", "grab", "model",
            "RunnerError", "UserError"]
 __version__ = "0.1.0"
 
 _LAZY = {  # name -> (module, attribute); attribute None: the module itself (a callable package)
-    "submit": ("runner.queue.submission", "submit"),
+    "submit": ("runner.results.waiting", "submit"),
+    "run": ("runner.cli.run", "run"),
     "results": ("runner.results", None),
     "curves": ("runner.results.reading", "curves"),
     "arrays": ("runner.results.reading", "arrays"),

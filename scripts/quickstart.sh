@@ -5,11 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 PY="${PYTHON:-python3}"
-"$PY" -m runner.cli submit examples/quickstart.yaml
+# runner run: submit, run workers until the sweep is done, print its results (one command)
 if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
-    "$PY" -m runner.cli workers --per-device 2
+    "$PY" -m runner.cli run examples/quickstart.yaml --per-device 2
 else
-    "$PY" -m runner.cli workers --devices cpu --per-device 2
+    "$PY" -m runner.cli run examples/quickstart.yaml --devices cpu --per-device 2
 fi
 "$PY" -m runner.cli status
-"$PY" -m runner.cli results --sweep quickstart

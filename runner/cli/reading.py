@@ -2,6 +2,8 @@
 They print what runner.results builds (views, the results frame), importing it when they run."""
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from ..queue.states import JobStatus  # the store's JobStatus, without loading SQLAlchemy for `--help`
@@ -72,6 +74,12 @@ def results(db: str, sweep: str | None, output: str | None) -> None:
         export(df, output)
         say(f"wrote {len(df)} rows to {output}")
         return
+    say_results(df)
+
+
+def say_results(df: Any) -> None:
+    """A results frame as a terminal table: the keys every job shares on one line, then one row per
+    job (the first and last 100 of a long sweep)."""
     import pandas as pd
 
     if not len(df):
