@@ -9,7 +9,7 @@ the seconds the device spent training them: a job's wall_s, shared by a fused gr
 by the workers running at once), each row's ratio to the K=1 row, and the largest relative
 difference of a job's final test loss from the same job in the K=1 row.
 
-    python benchmarks/fused.py                       # the sweeps of issue 14 on GPU 0 (tiny also with draw_ahead 1000)
+    python benchmarks/fused.py                       # the sweeps of issue 14 on GPU 0 (also with draw_ahead: tiny 1000, width 256 10)
     python benchmarks/fused.py --sweeps tiny --unfused-jobs 64   # fewer jobs in the slow rows
     python benchmarks/fused.py --in-process          # train_group against runner.train, no queue
     python benchmarks/fused.py --quick               # a small CPU smoke run of the in-process rows
@@ -67,6 +67,8 @@ SWEEPS = {  # the issue's sweeps: name -> (base config, jobs)
                              n_test=256, steps=2000, eval_every=500, draw_ahead=1000), 1024),
     "standard-256": (dict(batchfn="gaussian_teacher", model="mlp", d=200, batch_size=1024, width=256, depth=2,
                           n_test=1000, steps=2000, eval_every=500), 256),
+    "standard-256-draw-ahead": (dict(batchfn="gaussian_teacher", model="mlp", d=200, batch_size=1024, width=256,
+                                     depth=2, n_test=1000, steps=2000, eval_every=500, draw_ahead=10), 256),
     "standard-1024": (dict(batchfn="gaussian_teacher", model="mlp", d=200, batch_size=1024, width=1024, depth=2,
                            n_test=1000, steps=2000, eval_every=500), 256),
 }

@@ -9,12 +9,14 @@ command's start to that job's start, read from the database), and the slowest im
 
     python benchmarks/startup.py              # on a GPU machine
     python benchmarks/startup.py --quick      # CPU smoke run (one repeat, no CUDA rows)
+    python benchmarks/startup.py --targets --baseline ../runner-before   # issue 17's table: before/after/target
 """
 from __future__ import annotations
 
 import argparse
 import os
 import shutil
+import signal
 import sqlite3
 import statistics
 import subprocess
@@ -99,12 +101,110 @@ def one_job_sweep(repeat: int, devices: str) -> tuple[float, float]:
     return statistics.median(walls), statistics.median(starts)
 
 
+# --- issue 17's targets: before (a baseline checkout) and after (this tree) ---------------------------
+QUICKSTART = ROOT / "examples" / "quickstart.yaml"
+TARGETS = {"submit": 1.0, "first claim": 3.0, "warm pool": 0.5, "run": 8.0}
+
+
+def _env(root: Path) -> dict[str, str]:
+    """The environment that runs the runner found at `root` (this tree or a baseline checkout)."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+
+
+def _cli(root: Path, *args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "runner.cli", *args], env=_env(root), cwd=cwd, capture_output=True,
+                          text=True, check=check)
+
+
+def _query(db: Path, sql: str) -> list[tuple]:
+    con = sqlite3.connect(str(db))
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+def target_times(root: Path, devices: str, repeat: int) -> dict[str, float]:
+    """Median seconds of each target measure with the runner at `root`."""
+    has_run = (root / "runner" / "cli" / "run.py").exists()
+    out: dict[str, list[float]] = {k: [] for k in TARGETS}
+    for _ in range(repeat):
+        with tempfile.TemporaryDirectory(prefix="runner-targets-") as tmp:
+            folder = Path(tmp)
+            t0 = time.perf_counter()
+            _cli(root, "submit", str(QUICKSTART), "--db", "a.db", cwd=folder)
+            out["submit"].append(time.perf_counter() - t0)
+            t0_wall = time.time()
+            _cli(root, "workers", "--devices", devices, "--db", "a.db", "--quiet", cwd=folder)
+            out["first claim"].append(_query(folder / "a.db", "SELECT min(started_at) FROM attempts")[0][0] - t0_wall)
+            out["warm pool"].append(statistics.median(_warm_pool(root, folder, devices)))
+            t0 = time.perf_counter()
+            if has_run:
+                _cli(root, "run", str(QUICKSTART), "--db", "r.db", "--devices", devices, "--quiet", cwd=folder)
+            else:  # before `runner run`: the quickstart's three commands
+                _cli(root, "submit", str(QUICKSTART), "--db", "r.db", cwd=folder)
+                _cli(root, "workers", "--devices", devices, "--db", "r.db", "--quiet", cwd=folder)
+                _cli(root, "results", "--sweep", "quickstart", "--db", "r.db", cwd=folder)
+            out["run"].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in out.items()}
+
+
+def _warm_pool(root: Path, folder: Path, devices: str, rounds: int = 3) -> list[float]:
+    """Seconds from a submit's commit (its jobs' created_at) to the first claim, on an idle --wait pool."""
+    one = folder / "one.yaml"
+    one.write_text("batchfn: gaussian_teacher\nmodel: mlp\nbase: {d: 8, batch_size: 32, width: 16, steps: 5}\n")
+    db = folder / "w.db"
+    _cli(root, "submit", str(one), "sweep=warmup", "--db", str(db), cwd=folder)
+    pool = subprocess.Popen([sys.executable, "-m", "runner.cli", "workers", "--wait", "--devices", devices, "--db",
+                             str(db), "--quiet"], env=_env(root), cwd=folder, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    latencies = []
+    try:
+        for sweep in ["warmup"] + [f"round{i}" for i in range(rounds)]:
+            if sweep != "warmup":
+                _cli(root, "submit", str(one), f"sweep={sweep}", "--db", str(db), cwd=folder)
+            while not _query(db, f"SELECT 1 FROM jobs WHERE sweep = '{sweep}' AND status = 'done'"):
+                time.sleep(0.05)
+            if sweep != "warmup":
+                (created, started), = _query(db, "SELECT j.created_at, min(a.started_at) FROM jobs j JOIN attempts a "
+                                                 f"ON a.job_id = j.id WHERE j.sweep = '{sweep}'")
+                latencies.append(started - created)
+            time.sleep(2.0)  # idle: the pool's polls back off to their longest interval
+    finally:
+        pool.send_signal(signal.SIGTERM)
+        pool.wait(timeout=60)
+    return latencies
+
+
+def print_targets(devices: str, repeat: int, baseline: Path | None) -> None:
+    after = target_times(ROOT, devices, repeat)
+    before = target_times(baseline, devices, repeat) if baseline is not None else {}
+    print(f"\nissue 17 targets (median of {repeat}; before: {baseline or '-'})")
+    print(f"{'measure':<44} {'before':>8} {'after':>8} {'ratio':>7} {'target':>8}")
+    print("-" * 79)
+    labels = {"submit": "runner submit, quickstart", "first claim": "runner workers: command to first claim",
+              "warm pool": "warm --wait pool: submit to first claim", "run": "runner run, quickstart, end to end"}
+    for key, label in labels.items():
+        b = before.get(key)
+        ratio = f"{b / after[key]:>6.1f}x" if b else f"{'-':>7}"
+        print(f"{label:<44} {b if b is not None else float('nan'):>8.2f} {after[key]:>8.2f} {ratio} "
+              f"{'< ' + str(TARGETS[key]):>8}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="CPU smoke run")
     parser.add_argument("--top", type=int, default=8, help="how many of the slowest imports to list")
+    parser.add_argument("--targets", action="store_true", help="only the issue 17 targets table")
+    parser.add_argument("--baseline", type=Path, default=None,
+                        help="a checkout of an earlier commit (git worktree add DIR REV): the 'before' column")
     args = parser.parse_args()
+    if args.targets:
+        cuda = not args.quick and shutil.which("nvidia-smi") is not None
+        print_targets("0" if cuda else "cpu", 1 if args.quick else args.repeat,
+                      args.baseline.resolve() if args.baseline else None)  # the commands run in temporary folders
+        return
     cuda = not args.quick and shutil.which("nvidia-smi") is not None
     repeat = 1 if args.quick else args.repeat
     print(f"# startup benchmark  {time.strftime('%Y-%m-%d')}  {'GPU' if cuda else 'CPU'}  median of {repeat}\n")
