@@ -14,7 +14,7 @@ import pandas as pd
 from ..errors import UserError
 from .sweep import Sweep, config_columns
 
-SEED_KEYS = ("seed",)  # averaged over, never plotted as an axis when another key varies
+SEED_KEYS = ("seed", "data_seed", "model_seed")  # averaged over, never plotted as an axis when another key varies
 
 
 def levels(series: pd.Series) -> list[Any]:

@@ -39,9 +39,9 @@ from .loop import (
     TrainResult,
     build_model,
     default_device,
-    derive_seeds,
     intra_op_threads,
     job_result,
+    job_seeds,
     train,
 )
 from .optim import LOSSES, MEMBER_LOSSES, accuracy, precision
@@ -159,7 +159,7 @@ class _Group:
         self.members: list[_Member] = []
         models = []
         for plan, state, path in zip(plans, saved, paths):  # each member exactly as it would be built alone
-            seeds = derive_seeds(plan.options.seed)
+            seeds = job_seeds(plan.options)
             data = JobData(plan, device, seeds)
             model = build_model(plan, data, torch.device("cpu"), seeds["model"])  # moved as one stack
             models.append(model)

@@ -7,7 +7,7 @@ from typing import Any, Sequence
 import torch
 
 from .data import JobData
-from .loop import build_model, derive_seeds
+from .loop import build_model, job_seeds
 from .plan import JobPlan, plan_job
 
 
@@ -19,7 +19,7 @@ def members_that_fit(configs: Sequence[dict[str, Any] | JobPlan], device: str | 
     batched kernels' workspaces. An estimate, measured against the peak on an H200 (benchmarks/fused.py)."""
     plans = [c if isinstance(c, JobPlan) else plan_job(dict(c)) for c in configs]
     plan, dev = plans[0], torch.device(device)
-    seeds = derive_seeds(plan.options.seed)
+    seeds = job_seeds(plan.options)
     data = JobData(plan, dev, seeds)
     model = build_model(plan, data, dev, seeds["model"])
     weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())

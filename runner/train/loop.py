@@ -67,8 +67,28 @@ class TrainResult:
         return np.array([p[0] for p in pts], dtype=np.int64), np.array([p[1] for p in pts], dtype=np.float64)
 
 
-def derive_seeds(seed: int) -> dict[str, int]:
-    """Independent seeds for the data stream, the test set, the model's init and minibatch order."""
+def derive_seeds(seed: int, *, data_seed: int | None = None, model_seed: int | None = None) -> dict[str, int]:
+    """Independent seeds for the data stream (and what its factory draws: a teacher), the test set,
+    the model's init, minibatch order ("sample") and in-model randomness ("dropout"), all derived from
+    `seed` as always. `data_seed` derives the data side (data, test, sample) from itself instead, and
+    `model_seed` the model side (model, dropout): the same data with another init, or the reverse."""
+    seeds = _spawn(seed)
+    seeds["dropout"] = seeds["sample"]  # one stream for both, as before model_seed existed
+    if data_seed is not None:
+        own = _spawn(data_seed)
+        seeds.update(data=own["data"], test=own["test"], sample=own["sample"])
+    if model_seed is not None:
+        own = _spawn(model_seed)
+        seeds.update(model=own["model"], dropout=own["sample"])
+    return seeds
+
+
+def job_seeds(options: TrainOptions) -> dict[str, int]:
+    """derive_seeds of a job's options."""
+    return derive_seeds(options.seed, data_seed=options.data_seed, model_seed=options.model_seed)
+
+
+def _spawn(seed: int) -> dict[str, int]:
     children = np.random.SeedSequence(seed).spawn(4)
     values = [int(c.generate_state(1, dtype=np.uint64)[0] >> 1) for c in children]
     return dict(zip(("data", "test", "model", "sample"), values))
@@ -153,7 +173,7 @@ class _Loop:
         self.wall_before = 0.0  # seconds spent before a resume
         self.checkpoint_error: str | None = None  # the last checkpoint write that failed, for the summary
         self.loss_fn = LOSSES[o.loss]
-        seeds = derive_seeds(o.seed)
+        seeds = job_seeds(o)
         # The parts, in the order their random draws have always happened.
         self.data = JobData(plan, device, seeds)
         self.model = build_model(plan, self.data, device, seeds["model"])
@@ -161,7 +181,7 @@ class _Loop:
         self.optimizer_step = direct_step(self.optimizer)  # no torch._dynamo import at the first step
         self.lr_plan = LrPlan(o, self.optimizer)
         self.init_params = [p.detach().clone() for p in self.model.parameters()]
-        torch.manual_seed(seeds["sample"])  # dropout and other in-model randomness
+        torch.manual_seed(seeds["dropout"])  # dropout and other in-model randomness
         self.tracker = LossTracker(o.thresholds, o.ema)
         self.records = Records(o.eval_every)
         self.batch: Batch | None = None  # the last step's batch (grabs see it)

@@ -73,6 +73,10 @@ class TrainOptions:
     and scheduled changes `Change`s, so the object is immutable through and through."""
 
     seed: int = _option("int", 0, "fixes data, init and minibatch order (separate derived streams)", check=_nonneg, rule=">= 0", per_member=True)
+    data_seed: int | None = _option("int", None, "the data side from a seed of its own: teacher, stream, test set, minibatch "
+                                    "order (default: derived from seed)", check=_nonneg, rule=">= 0", per_member=True)
+    model_seed: int | None = _option("int", None, "the model side from a seed of its own: initial weights, dropout "
+                                     "(default: derived from seed)", check=_nonneg, rule=">= 0", per_member=True)
     steps: int = _option("int", 1000, "optimizer steps", check=_nonneg, rule=">= 0")
     lr: float = _option("float", 0.01, "learning rate", check=_pos, rule="> 0", per_member=True)
     optimizer: str = _option("str", "sgd", "optimizer", choices=("sgd", "adam", "adamw"))
