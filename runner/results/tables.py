@@ -114,7 +114,10 @@ def _threshold(col: str) -> float:
 
 
 def check_value(df: pd.DataFrame, value: str, sweep: str) -> pd.Series:
-    """A summary column as floats (NaN where missing); a user error when unknown or never set."""
+    """A summary column as floats (NaN where missing); a user error when unknown or never set. A grab's
+    name stands for its final value (hessian_trace: final_hessian_trace)."""
+    if (value not in df.columns or value in config_columns(df)) and f"final_{value}" in df.columns:
+        value = f"final_{value}"
     if value not in df.columns or value in config_columns(df):
         raise UserError(f"no summary column {value!r} in sweep {sweep!r}: pick one of "
                         f"({', '.join(value_columns(df)) or 'none yet: run `runner workers` first'})")

@@ -341,6 +341,9 @@ class _Loop:
                           extra={"checkpoint_error": self.checkpoint_error} if self.checkpoint_error else None)
 
 
+LOOP_METRICS = frozenset({"train_loss", "test_loss", "train_acc", "test_acc", "batch_loss", "lr"})  # not a grab's
+
+
 def job_result(status: RunStatus, steps_run: int, wall_s: float, *, setup_s: float, device: torch.device,
                options: TrainOptions, tracker: LossTracker, records: Records, step_capture: str,
                resumed_from: int | None, extra: dict[str, Any] | None = None) -> TrainResult:
@@ -366,6 +369,10 @@ def job_result(status: RunStatus, steps_run: int, wall_s: float, *, setup_s: flo
     for key in ("train_acc", "test_acc"):
         if key in final:
             summary[f"final_{key}"] = finite_or_none(final[key])
+    # what the grabs measured at the end, as result columns (final_hessian_trace, final_sharpness...)
+    for step, name, value in metrics:
+        if step == steps_run and name not in LOOP_METRICS:
+            summary.setdefault(f"final_{name}", finite_or_none(value))
     reason = None
     if status == RunStatus.DIVERGED:
         summary["diverged_at"] = tracker.nonfinite_at
