@@ -109,6 +109,8 @@ def grid_array(db: str = "jobs.db", sweep: str | None = None, value: str = "fina
     columns = [_config_column(df, a, "axis") for a in axes]
     summary = [c for c in df.columns[df.columns.get_loc("attempts"):]
                if c not in ("device", "host", "precision", "error")]
+    if value not in summary and f"final_{value}" in summary:  # a grab's name: its last value
+        value = f"final_{value}"
     if value not in summary:
         raise UserError(f"no summary value {value!r} in these jobs; values: {', '.join(summary)}")
     for key, wanted in (where or {}).items():

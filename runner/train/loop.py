@@ -369,10 +369,13 @@ def job_result(status: RunStatus, steps_run: int, wall_s: float, *, setup_s: flo
     for key in ("train_acc", "test_acc"):
         if key in final:
             summary[f"final_{key}"] = finite_or_none(final[key])
-    # what the grabs measured at the end, as result columns (final_hessian_trace, final_sharpness...)
+    # the last value each grab measured, as result columns (final_hessian_trace, final_weight_norm.total...)
+    last: dict[str, tuple[int, float]] = {}
     for step, name, value in metrics:
-        if step == steps_run and name not in LOOP_METRICS:
-            summary.setdefault(f"final_{name}", finite_or_none(value))
+        if name not in LOOP_METRICS and step >= last.get(name, (-1, 0.0))[0]:
+            last[name] = (step, value)
+    for name, (_, value) in last.items():
+        summary.setdefault(f"final_{name}", finite_or_none(value))
     reason = None
     if status == RunStatus.DIVERGED:
         summary["diverged_at"] = tracker.nonfinite_at

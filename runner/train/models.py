@@ -7,7 +7,7 @@ package), a richness multiplier `gamma` and output centering; `dln` is a deep li
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Literal, Sequence
 
 import torch
 from torch import nn
@@ -20,11 +20,11 @@ INITS = ("default", "xavier", "he")
 PARAMETRIZATIONS = ("sp", "mup")
 
 
-def _layers(d_in: int, d_out: int, width: int, depth: int, activation: str, bias: bool, dropout: float,
+def _layers(d_in: int, d_out: int, widths: Sequence[int], activation: str, bias: bool, dropout: float,
             readout: type[nn.Linear]) -> nn.Sequential:
     layers: list[nn.Module] = []
     fan_in = d_in
-    for _ in range(depth):
+    for width in widths:
         layers += [nn.Linear(fan_in, width, bias=bias), ACTIVATIONS[activation]()]
         if dropout:
             layers.append(nn.Dropout(dropout))
@@ -38,6 +38,7 @@ class MLP(nn.Module):
     """A fully connected network: `depth` hidden layers of `width` units, then a linear readout.
 
     depth 2 means d_in -> width -> width -> d_out (one width x width layer); depth 0 is linear.
+    `hidden_dims` ([64, 32, 16]) gives each hidden layer its own width instead (width and depth unused).
     parametrization 'mup' uses mup's MuReadout and base shapes from `base_width` (the optimizer
     becomes MuSGD/MuAdam by itself); the output is divided by `gamma` (richness: larger is richer);
     `center` subtracts the network's output at initialisation, so f starts at exactly 0.
@@ -47,8 +48,15 @@ class MLP(nn.Module):
                  activation: Literal["relu", "tanh", "gelu", "linear"] = "relu", bias: bool = True,
                  dropout: float = 0.0, init: Literal["default", "xavier", "he"] = "default",
                  parametrization: Literal["sp", "mup"] = "sp", base_width: int = 64, gamma: float = 1.0,
-                 center: bool = False):
+                 center: bool = False, hidden_dims: list[int] | None = None):
         super().__init__()
+        if hidden_dims is not None:
+            if not isinstance(hidden_dims, (list, tuple)) or not all(
+                    isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in hidden_dims):
+                raise ValueError(f"hidden_dims must be a list of positive integers (one width per hidden layer), "
+                                 f"got {hidden_dims!r}")
+            width, depth = max(hidden_dims, default=1), len(hidden_dims)
+        widths = list(hidden_dims) if hidden_dims is not None else [width] * depth
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {activation!r}")
         if init not in INITS:
@@ -64,17 +72,18 @@ class MLP(nn.Module):
         if not gamma > 0:
             raise ValueError(f"gamma must be > 0, got {gamma}")
         self.gamma, self.center = float(gamma), bool(center)
-        shape = dict(d_in=d_in, d_out=d_out, depth=depth, activation=activation, bias=bias, dropout=dropout)
+        shape = dict(d_in=d_in, d_out=d_out, activation=activation, bias=bias, dropout=dropout)
         if parametrization == "mup":
             import mup
 
-            self.net = _layers(width=width, readout=mup.MuReadout, **shape)
-            base = _layers(width=base_width, readout=mup.MuReadout, **shape)
-            delta = _layers(width=base_width * 2, readout=mup.MuReadout, **shape)
+            # every hidden layer's width is measured against base_width (the base and delta models)
+            self.net = _layers(widths=widths, readout=mup.MuReadout, **shape)
+            base = _layers(widths=[base_width] * depth, readout=mup.MuReadout, **shape)
+            delta = _layers(widths=[base_width * 2] * depth, readout=mup.MuReadout, **shape)
             mup.set_base_shapes(self.net, base, delta=delta)
             _initialise(self.net, init, mup.init)
         else:
-            self.net = _layers(width=width, readout=nn.Linear, **shape)
+            self.net = _layers(widths=widths, readout=nn.Linear, **shape)
             _initialise(self.net, init, nn.init)
         if self.center:
             # The initial weights ride along as buffers: moved by .to(), saved in checkpoints, never trained.

@@ -23,6 +23,8 @@ def test_final_grab_values_are_result_columns_plots_and_report_values(tmp_path, 
     last = curves[curves.step == 40].set_index("job_id").value
     assert df.set_index("job_id")["final_weight_norm.total"].to_dict() == pytest.approx(last.to_dict())
 
+    g = runner.grid_array(db, "grabbed", value="hessian_trace", axes=["lr", "width"])  # a grab's name: its last value
+    assert g.values.shape == (2, 2) and not g.values.mask.any()
     heat = run_cli("plot", "heatmap", "--sweep", "grabbed", "--value", "hessian_trace", "--x", "lr", "--y", "width",
                    "-o", "h.png", "--db", db)
     assert heat.returncode == 0 and (tmp_path / "h.png").stat().st_size > 1000, heat.stderr

@@ -128,3 +128,30 @@ def test_a_dln_job_runs_and_learns_a_linear_teacher():
                      gamma=1.0, batch_size=64, lr=0.05, steps=400, n_test=256), device="cpu")
     first = out.curve("test_loss")[1][0]
     assert out.status == "done" and out.summary["final_test_loss"] < first / 20
+
+
+def test_hidden_dims_give_each_layer_its_width_and_equal_the_short_form_when_alike():
+    net = MLP(3, 2, hidden_dims=[8, 5, 4]).net
+    assert [(m.in_features, m.out_features) for m in net if isinstance(m, torch.nn.Linear)] == \
+        [(3, 8), (8, 5), (5, 4), (4, 2)]
+    torch.manual_seed(0)
+    short = MLP(3, 2, width=7, depth=2)
+    torch.manual_seed(0)
+    long = MLP(3, 2, hidden_dims=[7, 7])
+    assert all(torch.equal(a, b) for a, b in zip(short.parameters(), long.parameters()))
+    mup_net = MLP(3, 2, hidden_dims=[128, 64], parametrization="mup").net
+    mults = [m.weight.infshape.width_mult() for m in mup_net if isinstance(m, torch.nn.Linear)]
+    assert mults[0] == 2.0 and mults[-1] == 1.0  # the readout reads 64 units: base_width's scale
+
+
+@pytest.mark.parametrize("bad", [[8, 0], [8, 2.5], "64", [True]])
+def test_bad_hidden_dims_fail_the_job_at_its_setup_with_the_rule(bad):
+    """(Submit checks a plug-in's parameters by their annotations, not by building the model.)"""
+    with pytest.raises(UserError, match="hidden_dims must be a list of positive integers"):
+        train(dict(batchfn="gaussian_teacher", model="mlp", d=3, batch_size=4, steps=1, hidden_dims=bad), device="cpu")
+
+
+def test_a_job_trains_with_hidden_dims():
+    out = train(dict(batchfn="gaussian_teacher", model="mlp", d=4, batch_size=8, hidden_dims=[16, 8], steps=20,
+                     n_test=16), device="cpu")
+    assert out.status == "done" and out.summary["final_test_loss"] is not None
