@@ -4,7 +4,8 @@ Every import statement of every module is read from its source (module level and
 alike: a lazy import is still a dependency), resolved to the runner part it names, and checked
 against the allowed directions:
 
-    cli -> results, pool, queue, train, base      results -> queue, base
+    cli -> api, results, pool, queue, train, base results -> queue, base
+    api -> results, pool, queue, train, base
     pool -> queue, train, base                    queue -> train, base
     train -> base                                 base (modules directly in runner/) -> base
     batchfns, grabs (built-in plug-ins) -> base
@@ -18,9 +19,10 @@ from pathlib import Path
 
 from support.processes import ROOT
 
-PARTS = ("cli", "results", "pool", "queue", "train")
+PARTS = ("cli", "api", "results", "pool", "queue", "train")
 ALLOWED = {
-    "cli": {"cli", "results", "pool", "queue", "train", "base"},
+    "cli": {"cli", "api", "results", "pool", "queue", "train", "base"},
+    "api": {"api", "results", "pool", "queue", "train", "base"},
     "results": {"results", "queue", "base"},
     "pool": {"pool", "queue", "train", "base"},
     "queue": {"queue", "train", "base"},
