@@ -11,8 +11,6 @@ from typing import Any
 from ..errors import UserError
 from ..npy import from_npy
 
-PREFIX = "weights."
-
 
 def load_model(db: str, job_id: int, step: int | str = "end", *, device: str = "cpu") -> Any:
     """The model of job `job_id` with its weights at `step` ("end": the last step it stored weights at),
@@ -27,12 +25,9 @@ def load_model(db: str, job_id: int, step: int | str = "end", *, device: str = "
         if not table["job_id"]:
             raise UserError(f"no job {job_id} in {store.shown}: list the jobs with `runner jobs`")
         config = json.loads(table["config"][0])
-        rows = [(name, s, data) for name, s, data in store.array_rows(int(job_id)) if name.startswith(PREFIX)]
-    steps = sorted({s for _, s, _ in rows})
+        found, steps = store.stored_weights(int(job_id), step), store.weight_steps(int(job_id))
     if not steps:
         raise UserError(f"job {job_id} stored no weights: give its grid `snapshots: [end]` (or the steps to keep)")
-    chosen = steps[-1] if step == "end" else int(step)
-    if chosen not in steps:
+    if found is None:
         raise UserError(f"job {job_id} stored weights at steps {steps}, not at {step}")
-    weights = {name[len(PREFIX):]: from_npy(data) for name, s, data in rows if s == chosen}
-    return model_with_weights(config, weights, device)
+    return model_with_weights(config, {name: from_npy(data) for name, data in found[1].items()}, device)

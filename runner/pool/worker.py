@@ -12,12 +12,13 @@ import threading
 import time
 import traceback
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from ..errors import UserError
 from ..hashing import config_hash
-from ..npy import to_npy
+from ..npy import from_npy, to_npy
 from ..queue.store import ClaimedJob, JobOutcome, JobStatus, StaleTokenError, Store
 from ..signing import signature_problem, signing_key
 from ..train import checkpoints
@@ -243,12 +244,13 @@ class Worker:
 
         error, results, permanent = None, None, False
         try:
+            weights = [self._initial_weights(job) for job in jobs]
             if len(jobs) == 1:
                 results = [train(jobs[0].config, device=self.device, should_stop=should_stop, checkpoint_path=ckpts[0],
-                                 threads=None, seal=seal)]  # the worker set its own thread count
+                                 threads=None, seal=seal, initial_weights=weights[0])]  # the worker set its threads
             else:
                 results = train_group([job.config for job in jobs], device=self.device, should_stop=should_stop,
-                                      checkpoint_paths=ckpts, threads=None, seal=seal)
+                                      checkpoint_paths=ckpts, threads=None, seal=seal, initial_weights=weights)
         except _LeaseLost:
             for job in jobs:
                 self._abandoned(job)
@@ -266,6 +268,17 @@ class Worker:
             return [None if error is None or job.id in self.lost
                     else JobOutcome(JobStatus.FAILED, summary, error=error, permanent=permanent) for job in jobs]
         return [self._outcome(job, result) for job, result in zip(jobs, results)]
+
+    def _initial_weights(self, job: ClaimedJob) -> dict[str, Any] | None:
+        """The stored weights a job with `init_from` starts from (None without it); UserError when the
+        named job kept none at that step (submit checked they were there)."""
+        source = job.config.get("init_from")
+        if not source:
+            return None
+        found = self.store.stored_weights(int(source["job"]), source.get("step", "end"))
+        if found is None:
+            raise UserError(f"init_from: job {source['job']} has no weights stored at step {source.get('step', 'end')}")
+        return {name: from_npy(data) for name, data in found[1].items()}
 
     def _outcome(self, job: ClaimedJob, result: TrainResult) -> JobOutcome | None:
         """What to write back for one trained job: its outcome, or None (released after a stop, or

@@ -191,6 +191,8 @@ def submit(grid: str | os.PathLike | Mapping[str, Any], *, db: str = DEFAULT_DB,
     secret = signing_key()  # a bad key setting is refused before anything is read or written
     spec = load_spec(grid, overrides, sweep)
     jobs = plan_jobs(spec)
+    if any(job.config.get("init_from") for job in jobs):
+        _check_init_from(db, jobs)
     if dry_run:
         there, outside = _already_there(db, spec, jobs)
         report = SubmitReport(spec.sweep, len(jobs), len(jobs) - there, there, display_url(db), dry_run=True,
@@ -200,6 +202,38 @@ def submit(grid: str | os.PathLike | Mapping[str, Any], *, db: str = DEFAULT_DB,
     if report.outside:
         warnings.warn(report.warning(), MixedSweepWarning, stacklevel=2)
     return report
+
+
+def _check_init_from(db: str, jobs: Sequence[PlannedJob]) -> None:
+    """Each job's init_from names a job of this database with weights stored at that step, of the shapes
+    its own model has (checked once per architecture: a fusion key fixes every shape)."""
+    from ..npy import from_npy
+    from ..train.loading import model_of, weights_misfit
+    from .store import Store
+
+    checked: set[tuple[str, int, str]] = set()
+    with Store(db) as store:
+        for job in jobs:
+            source = job.config.get("init_from")
+            if not source:
+                continue
+            key = (job.fusion_key or job.config_hash, source["job"], str(source["step"]))
+            if key in checked:
+                continue
+            if not store.job_table(job_ids=[source["job"]])["job_id"]:
+                raise UserError(f"init_from: no job {source['job']} in {store.shown}: name a finished job of this "
+                                "database (runner jobs lists them)")
+            found = store.stored_weights(source["job"], source["step"])
+            if found is None:
+                steps = store.weight_steps(source["job"])
+                raise UserError(f"init_from: job {source['job']} stored no weights at step {source['step']} "
+                                f"(it stored them at {steps or 'no step'}): give its grid snapshots: [end], "
+                                "or name a step it stored")
+            shapes = {name: from_npy(data).shape for name, data in found[1].items()}
+            misfit = weights_misfit(model_of(job.config), shapes)
+            if misfit:
+                raise UserError(f"init_from: job {source['job']}: {misfit}")
+            checked.add(key)
 
 
 class MixedSweepWarning(UserWarning):

@@ -19,7 +19,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -55,21 +55,25 @@ from .thresholds import LossTracker
 def train_group(configs: Sequence[dict[str, Any] | JobPlan], *, device: str | torch.device | None = None,
                 should_stop: Callable[[], bool] | None = None,
                 checkpoint_paths: Sequence[str | Path | None] | None = None, threads: int | None = 1,
-                seal: checkpoints.Seal | None = None) -> list[TrainResult]:
+                seal: checkpoints.Seal | None = None,
+                initial_weights: Sequence[Mapping[str, Any] | None] | None = None) -> list[TrainResult]:
     """Train jobs of one fusion key as one batched model; their results in the order given. Where
     they cannot be fused, each is trained alone (`fused: off: <why>` in its summary).
 
     With `checkpoint_paths` (one per job, as `train` takes one), members resume from their
     checkpoints, save one every `checkpoint_every` steps and when `should_stop` ends the group. A
     member whose checkpoint is at another step than most of the group's resumes alone. `threads` and
-    `seal`: as `train` takes them (one seal for all the members' files: a save point records them at once)."""
+    `seal`: as `train` takes them (one seal for all the members' files: a save point records them at once);
+    `initial_weights`: one per job, as `train` takes them."""
     with intra_op_threads(threads):
-        return _train_group(configs, device, should_stop, checkpoint_paths, seal)
+        return _train_group(configs, device, should_stop, checkpoint_paths, seal,
+                            list(initial_weights) if initial_weights is not None else [None] * len(configs))
 
 
 def _train_group(configs: Sequence[dict[str, Any] | JobPlan], device: str | torch.device | None,
                  should_stop: Callable[[], bool] | None,
-                 checkpoint_paths: Sequence[str | Path | None] | None, seal: checkpoints.Seal | None) -> list[TrainResult]:
+                 checkpoint_paths: Sequence[str | Path | None] | None, seal: checkpoints.Seal | None,
+                 weights: list[Mapping[str, Any] | None]) -> list[TrainResult]:
     plans = [c if isinstance(c, JobPlan) else plan_job(dict(c)) for c in configs]
     _check_one_key(plans)
     dev = torch.device(device) if device is not None else default_device()
@@ -83,12 +87,14 @@ def _train_group(configs: Sequence[dict[str, Any] | JobPlan], device: str | torc
     results: list[TrainResult | None] = [None] * len(plans)
     for i, step in enumerate(steps):
         if step != start:
-            results[i] = _alone(plans[i], dev, stop, f"resumed alone from its checkpoint at step {step}", paths[i], seal)
+            results[i] = _alone(plans[i], dev, stop, f"resumed alone from its checkpoint at step {step}", paths[i], seal,
+                                weights[i])
     together = [i for i, step in enumerate(steps) if step == start]
     if len(together) > 1:
         with precision(plans[0].options.precision, dev) as autocast:
             group = _Group([plans[i] for i in together], dev, autocast, stop, started,
-                           saved=[saved[i] for i in together], paths=[paths[i] for i in together], seal=seal)
+                           saved=[saved[i] for i in together], paths=[paths[i] for i in together], seal=seal,
+                           weights=[weights[i] for i in together])
             if group.blocker is None:
                 for i, result in zip(together, group.run()):
                     results[i] = result
@@ -97,7 +103,7 @@ def _train_group(configs: Sequence[dict[str, Any] | JobPlan], device: str | torc
     else:
         why = "no other job of its key to fuse with"
     for i in together:
-        results[i] = _alone(plans[i], dev, stop, why, paths[i], seal)
+        results[i] = _alone(plans[i], dev, stop, why, paths[i], seal, weights[i])
     return results  # type: ignore[return-value]
 
 
@@ -108,9 +114,9 @@ def _check_one_key(plans: Sequence[JobPlan]) -> None:
 
 
 def _alone(plan: JobPlan, device: torch.device, should_stop: Callable[[], bool], why: str,
-           checkpoint_path: Path | None, seal: checkpoints.Seal | None) -> TrainResult:
+           checkpoint_path: Path | None, seal: checkpoints.Seal | None, weights: Mapping[str, Any] | None) -> TrainResult:
     result = train(plan, device=device, should_stop=should_stop, checkpoint_path=checkpoint_path, threads=None,
-                   seal=seal)
+                   seal=seal, initial_weights=weights)
     result.summary["fused"] = f"off: {why}"
     return result
 
@@ -152,16 +158,16 @@ class _Group:
     def __init__(self, plans: Sequence[JobPlan], device: torch.device,
                  autocast: Callable[[], contextlib.AbstractContextManager[Any]], should_stop: Callable[[], bool],
                  started: float, saved: Sequence[dict[str, Any] | None], paths: Sequence[Path | None],
-                 seal: checkpoints.Seal | None = None):
+                 seal: checkpoints.Seal | None = None, weights: Sequence[Mapping[str, Any] | None] | None = None):
         self.o, self.device, self.autocast, self.should_stop = plans[0].options, device, autocast, should_stop
         self.started, self.seal = started, seal
         self.loss_fn = LOSSES[self.o.loss]
         self.members: list[_Member] = []
         models = []
-        for plan, state, path in zip(plans, saved, paths):  # each member exactly as it would be built alone
+        for plan, state, path, initial in zip(plans, saved, paths, weights or [None] * len(plans)):  # as alone
             seeds = job_seeds(plan.options)
             data = JobData(plan, device, seeds)
-            model = build_model(plan, data, torch.device("cpu"), seeds["model"])  # moved as one stack
+            model = build_model(plan, data, torch.device("cpu"), seeds["model"], initial)  # moved as one stack
             models.append(model)
             member = _Member(len(self.members), plan, data, LossTracker(plan.options.thresholds, plan.options.ema),
                              Records(plan.options.eval_every), LrPlan(plan.options),

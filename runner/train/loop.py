@@ -17,7 +17,7 @@ import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -100,20 +100,23 @@ def default_device() -> torch.device:
 
 def train(config: dict[str, Any] | JobPlan, *, device: str | torch.device | None = None,
           should_stop: Callable[[], bool] | None = None, checkpoint_path: str | Path | None = None,
-          threads: int | None = 1, seal: checkpoints.Seal | None = None) -> TrainResult:
+          threads: int | None = 1, seal: checkpoints.Seal | None = None,
+          initial_weights: Mapping[str, Any] | None = None) -> TrainResult:
     """Run one job inline and return its results (validates the config first).
 
     With `checkpoint_path`, a checkpoint there for this config is resumed from, one is saved
     every `checkpoint_every` steps and when `should_stop` ends the run early (status 'stopped').
     `threads`: torch's intra-op threads for the call (see intra_op_threads; None: leave them).
-    `seal` (a worker's): the file is resumed only if the queue recorded it, and each save is recorded."""
+    `seal` (a worker's): the file is resumed only if the queue recorded it, and each save is recorded.
+    `initial_weights` (parameter name -> array): the weights a job with `init_from` starts from (its
+    worker reads them from the queue)."""
     plan = config if isinstance(config, JobPlan) else plan_job(dict(config))
     dev = torch.device(device) if device is not None else default_device()
     path = Path(checkpoint_path) if checkpoint_path is not None else None
     started = time.perf_counter()
     # the whole job, set-up included, runs at the configured matmul precision
     with intra_op_threads(threads), precision(plan.options.precision, dev) as autocast:
-        return _Loop(plan, dev, autocast, should_stop or (lambda: False), path, started, seal).run()
+        return _Loop(plan, dev, autocast, should_stop or (lambda: False), path, started, seal, initial_weights).run()
 
 
 @contextlib.contextmanager
@@ -135,8 +138,10 @@ def intra_op_threads(threads: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def build_model(plan: JobPlan, data: JobData, device: torch.device, seed: int) -> torch.nn.Module:
-    """The configured model, d_in and d_out read from the data unless the config sets them."""
+def build_model(plan: JobPlan, data: JobData, device: torch.device, seed: int,
+                initial_weights: Mapping[str, Any] | None = None) -> torch.nn.Module:
+    """The configured model, d_in and d_out read from the data unless the config sets them; a job with
+    `init_from` starts from `initial_weights` (UserError without them: only a queue has them)."""
     kwargs = dict(plan.model_kwargs)
     X, y = data.probe(seed)
     kwargs.setdefault("d_in", X.shape[-1])
@@ -156,6 +161,14 @@ def build_model(plan: JobPlan, data: JobData, device: torch.device, seed: int) -
             model = plan.model.fn(**kwargs)
         except Exception as exc:
             raise setup_error(f"model {plan.model.ref}", exc) from exc
+    if plan.options.init_from is not None:
+        if initial_weights is None:
+            source = plan.options.init_from
+            raise UserError(f"init_from names job {source['job']} of a queue, whose weights only a worker reads: "
+                            "run the job through runner workers (or pass initial_weights)")
+        from .loading import load_weights
+
+        load_weights(model, initial_weights)
     return model.to(device)
 
 
@@ -164,7 +177,7 @@ class _Loop:
 
     def __init__(self, plan: JobPlan, device: torch.device, autocast: Callable[[], contextlib.AbstractContextManager[Any]],
                  should_stop: Callable[[], bool], checkpoint_path: Path | None, started: float,
-                 seal: checkpoints.Seal | None = None):
+                 seal: checkpoints.Seal | None = None, initial_weights: Mapping[str, Any] | None = None):
         o = plan.options
         self.plan, self.o, self.device, self.autocast, self.should_stop = plan, o, device, autocast, should_stop
         self.checkpoint_path, self.seal = checkpoint_path, seal
@@ -176,7 +189,7 @@ class _Loop:
         seeds = job_seeds(o)
         # The parts, in the order their random draws have always happened.
         self.data = JobData(plan, device, seeds)
-        self.model = build_model(plan, self.data, device, seeds["model"])
+        self.model = build_model(plan, self.data, device, seeds["model"], initial_weights)
         self.optimizer = make_optimizer(o, self.model, capturable=device.type == "cuda")
         self.optimizer_step = direct_step(self.optimizer)  # no torch._dynamo import at the first step
         self.lr_plan = LrPlan(o, self.optimizer)

@@ -101,6 +101,9 @@ class TrainOptions:
     min_lr: float = _option("float", 0.0, "schedule cosine: the lr reached at the last step", check=_nonneg, rule=">= 0", per_member=True)
     changes: tuple[Change, ...] = _option("changes", (), "scheduled changes: a list of {at: STEP, batch_size: N, lr: X}")
     snapshots: tuple[int | str, ...] = _option("snapshots", (), "steps at which the weights are stored as arrays (weights.<param>); 'end' for the last")
+    init_from: dict[str, Any] | None = _option("init_from", None, "start from another job's stored weights: "
+                                               "{job: ID, step: end} (the job's snapshots; step defaults to end)",
+                                               per_member=True)
     checkpoint_every: int = _option("int", 0, "steps between checkpoints a crashed job resumes from (0: only when stopped)", check=_nonneg, rule=">= 0")
     precision: str = _option("str", "fp32", "matmul precision", choices=("fp32", "tf32", "bf16"))
     draw_ahead: int = _option("int", 1, "online: draw this many steps' batches in one call of the batch function "
@@ -176,10 +179,26 @@ def coerce(name: str, value: Any, type_: str, where: str = "") -> Any:
         return out
     if type_ == "changes":
         return _coerce_changes(label, value)
+    if type_ == "init_from":
+        return _coerce_init_from(label, value)
     if type_ == "floats":
         items = value if isinstance(value, (list, tuple)) else [value]
         return [coerce(f"{name}[{i}]", v, "float", where) for i, v in enumerate(items)]
     return value
+
+
+def _coerce_init_from(label: str, value: Any) -> dict[str, Any]:
+    """{job: ID, step: STEP or end}; a bare job id means its last stored weights."""
+    entry = {"job": value} if isinstance(value, int) and not isinstance(value, bool) else value
+    form = f"{label} must be a job id or {{job: ID, step: end}} (a step the job stored weights at)"
+    if not isinstance(entry, dict) or "job" not in entry or set(entry) - {"job", "step"}:
+        raise UserError(f"{form}, got {value!r}")
+    job, step = entry["job"], entry.get("step", "end")
+    if isinstance(job, bool) or not isinstance(job, int) or job < 1:
+        raise UserError(f"{form}: job must be an id >= 1, got {job!r}")
+    if step != "end" and (isinstance(step, bool) or not isinstance(step, int) or step < 0):
+        raise UserError(f"{form}: step must be an integer >= 0 or end, got {step!r}")
+    return {"job": job, "step": step}
 
 
 CHANGEABLE = {"batch_size": "int", "lr": "float"}  # what a scheduled change may set

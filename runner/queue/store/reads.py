@@ -138,6 +138,20 @@ class Reads(Database):
         stmt = stmt.where(arrays_t.c.name == name) if name is not None else stmt
         return [(n, s, bytes(d)) for n, s, d in self._read(lambda tx: tx.all(stmt))]
 
+    def stored_weights(self, job_id: int, step: int | str = "end") -> tuple[int, dict[str, bytes]] | None:
+        """A job's snapshot of its weights (its `weights.<param>` arrays) at `step` ("end": the last it
+        stored): (the step, parameter name -> npy bytes), or None when it stored none there."""
+        rows = [(name, s, data) for name, s, data in self.array_rows(job_id) if name.startswith("weights.")]
+        steps = sorted({s for _, s, _ in rows})
+        chosen = (steps[-1] if steps else None) if step == "end" else int(step)
+        if chosen is None or chosen not in steps:
+            return None
+        return chosen, {name[len("weights."):]: data for name, s, data in rows if s == chosen}
+
+    def weight_steps(self, job_id: int) -> list[int]:
+        """The steps at which a job stored its weights."""
+        return sorted({s for name, s, _ in self.array_rows(job_id) if name.startswith("weights.")})
+
     def attempt_rows(self, job_id: int) -> list[dict]:
         """One job's history, oldest first: attempt (= its token), token, worker, host, device,
         started_at, ended_at, outcome, error."""
