@@ -86,6 +86,10 @@ def say_results(df: Any) -> None:
         say("(no jobs)")
         return
     hidden = {"sweep", "error", "host", "cuda_visible_devices"}
+    # a dict grab's per-entry columns (final_weight_norm.net.0.bias ...) stay in the frame and the
+    # exports; the terminal shows its total, or its first entry
+    hidden |= {c for c in df.columns if c.startswith("final_") and "." in c and not c.endswith(".total")
+               and f"{c.split('.')[0]}.total" in df.columns}
     constant = [c for c in df.columns[2:df.columns.get_loc("status")]
                 if (df[c].map(repr) if df[c].dtype == object else df[c]).nunique(dropna=False) == 1]
     if constant:
