@@ -25,8 +25,9 @@ def load_model(db: str, job_id: int, step: int | str = "end", *, device: str = "
         if not table["job_id"]:
             raise UserError(f"no job {job_id} in {store.shown}: list the jobs with `runner jobs`")
         config = json.loads(table["config"][0])
-        found, steps = store.stored_weights(int(job_id), step), store.weight_steps(int(job_id))
-    if not steps:
+        found = store.stored_weights(int(job_id), step)
+        steps = store.weight_steps(int(job_id)) if found is None else []  # only to say what there is
+    if found is None and not steps:
         raise UserError(f"job {job_id} stored no weights: give its grid `snapshots: [end]` (or the steps to keep)")
     if found is None:
         raise UserError(f"job {job_id} stored weights at steps {steps}, not at {step}")

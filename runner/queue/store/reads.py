@@ -13,6 +13,8 @@ from ..states import AttemptOutcome, JobStatus
 from .engine import Database, _chunks, _Tx
 from .schema import _status_in, arrays_t, attempts_t, jobs_t, metrics_t, results_t, sweeps_t, workers_t
 
+_WEIGHTS = "weights."  # the prefix of a job's snapshot arrays (runner.train.records: weights.<param>)
+
 S = JobStatus
 # the outcomes of attempts that ended badly: what recent_failures lists
 _FAILURES = (AttemptOutcome.DIVERGED, AttemptOutcome.EXPIRED, AttemptOutcome.FAILED, AttemptOutcome.LOST)
@@ -140,17 +142,22 @@ class Reads(Database):
 
     def stored_weights(self, job_id: int, step: int | str = "end") -> tuple[int, dict[str, bytes]] | None:
         """A job's snapshot of its weights (its `weights.<param>` arrays) at `step` ("end": the last it
-        stored): (the step, parameter name -> npy bytes), or None when it stored none there."""
-        rows = [(name, s, data) for name, s, data in self.array_rows(job_id) if name.startswith("weights.")]
-        steps = sorted({s for _, s, _ in rows})
+        stored): (the step, parameter name -> npy bytes), or None when it stored none there. Reads only
+        the snapshot's own arrays, not the job's other arrays."""
+        steps = self.weight_steps(job_id)
         chosen = (steps[-1] if steps else None) if step == "end" else int(step)
         if chosen is None or chosen not in steps:
             return None
-        return chosen, {name[len("weights."):]: data for name, s, data in rows if s == chosen}
+        stmt = select(arrays_t.c.name, arrays_t.c.data).where(
+            arrays_t.c.job_id == job_id, arrays_t.c.step == chosen, arrays_t.c.name.startswith(_WEIGHTS, autoescape=True))
+        return chosen, {name[len(_WEIGHTS):]: bytes(data) for name, data in self._read(lambda tx: tx.all(stmt))}
 
     def weight_steps(self, job_id: int) -> list[int]:
-        """The steps at which a job stored its weights."""
-        return sorted({s for name, s, _ in self.array_rows(job_id) if name.startswith("weights.")})
+        """The steps at which a job stored its weights (no array read)."""
+        stmt = (select(arrays_t.c.step).distinct()
+                .where(arrays_t.c.job_id == job_id, arrays_t.c.name.startswith(_WEIGHTS, autoescape=True))
+                .order_by(arrays_t.c.step))
+        return [s for (s,) in self._read(lambda tx: tx.all(stmt))]
 
     def attempt_rows(self, job_id: int) -> list[dict]:
         """One job's history, oldest first: attempt (= its token), token, worker, host, device,
