@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -40,6 +41,17 @@ def start_workers(db: str, *args: str, env: dict[str, str] | None = None) -> sub
     """`runner workers` in its own process group, as a shell job would be."""
     return subprocess.Popen([sys.executable, "-m", "runner.cli", "workers", "--devices", "cpu", "--db", db, "--quiet", *args],
                             env=cli_env(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def stop_when(proc: subprocess.Popen, predicate, timeout: float = 90.0) -> str:
+    """Once `predicate()` holds, SIGTERM a `start_workers` pool and wait for it to end; its stderr."""
+    try:
+        wait_for(predicate, timeout=timeout)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    return err
 
 
 def wait_for(predicate, timeout: float = 60.0, every: float = 0.1):

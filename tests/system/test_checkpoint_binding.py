@@ -4,13 +4,12 @@ and the job trains from step 0 to the numbers it gives uninterrupted; a genuine 
 from __future__ import annotations
 
 import json
-import signal
 
 import pytest
 import torch
 from support.databases import sql
 from support.jobs import SLOW, StopAfter
-from support.processes import start_workers, wait_for
+from support.processes import start_workers, stop_when
 
 import runner
 from runner.hashing import config_hash
@@ -54,12 +53,7 @@ def test_a_genuine_checkpoint_replaced_by_a_forgery_is_ignored_and_the_genuine_o
     runner.submit(dict(sweep="binding", base=BASE, grid=dict(seed=[3, 4])), db=db)
     folder = tmp_path / "jobs-checkpoints"
     proc = start_workers(db, "--per-device", "2", "--fuse", "1")
-    try:
-        wait_for(lambda: len(list(folder.glob("job-*.pt"))) == 2, timeout=90)
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        proc.kill()
+    err = stop_when(proc, lambda: len(list(folder.glob("job-*.pt"))) == 2)
     assert proc.returncode == 0, err
     digests = dict(sql(db, "SELECT id, checkpoint_digest FROM jobs"))
     assert all(d and d.startswith("sha256:") for d in digests.values())  # recorded as they were written

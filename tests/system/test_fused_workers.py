@@ -9,7 +9,7 @@ import time
 import pytest
 from support.databases import sql
 from support.jobs import SLOW
-from support.processes import start_workers, wait_for, worker_pids
+from support.processes import start_workers, stop_when, wait_for, worker_pids
 
 import runner
 
@@ -61,12 +61,7 @@ def test_a_stopped_fused_group_checkpoints_every_member_and_resumes_fused(tmp_pa
     runner.submit(dict(sweep="stopfused", base=base, grid=dict(seed=[0, 1, 2])), db=db)
     folder = tmp_path / "jobs-checkpoints"
     proc = start_workers(db, "--per-device", "1", "--fuse", "3")
-    try:
-        wait_for(lambda: len(list(folder.glob("job-*.pt"))) == 3, timeout=90)
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        proc.kill()
+    err = stop_when(proc, lambda: len(list(folder.glob("job-*.pt"))) == 3)
     assert proc.returncode == 0 and "Traceback" not in err, err
     df = runner.results(db, sweep="stopfused")
     assert (df.status == "pending").all() and (df.attempts == 0).all()

@@ -49,6 +49,24 @@ ROWS = [
 BLOB = b"\x93NUMPY\x01\x00fake npy bytes \x00\xff"
 
 
+# What each migration did, written by hand (as the runner of that version left the database).
+_STEPS = {
+    2: ["ALTER TABLE workers ADD COLUMN version VARCHAR"],
+    3: ["ALTER TABLE jobs ADD COLUMN fusion_key VARCHAR",
+        "CREATE INDEX ix_jobs_fusion ON jobs (fusion_key, status, priority DESC, id)"],
+    4: ["CREATE TABLE sweeps (name VARCHAR NOT NULL, axes TEXT NOT NULL, created_at FLOAT NOT NULL, PRIMARY KEY (name))"],
+}
+
+
+def _build_schema(url: str, backend: str, version: int) -> None:
+    """A database as a runner of schema `version` made it: schema 1, then each later step's DDL."""
+    _build_schema_1(url, backend)
+    for step in range(2, version + 1):
+        for statement in _STEPS[step]:
+            sql(url, statement)
+    sql(url, "UPDATE meta SET value = :v WHERE key = 'schema_version'", {"v": str(version)})
+
+
 def _build_schema_1(url: str, backend: str) -> None:
     for statement in [s.format(**DIALECT[backend]) for s in SCHEMA_1] + ROWS:
         sql(url, statement)
@@ -111,9 +129,7 @@ def test_runner_db_upgrade_migrates_a_schema_1_database(url, new_url, backend, r
 
 def test_runner_db_upgrade_gives_a_schema_2_database_fusion_keys(url, new_url, backend, run_cli, tmp_path):
     """2 -> 3: jobs.fusion_key and its index; old jobs keep no key (never fused) and still run."""
-    _build_schema_1(url, backend)
-    sql(url, "ALTER TABLE workers ADD COLUMN version VARCHAR")  # what 1 -> 2 does
-    sql(url, "UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    _build_schema(url, backend, 2)
     refused = run_cli("status", "--db", url)
     assert refused.returncode == 2 and "older runner (schema 2 < 5): run `runner db upgrade`" in refused.stderr
     out = run_cli("db", "upgrade", "--db", url)
@@ -152,11 +168,7 @@ def test_every_older_schema_has_a_migration():
 def test_runner_db_upgrade_gives_a_schema_3_database_the_sweeps_table(url, new_url, backend, run_cli, tmp_path):
     """3 -> 4: the sweeps table. A sweep submitted before has no row (its axes are unknown: nothing is
     drawn apart); the next submit to it records its grid's axes."""
-    _build_schema_1(url, backend)
-    sql(url, "ALTER TABLE workers ADD COLUMN version VARCHAR")
-    sql(url, "ALTER TABLE jobs ADD COLUMN fusion_key VARCHAR")
-    sql(url, "CREATE INDEX ix_jobs_fusion ON jobs (fusion_key, status, priority DESC, id)")
-    sql(url, "UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+    _build_schema(url, backend, 3)
     out = run_cli("db", "upgrade", "--db", url)
     assert out.returncode == 0 and out.stdout.strip().endswith("from schema 3 to 5"), out.stderr
     fresh = new_url()
@@ -176,13 +188,7 @@ def test_runner_db_upgrade_gives_a_schema_3_database_the_sweeps_table(url, new_u
 def test_runner_db_upgrade_gives_a_schema_4_database_signatures_and_checkpoint_digests(url, new_url, backend, run_cli):
     """4 -> 5: jobs.signature and jobs.checkpoint_digest. Old jobs are unsigned: workers without a key
     run them, workers holding one refuse them (they were never signed)."""
-    _build_schema_1(url, backend)
-    sql(url, "ALTER TABLE workers ADD COLUMN version VARCHAR")
-    sql(url, "ALTER TABLE jobs ADD COLUMN fusion_key VARCHAR")
-    sql(url, "CREATE INDEX ix_jobs_fusion ON jobs (fusion_key, status, priority DESC, id)")
-    sql(url, "CREATE TABLE sweeps (name VARCHAR NOT NULL, axes TEXT NOT NULL, created_at FLOAT NOT NULL, "
-             "PRIMARY KEY (name))")
-    sql(url, "UPDATE meta SET value = '4' WHERE key = 'schema_version'")
+    _build_schema(url, backend, 4)
     out = run_cli("db", "upgrade", "--db", url)
     assert out.returncode == 0 and out.stdout.strip().endswith("from schema 4 to 5"), out.stderr
     fresh = new_url()
