@@ -11,7 +11,7 @@ Importing runner does not import torch: spawned workers must set CUDA_VISIBLE_DE
 Layout (imports point one way, checked by tests/unit/test_layout.py):
 
     runner.cli      the click commands                      -> api, results, pool, queue, train, base
-    runner.api      entry points across layers (load_model) -> results, pool, queue, train, base
+    runner.api      entry points across layers (load_model, connectivity, trajectory, loss_slice) -> results, pool, queue, train, base
     runner.results  reading, tables, views, plots, reports  -> queue, base
     runner.pool     supervisor, worker entry, devices, MPS  -> queue, train, base
     runner.queue    grid files, submission, the store (SQL) -> train, base
@@ -29,7 +29,7 @@ from typing import Any
 from .errors import RunnerError, UserError
 from .registry import batchfn, grab, model
 
-__all__ = ["submit", "run", "load_model", "results", "curves", "grid_array", "GridArray", "arrays", "train", "batchfn", "grab", "model",
+__all__ = ["submit", "run", "load_model", "connectivity", "trajectory", "loss_slice", "results", "curves", "grid_array", "GridArray", "arrays", "train", "batchfn", "grab", "model",
            "RunnerError", "UserError"]
 __version__ = "0.1.0"
 
@@ -37,6 +37,9 @@ _LAZY = {  # name -> (module, attribute); attribute None: the module itself (a c
     "submit": ("runner.results.waiting", "submit"),
     "run": ("runner.cli.run", "run"),
     "load_model": ("runner.api.models", "load_model"),
+    "connectivity": ("runner.api.landscape", "connectivity"),
+    "trajectory": ("runner.api.landscape", "trajectory"),
+    "loss_slice": ("runner.api.landscape", "loss_slice"),
     "results": ("runner.results", None),
     "curves": ("runner.results.reading", "curves"),
     "arrays": ("runner.results.reading", "arrays"),

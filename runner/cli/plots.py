@@ -33,7 +33,8 @@ def _draw(db: str, sweep: str | None, output: str | None, default: str | Callabl
 
 @main.group(context_settings={"help_option_names": ["-h", "--help"]})
 def plot() -> None:
-    """Figures of a sweep: curves, heatmap, scaling. Each writes one PNG (or .svg, .pdf with -o)."""
+    """Figures: a sweep's curves, heatmap, scaling; a job's loss landscape; the connectivity of two
+    jobs. Each writes one PNG (or .svg, .pdf with -o)."""
 
 
 @plot.command()
@@ -102,3 +103,76 @@ def report(db: str, sweep: str | None, output: str | None) -> None:
     say(f"wrote {written.summary}, {written.results.name} and {len(written.figures)} figures")
     for note in written.skipped:
         say(f"skipped {note}")
+
+
+def _data_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """--data test|train: the set the loss is measured on."""
+    return click.option("--data", default=None, type=click.Choice(["test", "train"]),
+                        help="measure the loss on the test set or the training set [default: train offline, else test]")(fn)
+
+
+def _device_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--device", default="cpu", show_default=True, help="where the losses are computed (cpu, cuda:0)")(fn)
+
+
+@plot.command()
+@db_option
+@click.argument("job", type=int)
+@click.option("--points", default=21, show_default=True, help="grid points along each principal direction")
+@click.option("--margin", default=0.25, show_default=True, help="grid beyond the trajectory, as a fraction of its extent")
+@click.option("--slices", default=3, show_default=True, help="random filter-normalised 1-D slices drawn beside it (0: none)")
+@_data_option
+@_device_option
+@click.option("-o", "--output", default=None, help="FILE.png (or .svg, .pdf) [default: landscape_job<JOB>.png]")
+@user_errors
+def landscape(db: str, job: int, points: int, margin: float, slices: int, data: str | None, device: str,
+              output: str | None) -> None:
+    """A job's trajectory on the loss surface of its top two principal components. Needs the weights of
+    several steps (trajectory_every in its grid); random-direction slices through its final weights beside."""
+    from ..api.landscape import loss_slice, trajectory
+    from ..results.landscape_plots import plot_landscape
+    from ..results.plots import check_output
+
+    path = output or f"landscape_job{job}.png"
+    check_output(path)
+    found = trajectory(db, job, points=points, margin=margin, data=data, device=device)
+    drawn = [loss_slice(db, job, points=max(points, 3), seed=i, data=data, device=device) for i in range(max(slices, 0))]
+    plot_landscape(found, drawn, path)
+    ratio = ", ".join(f"{100 * r:.1f}%" for r in found["explained_variance_ratio"])
+    say(f"wrote {path} (PC1, PC2 explain {ratio} of the trajectory's variance; {len(found['steps'])} steps)")
+
+
+@plot.command()
+@db_option
+@click.argument("job_a", type=int)
+@click.argument("job_b", type=int)
+@click.option("--align", default="both", show_default=True, type=click.Choice(["none", "permutation", "both"]),
+              help="reorder job B's hidden units to match job A's first (weight matching); both: a line each")
+@click.option("--path", "path_kind", default="linear", show_default=True, type=click.Choice(["linear", "bezier", "both"]),
+              help="the straight line, a fitted quadratic Bezier curve, or both")
+@click.option("--points", default=25, show_default=True, help="points along each path")
+@click.option("--step", default="end", show_default=True, help="the stored weights of this step of each job")
+@click.option("--bezier-steps", default=1000, show_default=True, help="Adam steps fitting the Bezier curve")
+@_data_option
+@_device_option
+@click.option("-o", "--output", default=None, help="FILE.png (or .svg, .pdf) [default: connectivity_<A>_<B>.png]")
+@user_errors
+def connectivity(db: str, job_a: int, job_b: int, align: str, path_kind: str, points: int, step: str,
+                 bezier_steps: int, data: str | None, device: str, output: str | None) -> None:
+    """The loss along the path between two jobs' solutions, and its barrier. The jobs need stored
+    weights (snapshots: [end]) of one architecture; the loss is job A's, on its data."""
+    from ..api.landscape import connectivity as measure
+    from ..results.landscape_plots import path_label, plot_connectivity
+    from ..results.plots import check_output
+
+    out = output or f"connectivity_{job_a}_{job_b}.png"
+    check_output(out)
+    at: int | str = int(step) if step.strip().isdigit() else step
+    aligns = ["none", "permutation"] if align == "both" else [align]
+    kinds = ["linear", "bezier"] if path_kind == "both" else [path_kind]
+    paths = [measure(db, job_a, job_b, step=at, points=points, align=a, path=k, data=data, bezier_steps=bezier_steps,
+                     device=device) for k in kinds for a in aligns]
+    plot_connectivity(paths, out)
+    for p in paths:
+        say(path_label(p))
+    say(f"wrote {out}")

@@ -221,7 +221,7 @@ class _Group:
     def run(self) -> list[TrainResult]:
         o, members = self.o, self.members
         change_steps = {c.at for c in o.changes if c.batch_size is not None}
-        snapshot_steps = {s for s in o.snapshots if s != "end"}
+        snapshot_steps = o.snapshot_steps()
         lr_steps, lr_every_step = members[0].lr_plan.steps, members[0].lr_plan.every_step  # in the key: shared
         save_every = o.checkpoint_every if self.saves else 0
         losses: list[torch.Tensor] = []  # this chunk's [K] losses, still on the device
@@ -367,8 +367,7 @@ class _Group:
             self._evaluate(steps_run, ending, final=True)
             if ending[0].plan.grabs:
                 self._grab(steps_run, ending)
-            self._snapshot(steps_run, [m for m in ending if "end" in m.plan.options.snapshots  # as alone:
-                                       or (steps_run in m.plan.options.snapshots and steps_run == self.o.steps)])
+            self._snapshot(steps_run, [m for m in ending if m.plan.options.snapshot_at_end(steps_run)])  # as alone
         wall = time.perf_counter() - self.started
         for m in ending:
             m.wall_s = m.wall_before + wall

@@ -25,10 +25,17 @@ def model_with_weights(config: Mapping[str, Any], weights: Mapping[str, np.ndarr
 
 def model_of(config: Mapping[str, Any], device: str | torch.device = "cpu") -> torch.nn.Module:
     """The config's model as its job builds it, before any weights it starts from (init_from) are loaded."""
+    return model_and_data(config, device)[0]
+
+
+def model_and_data(config: Mapping[str, Any], device: str | torch.device = "cpu") -> tuple[torch.nn.Module, JobData]:
+    """The config's model (before init_from's weights) and its job's data: the test set, the training
+    set or stream it had, drawn from the same seeds."""
     plan = plan_job({k: v for k, v in config.items() if k != "init_from"})
     dev = torch.device(device)
     seeds = job_seeds(plan.options)
-    return build_model(plan, JobData(plan, dev, seeds), dev, seeds["model"])
+    data = JobData(plan, dev, seeds)
+    return build_model(plan, data, dev, seeds["model"]), data
 
 
 def load_weights(model: torch.nn.Module, weights: Mapping[str, np.ndarray]) -> None:

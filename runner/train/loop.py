@@ -224,7 +224,7 @@ class _Loop:
             self._evaluate(steps_run, final=True)
             if self.plan.grabs:
                 self._grab(steps_run)
-            if "end" in o.snapshots or (steps_run in o.snapshots and steps_run == o.steps):
+            if o.snapshot_at_end(steps_run):
                 self.records.weights(steps_run, self.model)
             self.tracker.update(self.records.flush([], steps_run), steps_run)  # CPU-GPU sync: the final values
         return self._result(status, steps_run, self.wall_before + time.perf_counter() - self.started)
@@ -233,7 +233,7 @@ class _Loop:
         o, stepper, lr_plan = self.o, self.stepper, self.lr_plan
         save_every = o.checkpoint_every if self.checkpoint_path else 0
         change_steps = {c.at for c in o.changes if c.batch_size is not None}
-        snapshot_steps = {s for s in o.snapshots if s != "end"}
+        snapshot_steps = o.snapshot_steps()
         lr_steps = lr_plan.steps  # a resume needs no extra apply: the optimizer's state holds the lr it had
         losses: list[torch.Tensor] = []  # this chunk's losses, still on the device
         first = start

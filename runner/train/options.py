@@ -101,6 +101,9 @@ class TrainOptions:
     min_lr: float = _option("float", 0.0, "schedule cosine: the lr reached at the last step", check=_nonneg, rule=">= 0", per_member=True)
     changes: tuple[Change, ...] = _option("changes", (), "scheduled changes: a list of {at: STEP, batch_size: N, lr: X}")
     snapshots: tuple[int | str, ...] = _option("snapshots", (), "steps at which the weights are stored as arrays (weights.<param>); 'end' for the last")
+    trajectory_every: int = _option("int", 0, "store the weights every this many steps and at the end, for "
+                                    "runner.trajectory and `runner plot landscape` (0: only at snapshots)",
+                                    check=_nonneg, rule=">= 0")
     init_from: dict[str, Any] | None = _option("init_from", None, "start from another job's stored weights: "
                                                "{job: ID, step: end} (the job's snapshots; step defaults to end)",
                                                per_member=True)
@@ -125,6 +128,18 @@ class TrainOptions:
                 object.__setattr__(self, name, tuple(value))
         if isinstance(self.changes, (list, tuple)):
             object.__setattr__(self, "changes", tuple(c if isinstance(c, Change) else Change(**c) for c in self.changes))
+
+    def snapshot_steps(self) -> set[int]:
+        """The steps before the end at which the weights are stored: snapshots, and every trajectory_every."""
+        steps = {s for s in self.snapshots if s != "end"}
+        if self.trajectory_every:
+            steps.update(range(0, self.steps, self.trajectory_every))
+        return steps
+
+    def snapshot_at_end(self, steps_run: int) -> bool:
+        """Whether the weights are stored when the job ends after steps_run steps."""
+        return ("end" in self.snapshots or self.trajectory_every > 0
+                or (steps_run in self.snapshots and steps_run == self.steps))
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> TrainOptions:

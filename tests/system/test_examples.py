@@ -14,6 +14,8 @@ STUDIES = {  # file: (jobs in the grid, metric names its first cell must record)
                                   "interpolation.barrier"}),
     "dln_batch_switch.yaml": (18, {"weight_norm.total", "grad_norm", "test_loss"}),
     "synthetic_tasks.yaml": (18, {"test_loss"}),
+    "connectivity.yaml": (9, {"test_loss", "train_loss", "test_acc"}),
+    "landscape_pca.yaml": (4, {"test_loss", "train_loss"}),
 }
 SHORT = dict(steps=40, eval_every=20, n_test=128)
 
@@ -45,3 +47,9 @@ def test_the_generalisation_study_keeps_weights_at_init_and_end():
     cfg = plan_jobs(load_spec(EXAMPLES / "mlp_generalization.yaml"))[0].config
     out = train(dict(cfg, **SHORT, n_train=128), device="cpu")
     assert {s for n, s, _ in out.arrays if n == "weights.net.0.weight"} == {0, 40}
+
+
+def test_the_landscape_study_keeps_its_trajectory():
+    cfg = plan_jobs(load_spec(EXAMPLES / "landscape_pca.yaml"))[0].config
+    out = train(dict(cfg, **SHORT, n_train=128), device="cpu")
+    assert sorted({s for n, s, _ in out.arrays if n == "weights.net.0.weight"}) == [0, 25, 40]

@@ -152,6 +152,16 @@ class Reads(Database):
             arrays_t.c.job_id == job_id, arrays_t.c.step == chosen, arrays_t.c.name.startswith(_WEIGHTS, autoescape=True))
         return chosen, {name[len(_WEIGHTS):]: bytes(data) for name, data in self._read(lambda tx: tx.all(stmt))}
 
+    def weight_history(self, job_id: int) -> list[tuple[int, dict[str, bytes]]]:
+        """Every snapshot of a job's weights, oldest first: (step, parameter name -> npy bytes), in one read."""
+        stmt = (select(arrays_t.c.step, arrays_t.c.name, arrays_t.c.data)
+                .where(arrays_t.c.job_id == job_id, arrays_t.c.name.startswith(_WEIGHTS, autoescape=True))
+                .order_by(arrays_t.c.step))
+        history: dict[int, dict[str, bytes]] = {}
+        for step, name, data in self._read(lambda tx: tx.all(stmt)):
+            history.setdefault(step, {})[name[len(_WEIGHTS):]] = bytes(data)
+        return list(history.items())
+
     def weight_steps(self, job_id: int) -> list[int]:
         """The steps at which a job stored its weights (no array read)."""
         stmt = (select(arrays_t.c.step).distinct()
