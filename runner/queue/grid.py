@@ -30,8 +30,8 @@ from .grid_values import (
 )
 from .overrides import override
 
-TOP_KEYS = ("sweep", "description", "batchfn", "model", "grabs", "base", "grid", "zip", "exclude")
-SHORTHANDS = ("batchfn", "model", "grabs")
+TOP_KEYS = ("sweep", "description", "batchfn", "model", "grabs", "members", "base", "grid", "zip", "exclude")
+SHORTHANDS = ("batchfn", "model", "grabs", "members")  # shared by every job: copied into base
 _CONTAINERS = (list, tuple, dict)
 
 

@@ -19,7 +19,7 @@ from ..hashing import canonical_json, config_hash
 from ..registry import check_portable, to_reference
 from ..signing import key_source, sign_config, signing_key
 from ..train.fusion import capped, fusion_keys
-from ..train.options import OPTIONS
+from ..train.options import OPTIONS, member_config
 from ..train.plan import check_config
 from .grid import GridSpec, axis_names, expand, load_grid, parse_grid
 from .grid_values import MAX_CONFIG_BYTES
@@ -123,7 +123,8 @@ def plan_jobs(spec: GridSpec) -> list[PlannedJob]:
         fuse = config.pop("fuse", OPTIONS["fuse"].default)
         cells.append((config, priority, max_attempts, fuse))
     keys = fusion_keys(spec.sweep, [cell[0] for cell in cells], axis_names(spec))
-    return [PlannedJob(config_hash(config), config, priority, max_attempts, capped(key, fuse))
+    # a job of members trains them together itself (fused where they fit): never fused with other jobs
+    return [PlannedJob(config_hash(config), config, priority, max_attempts, capped(key, 1 if "members" in config else fuse))
             for (config, priority, max_attempts, fuse), key in zip(cells, keys)]
 
 
@@ -170,6 +171,8 @@ def _short(value: Any) -> str:
 
 def _check_portable(config: Mapping[str, Any], seen: set[tuple[str, str]]) -> None:
     """Every plug-in a job names must be one its workers can find (each name checked once)."""
+    for name in config.get("members") or {}:  # a member may name plug-ins of its own
+        _check_portable(member_config(config, name), seen)
     grabs = config.get("grabs") or []
     for kind, ref in [("batchfn", config["batchfn"]), ("model", config["model"]),
                       *(("grab", g) for g in ([grabs] if isinstance(grabs, str) else grabs))]:

@@ -112,6 +112,11 @@ def train(config: dict[str, Any] | JobPlan, *, device: str | torch.device | None
     worker reads them from the queue)."""
     plan = config if isinstance(config, JobPlan) else plan_job(dict(config))
     dev = torch.device(device) if device is not None else default_device()
+    if plan.options.members:  # a job of members: each trained as a job of its own, then compared
+        from .members import train_members
+
+        with intra_op_threads(threads):
+            return train_members(plan, dev, should_stop or (lambda: False), initial_weights)
     path = Path(checkpoint_path) if checkpoint_path is not None else None
     started = time.perf_counter()
     # the whole job, set-up included, runs at the configured matmul precision

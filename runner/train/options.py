@@ -104,6 +104,10 @@ class TrainOptions:
     trajectory_every: int = _option("int", 0, "store the weights every this many steps and at the end, for "
                                     "runner.trajectory and `runner plot landscape` (0: only at snapshots)",
                                     check=_nonneg, rule=">= 0")
+    members: dict[str, dict[str, Any]] | None = _option(
+        "members", None, "named variants of the job trained side by side on the same data, each with its own "
+        "optimizer: {a: {batch_size: 16}, b: {model_seed: 2}}; results a.<column>, comparisons param_distance, "
+        "param_cosine, output_distance at the grab cadence")
     init_from: dict[str, Any] | None = _option("init_from", None, "start from another job's stored weights: "
                                                "{job: ID, step: end} (the job's snapshots; step defaults to end)",
                                                per_member=True)
@@ -194,6 +198,8 @@ def coerce(name: str, value: Any, type_: str, where: str = "") -> Any:
         return out
     if type_ == "changes":
         return _coerce_changes(label, value)
+    if type_ == "members":
+        return _coerce_members(label, value)
     if type_ == "init_from":
         return _coerce_init_from(label, value)
     if type_ == "floats":
@@ -214,6 +220,38 @@ def _coerce_init_from(label: str, value: Any) -> dict[str, Any]:
     if step != "end" and (isinstance(step, bool) or not isinstance(step, int) or step < 0):
         raise UserError(f"{form}: step must be an integer >= 0 or end, got {step!r}")
     return {"job": job, "step": step}
+
+
+# What a member may not set itself: its pairing is one job of one length, measured at one cadence,
+# queued with one set of queue settings.
+MEMBER_FIXED = ("members", "steps", "grab_every", "eval_every", "init_from", "timeout", *QUEUE_SETTINGS)
+_MEMBER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,31}$")
+
+
+def _coerce_members(label: str, value: Any) -> dict[str, dict[str, Any]]:
+    """{name: {key: value, ...}, ...}: two or more named variants, each a mapping of config keys."""
+    form = f"{label} must map two or more member names to their own keys, e.g. {{a: {{batch_size: 16}}, b: {{}}}}"
+    if not isinstance(value, dict) or len(value) < 2:
+        raise UserError(f"{form}, got {value!r}")
+    out = {}
+    for name, keys in value.items():
+        if not isinstance(name, str) or not _MEMBER_NAME.match(name):
+            raise UserError(f"{label}: member name {name!r} must be a short identifier (letters, digits, _)")
+        if keys is None:
+            keys = {}
+        if not isinstance(keys, dict):
+            raise UserError(f"{label}.{name} must be a mapping of config keys (or {{}}), got {keys!r}")
+        fixed = sorted(set(keys) & set(MEMBER_FIXED))
+        if fixed:
+            raise UserError(f"{label}.{name} sets {', '.join(fixed)}, which the members share: set it for the "
+                            "whole job under base: or grid:")
+        out[name] = dict(keys)
+    return out
+
+
+def member_config(config: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """Member `name`'s own config: the job's, without `members`, with the member's keys on top."""
+    return {**{k: v for k, v in config.items() if k != "members"}, **config["members"][name]}
 
 
 CHANGEABLE = {"batch_size": "int", "lr": "float"}  # what a scheduled change may set

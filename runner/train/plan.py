@@ -15,7 +15,7 @@ from ..errors import UserError
 from ..registry import Plugin, in_process_reference, resolve
 from ..text import did_you_mean
 from .grabbing import GRAB_CONTEXT
-from .options import OPTIONS, PLUGIN_KEYS, QUEUE_SETTINGS, TrainOptions, check_option, coerce
+from .options import OPTIONS, PLUGIN_KEYS, QUEUE_SETTINGS, TrainOptions, check_option, coerce, member_config
 
 if TYPE_CHECKING:
     import torch
@@ -176,6 +176,12 @@ def check_config(config: dict[str, Any]) -> dict[str, Any]:
         raise UserError("online: false needs n_train (the size of the fixed training set)")
     if out.get("schedule") == "step" and out.get("step_size") is None:
         raise UserError("schedule: step needs step_size (steps between lr decays by step_gamma)")
+    for name in out.get("members") or {}:  # each member is a job of its own: checked as one
+        try:
+            out["members"][name] = {k: v for k, v in check_config(member_config(out, name)).items()
+                                    if k in out["members"][name]}
+        except UserError as exc:
+            raise UserError(f"member {name}: {exc}") from None
     return out
 
 
