@@ -122,6 +122,35 @@ class JobData:
         else:
             self.next_batch = self._minibatches(batch_size)
 
+    def current_batch_size(self) -> int:
+        """The batch size in effect now (scheduled changes included); offline full batch: n_train."""
+        if self.o.online:
+            return self.online_batch_size  # type: ignore[return-value]
+        return self.o.n_train if self.sampler_batch_size() is None else self.sampler_batch_size()  # type: ignore[return-value]
+
+    def mark(self) -> dict[str, Any]:
+        """Where the data is now, for `rewind` within this run: generator states, sampler position,
+        block and batch size (tensors by reference: a new epoch or block replaces them, never edits)."""
+        sampler = self.sampler
+        return {"data_gen": None if self.data_gen is None else self.data_gen.get_state(),
+                "sampler": None if sampler is None else {"gen": sampler.gen.get_state(), "perm": sampler.perm,
+                                                         "pos": sampler.pos, "batch_size": sampler.bs},
+                "block": self.block, "block_pos": self.block_pos, "batch_size": self.current_batch_size()}
+
+    def rewind(self, mark: dict[str, Any], fresh_stream: bool) -> None:
+        """Back to a `mark()` of this run. fresh_stream: the online stream continues on a new generator
+        (a job's step graph holds the old one); else the generator itself is set back."""
+        if mark["batch_size"] != self.current_batch_size():
+            self.set_batch_size(mark["batch_size"])  # a scheduled change came after the mark
+        if mark["data_gen"] is not None:
+            if fresh_stream:
+                self.restart_stream(mark["data_gen"])
+            else:
+                self.data_gen.set_state(mark["data_gen"])  # type: ignore[union-attr]
+        if mark["sampler"] is not None and self.sampler is not None:
+            self.sampler.restore(mark["sampler"], self.device)
+        self.block, self.block_pos = mark["block"], mark["block_pos"]
+
     def restart_stream(self, stream_state: torch.Tensor) -> None:
         """The online stream rebuilt on a fresh generator set to `stream_state`, at the current batch
         size (a generator registered with a failed CUDA-graph capture cannot be used again)."""

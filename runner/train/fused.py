@@ -49,7 +49,7 @@ from .plan import JobPlan, plan_job
 from .records import Records
 from .schedule import LrPlan, every
 from .stacked import StackedModel, StackedOptimizer, fusion_blocker, summed_loss_backward
-from .thresholds import LossTracker
+from .thresholds import LossTracker, crossings_since
 
 
 def train_group(configs: Sequence[dict[str, Any] | JobPlan], *, device: str | torch.device | None = None,
@@ -229,6 +229,10 @@ class _Group:
         if self.start:
             self._set_lr(self.start)  # a resume: each member's lr where it stopped
         active = [m for m in members if m.active]  # changes only when members end, after a host read
+        # at_thresholds and stop_on_thresholds go back to a crossing inside the chunk just read: keep its start
+        rewinds = any(m.plan.options.thresholds and (m.plan.options.at_thresholds or m.plan.options.stop_on_thresholds)
+                      for m in members)
+        mark = self._mark(self.start) if rewinds else None
         for step in range(self.start, o.steps):
             if step in change_steps:
                 for m in self.members:  # every member's stream, as the graph draws for all
@@ -248,6 +252,8 @@ class _Group:
             save = every(save_every, step + 1) and step + 1 < o.steps
             if len(losses) == CHUNK or step + 1 == o.steps or stop or save:
                 self._flush(losses, first)  # the one CPU-GPU sync of a chunk, for every member at once
+                if mark is not None:
+                    self._at_crossings(mark, first, step + 1)
                 losses, first = [], step + 1
                 self._end_finished(step + 1)
                 active = [m for m in members if m.active]
@@ -258,6 +264,8 @@ class _Group:
                 if stop:
                     self._end([m for m in members if m.active], RunStatus.STOPPED, step + 1)
                     break
+                if mark is not None:
+                    mark = self._mark(step + 1)
         self._end([m for m in members if m.active], RunStatus.DONE, o.steps)
         self._flush([], first)
         capture = self.graph.describe() if self.graph is not None else self.capture_note
@@ -310,9 +318,9 @@ class _Group:
         if self.members[0].data.X_train is not None:
             sets.append(("train", [(m.data.X_train, m.data.y_train) for m in self.members]))  # type: ignore[misc]
         elif final:  # online: a fresh batch at the end, drawn from each ending member's stream
-            chosen = {m.index for m in members}
-            sets.append(("train", [m.data.next_batch(step) if m.index in chosen else self._batch_of(m)
-                                   for m in self.members]))
+            drawn = {m.index: m.data.next_batch(step) for m in members}
+            filler = next(iter(drawn.values()))  # the others' rows are computed, not read (none yet at step 0)
+            sets.append(("train", [drawn.get(m.index) or self._batch_of(m) or filler for m in self.members]))
         stacked.train(False)  # type: ignore[union-attr]
         with torch.no_grad(), self.autocast():
             for name, data in sets:
@@ -348,12 +356,110 @@ class _Group:
 
     # ends ---------------------------------------------------------------------------------------
     def _end_finished(self, steps_run: int) -> None:
-        """After a host read: members whose loss went non-finite end diverged, those whose thresholds
-        are all crossed (and that stop on them) end done, at this step, as they would alone."""
-        active = [m for m in self.members if m.active]
-        self._end([m for m in active if m.tracker.nonfinite_at is not None], RunStatus.DIVERGED, steps_run)
-        self._end([m for m in active if m.tracker.nonfinite_at is None and m.plan.options.stop_on_thresholds
-                   and m.tracker.all_crossed], RunStatus.DONE, steps_run)
+        """After a host read: members whose loss went non-finite end diverged at this step, as they
+        would alone (those that stop on their thresholds ended at their crossing: _at_crossings)."""
+        self._end([m for m in self.members if m.active and m.tracker.nonfinite_at is not None], RunStatus.DIVERGED,
+                  steps_run)
+
+    # going back to a threshold's crossing ---------------------------------------------------------
+    def _mark(self, step: int) -> dict[str, Any]:
+        """What `_rewind` needs to go back to `step` (taken after a host read): copies of the stacked
+        weights, optimizer state, last gradients and batch; every member's data position; the RNGs."""
+        self.data.sync()
+        opt = self.optimizer
+        return {"step": step, "params": {k: v.detach().clone() for k, v in self.stacked.params.items()},  # type: ignore[union-attr]
+                "slots": [{n: t.clone() for n, t in slot.items()} for slot in opt.state],  # type: ignore[union-attr]
+                "adam_steps": opt.steps.clone(),  # type: ignore[union-attr]
+                "grads": None if self.grads is None else {k: v.clone() for k, v in self.grads.items()},
+                "batch": None if self.last_batch is None else tuple(t.clone() for t in self.last_batch),
+                "data": [m.data.mark() for m in self.members],
+                "group_data": (self.data.block, self.data.perms),
+                "rng": {"cpu": torch.get_rng_state(),
+                        "cuda": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None}}
+
+    def _rewind(self, mark: dict[str, Any]) -> None:
+        """Back to a mark, in place (the step graph is dropped: it is captured again)."""
+        if self.graph is not None:
+            self.graph.reset()  # before the members' generators it holds are set back
+        opt = self.optimizer
+        with torch.no_grad():
+            for k, v in self.stacked.params.items():  # type: ignore[union-attr]
+                v.copy_(mark["params"][k])
+            for slot, saved in zip(opt.state, mark["slots"]):  # type: ignore[union-attr]
+                for name in list(slot):
+                    if name not in saved:
+                        del slot[name]  # made after the mark: the first step makes it again
+                slot.update({name: t.clone() for name, t in saved.items()})
+            opt.steps.copy_(mark["adam_steps"])  # type: ignore[union-attr]
+        self.grads = None if mark["grads"] is None else {k: v.clone() for k, v in mark["grads"].items()}
+        self.last_batch = None if mark["batch"] is None else tuple(t.clone() for t in mark["batch"])  # type: ignore[assignment]
+        for m, data_mark in zip(self.members, mark["data"]):
+            m.data.rewind(data_mark, fresh_stream=False)
+        self.data.block, self.data.perms = mark["group_data"]
+        self.data.behind = False
+        torch.set_rng_state(mark["rng"]["cpu"])
+        if mark["rng"]["cuda"] is not None:
+            torch.cuda.set_rng_state(mark["rng"]["cuda"], self.device)
+
+    def _replay(self, start: int, end: int) -> None:
+        """Steps start .. end - 1 of the group again, eagerly, as run() ran them."""
+        o = self.o
+        change_steps = {c.at for c in o.changes if c.batch_size is not None}
+        lr_plan = self.members[0].lr_plan
+        for step in range(start, end):
+            if step in change_steps:
+                for m in self.members:
+                    m.data.apply_changes(step)
+            if lr_plan.every_step or step in lr_plan.steps:
+                self._set_lr(step)
+            self.current_step = step
+            _, self.grads, self.last_batch = self._compute(self.data.next(step))
+
+    def _at_crossings(self, mark: dict[str, Any], first: int, now: int) -> None:
+        """The chunk first .. now - 1 just read: members that crossed a threshold in it and measure
+        there (at_thresholds) or stop there (stop_on_thresholds, the last one) are taken back to each
+        such step by replaying the chunk from its start, measured or ended there, and the group comes
+        back to step `now` as it was (members that ended stay frozen)."""
+        events: dict[int, tuple[list[_Member], list[_Member]]] = {}  # step -> (measure, end)
+        for m in self.members:
+            if not m.active:
+                continue
+            o = m.plan.options
+            crossed, last = crossings_since(m.tracker, first)
+            ends_at = last if o.stop_on_thresholds and last is not None and (
+                m.tracker.nonfinite_at is None or last < m.tracker.nonfinite_at) else None
+            if o.at_thresholds:
+                for s in crossed:
+                    if ends_at is None or s < ends_at:
+                        events.setdefault(s, ([], []))[0].append(m)
+            if ends_at is not None:
+                events.setdefault(ends_at, ([], []))[1].append(m)
+        if not events:
+            return
+        back = self._mark(now)
+        self._rewind(mark)
+        at = mark["step"]
+        for step in sorted(events):
+            self._replay(at, step)
+            at = step
+            measure, ending = events[step]
+            self._measure_at(step, [m for m in measure if m.active])
+            for m in ending:
+                m.tracker.nonfinite_at = None  # (a later step's, which it never reaches now)
+                m.records.end_at(step)
+            self._end(ending, RunStatus.DONE, step)
+        self._rewind(back)
+        self._set_lr(now)  # the members that ended stay frozen
+
+    def _measure_at(self, step: int, members: Sequence[_Member]) -> None:
+        """at_thresholds: the evaluation and grabs these members asked for at a crossing step, where
+        their cadence does not measure anyway."""
+        evaluate = [m for m in members if "eval" in m.plan.options.at_thresholds]
+        if evaluate and not (every(self.o.eval_every, step) or step == 0):
+            self._evaluate(step, evaluate, final=False)
+        grab = [m for m in members if "grabs" in m.plan.options.at_thresholds]
+        if grab and self.members[0].plan.grabs and not every(self.o.grab_every, step):
+            self._grab(step, grab)
 
     def _end(self, ending: Sequence[_Member], status: RunStatus, steps_run: int) -> None:
         """End these members at one step: their final evaluation (one for them all), grabs and

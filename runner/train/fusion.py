@@ -5,7 +5,7 @@ shapes and run the same kernels in the same order, and may differ only in values
 per member (a tensor with one entry per member). The rule, read off the code rather than listed:
 
 - a trainloop option is per member when its table entry says so (`Option.per_member`: seed, lr,
-  momentum, weight_decay, betas, eps, thresholds, ema, stop_on_thresholds, step_gamma, min_lr);
+  momentum, weight_decay, betas, eps, thresholds, ema, stop_on_thresholds, at_thresholds, step_gamma, min_lr);
 - a plug-in parameter is per member when only the batch function takes it and its type is float
   (noise, a teacher's scale, a spectrum's exponent): an int sets a shape or a count, a bool or a
   string picks a path, and whatever the model or a grab takes fixes the architecture or the

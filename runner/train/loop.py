@@ -34,7 +34,7 @@ from .plan import JobPlan, plan_job
 from .plan import params as model_params
 from .records import Records
 from .schedule import LrPlan, every
-from .thresholds import LossTracker, finite_or_none
+from .thresholds import LossTracker, crossings_since, finite_or_none
 
 CHUNK = 256  # steps between host reads of the loss
 
@@ -242,6 +242,9 @@ class _Loop:
         lr_steps = lr_plan.steps  # a resume needs no extra apply: the optimizer's state holds the lr it had
         losses: list[torch.Tensor] = []  # this chunk's losses, still on the device
         first = start
+        # at_thresholds and stop_on_thresholds go back to a crossing inside the chunk just read: keep its start
+        rewinds = bool(o.thresholds) and bool(o.at_thresholds or o.stop_on_thresholds)
+        mark = self._mark(start) if rewinds else None
         for step in range(start, steps):
             if step in change_steps:
                 self.data.apply_changes(step)
@@ -266,16 +269,83 @@ class _Loop:
             if len(losses) == CHUNK or step + 1 == steps or stop or save:
                 # the one CPU-GPU sync point of a chunk: its losses and evaluations come to the host
                 self.tracker.update(self.records.flush(losses, first), first)
+                if mark is not None:
+                    crossed, last = crossings_since(self.tracker, first)
+                    ends_at = last if o.stop_on_thresholds and last is not None and (
+                        self.tracker.nonfinite_at is None or last < self.tracker.nonfinite_at) else None
+                    if crossed and (o.at_thresholds or ends_at is not None):
+                        self._at_crossings(mark, crossed, ends_at, step + 1)
+                        if ends_at is not None:
+                            self.tracker.nonfinite_at = None  # (a later step's, which the job never reaches now)
+                            return RunStatus.DONE, ends_at
                 losses, first = [], step + 1
                 if self.tracker.nonfinite_at is not None:
                     return RunStatus.DIVERGED, step + 1
-                if o.stop_on_thresholds and self.tracker.all_crossed:
-                    return RunStatus.DONE, step + 1
                 if stop:
                     return RunStatus.STOPPED, step + 1
                 if save:
                     self._save(step + 1)
+                if mark is not None:
+                    mark = self._mark(step + 1)
         return RunStatus.DONE, steps
+
+    # going back to a threshold's crossing ----------------------------------------------------
+    def _mark(self, step: int) -> dict[str, Any]:
+        """What `_rewind` needs to go back to `step` (taken after a host read: the GPU is idle):
+        copies of the weights, optimizer state and last gradients, the data's and RNGs' states."""
+        return {"step": step, "model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
+                "optimizer": _cloned(self.optimizer.state_dict()),
+                "grads": [None if p.grad is None else p.grad.detach().clone() for p in self.model.parameters()],
+                "rng": {"cpu": torch.get_rng_state(),
+                        "cuda": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None},
+                "data": self.data.mark(),
+                "batch": None if self.batch is None else tuple(t.clone() for t in self.batch)}
+
+    def _rewind(self, mark: dict[str, Any]) -> None:
+        """Back to a mark: every part as it was at its step (the series recorded since are kept)."""
+        self.data.rewind(mark["data"], fresh_stream=True)
+        self.model.load_state_dict(mark["model"])
+        self.optimizer.load_state_dict(_cloned(mark["optimizer"]))
+        for p, g in zip(self.model.parameters(), mark["grads"]):
+            p.grad = None if g is None else g.clone()
+        torch.set_rng_state(mark["rng"]["cpu"])
+        if mark["rng"]["cuda"] is not None:
+            torch.cuda.set_rng_state(mark["rng"]["cuda"], self.device)
+        self.batch = None if mark["batch"] is None else tuple(t.clone() for t in mark["batch"])
+        if self.stepper is not None:  # the graph holds the stream and optimizer state of before
+            self.stepper.use_data(self.data.next_batch, self.data.data_gen)
+
+    def _replay(self, start: int, end: int) -> None:
+        """Steps start .. end - 1 again, eagerly, as the loop ran them (changes, learning rates)."""
+        change_steps = {c.at for c in self.o.changes if c.batch_size is not None}
+        for step in range(start, end):
+            if step in change_steps:
+                self.data.apply_changes(step)
+            if self.lr_plan.every_step or step in self.lr_plan.steps:
+                self.lr_plan.apply(step)
+            _, self.batch = self._eager_step(step)
+
+    def _at_crossings(self, mark: dict[str, Any], crossed: list[int], ends_at: int | None, now: int) -> None:
+        """The chunk read holds threshold crossings: go back to its start, replay to each crossing and
+        measure there (at_thresholds), and either end at `ends_at` (stop_on_thresholds: the caller
+        ends the job there) or come back to step `now` exactly as it was."""
+        o = self.o
+        back = None if ends_at is not None else self._mark(now)
+        self._rewind(mark)
+        at = mark["step"]
+        for step in [s for s in crossed if ends_at is None or s < ends_at] + ([ends_at] if ends_at is not None else []):
+            self._replay(at, step)
+            at = step
+            if step == ends_at:
+                break  # the final measurements of the job are this step's
+            if "eval" in o.at_thresholds and not (every(o.eval_every, step) or step == 0):
+                self._evaluate(step, final=False)
+            if "grabs" in o.at_thresholds and self.plan.grabs and not every(o.grab_every, step):
+                self._grab(step)
+        if ends_at is not None:
+            self.records.end_at(ends_at)
+        else:
+            self._rewind(back)  # type: ignore[arg-type]
 
     def _eager_step(self, step: int, batch: Batch | None = None) -> tuple[torch.Tensor, Batch]:
         """One step without a graph (on `batch` when given); returns (detached loss, the batch)."""
@@ -357,6 +427,17 @@ class _Loop:
                           tracker=self.tracker, records=self.records, step_capture=capture,
                           resumed_from=self.resumed_from,
                           extra={"checkpoint_error": self.checkpoint_error} if self.checkpoint_error else None)
+
+
+def _cloned(value: Any) -> Any:
+    """A copy of a state dict's tensors (nested in dicts and lists), so later steps cannot change it."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone()
+    if isinstance(value, dict):
+        return {k: _cloned(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_cloned(v) for v in value]
+    return value
 
 
 LOOP_METRICS = frozenset({"train_loss", "test_loss", "train_acc", "test_acc", "batch_loss", "lr"})  # not a grab's

@@ -25,6 +25,7 @@ import torch
 
 from .fused import train_group
 from .fusion import fusion_key
+from .geometry import flatten
 from .loading import load_weights, model_and_data
 from .loop import RunStatus, TrainResult, train
 from .options import member_config
@@ -109,7 +110,7 @@ def _shapes(weights: Mapping[str, np.ndarray]) -> list[tuple[str, tuple[int, ...
 
 
 def _flat(weights: Mapping[str, np.ndarray]) -> np.ndarray:
-    return np.concatenate([np.asarray(weights[k], dtype=np.float64).reshape(-1) for k in sorted(weights)])
+    return flatten(dict(sorted(weights.items())))  # by name: the two members' vectors line up
 
 
 def _output_distance(model_a: torch.nn.Module, a: Mapping[str, np.ndarray], model_b: torch.nn.Module,

@@ -94,13 +94,18 @@ class TrainOptions:
     grab_every: int = _option("int", 0, "steps between grabs (0: at the end only)", check=_nonneg, rule=">= 0")
     thresholds: tuple[float, ...] = _option("floats", (), "train-loss thresholds: the first step the smoothed loss falls below each is recorded", per_member=True)
     ema: float = _option("float", 0.9, "smoothing of the train loss for thresholds (0: none)", check=_unit, rule="in [0, 1)", per_member=True)
-    stop_on_thresholds: bool = _option("bool", False, "stop once every threshold is crossed", per_member=True)
+    stop_on_thresholds: bool = _option("bool", False, "stop at the step the last threshold is crossed (its weights "
+                                       "are the job's final ones)", per_member=True)
+    at_thresholds: tuple[str, ...] = _option("at_thresholds", (), "measure at the step each threshold is first "
+                                             "crossed: eval (test and train loss), grabs, or both", per_member=True)
     schedule: str = _option("str", "constant", "learning-rate schedule", choices=("constant", "step", "cosine"))
     step_size: int | None = _option("int", None, "schedule step: steps between lr decays", check=_pos, rule="> 0")
     step_gamma: float = _option("float", 0.1, "schedule step: factor applied to the lr every step_size steps", check=_pos, rule="> 0", per_member=True)
     min_lr: float = _option("float", 0.0, "schedule cosine: the lr reached at the last step", check=_nonneg, rule=">= 0", per_member=True)
     changes: tuple[Change, ...] = _option("changes", (), "scheduled changes: a list of {at: STEP, batch_size: N, lr: X}")
     snapshots: tuple[int | str, ...] = _option("snapshots", (), "steps at which the weights are stored as arrays (weights.<param>); 'end' for the last")
+    keep_final: bool = _option("bool", False, "keep the final weights in the database (as snapshots: [end]): "
+                               "what runner.load_model, init_from and runner.connectivity read")
     trajectory_every: int = _option("int", 0, "store the weights every this many steps and at the end, for "
                                     "runner.trajectory and `runner plot landscape` (0: only at snapshots)",
                                     check=_nonneg, rule=">= 0")
@@ -126,7 +131,7 @@ class TrainOptions:
                               "auto (what the worker allows), 1 (always alone) or a number")
 
     def __post_init__(self) -> None:
-        for name in ("betas", "thresholds", "snapshots"):
+        for name in ("betas", "thresholds", "snapshots", "at_thresholds"):
             value = getattr(self, name)
             if isinstance(value, list):
                 object.__setattr__(self, name, tuple(value))
@@ -142,8 +147,8 @@ class TrainOptions:
 
     def snapshot_at_end(self, steps_run: int) -> bool:
         """Whether the weights are stored when the job ends after steps_run steps."""
-        return ("end" in self.snapshots or self.trajectory_every > 0
-                or (steps_run in self.snapshots and steps_run == self.steps))
+        return ("end" in self.snapshots or self.keep_final or self.trajectory_every > 0
+                or (steps_run in self.snapshots and steps_run == self.steps) or steps_run in self.snapshot_steps())
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> TrainOptions:
@@ -200,6 +205,12 @@ def coerce(name: str, value: Any, type_: str, where: str = "") -> Any:
         return _coerce_changes(label, value)
     if type_ == "members":
         return _coerce_members(label, value)
+    if type_ == "at_thresholds":
+        items = value if isinstance(value, (list, tuple)) else [value]
+        if not all(item in AT_THRESHOLDS for item in items) or len(set(items)) != len(items):
+            raise UserError(f"{label} takes a list of {' and '.join(AT_THRESHOLDS)} (what to measure at each "
+                            f"threshold's crossing step), got {value!r}")
+        return list(items)
     if type_ == "init_from":
         return _coerce_init_from(label, value)
     if type_ == "floats":
@@ -254,6 +265,7 @@ def member_config(config: Mapping[str, Any], name: str) -> dict[str, Any]:
     return {**{k: v for k, v in config.items() if k != "members"}, **config["members"][name]}
 
 
+AT_THRESHOLDS = ("eval", "grabs")  # what at_thresholds may measure at a crossing step
 CHANGEABLE = {"batch_size": "int", "lr": "float"}  # what a scheduled change may set
 
 

@@ -83,6 +83,13 @@ class Records:
         self.metrics.extend((s, n, v) for (s, n, _), v in zip(self.pending, evals.tolist()))
         self.pending.clear()
 
+    def end_at(self, step: int) -> None:
+        """The run ends at `step` after it recorded beyond it (stop_on_thresholds rewound to the
+        crossing): drop what was recorded after it, and at it all but the step's training loss (the
+        final measurements there follow)."""
+        self.metrics = [m for m in self.metrics if m[0] < step or (m[0] == step and m[1] == "batch_loss")]
+        self.arrays = [a for a in self.arrays if a[1] < step]
+
     def state(self) -> dict[str, Any]:
         """The series so far, as checkpoint-safe lists and tensors (nothing is pending at a checkpoint)."""
         return {"metrics": [[s, n, v] for s, n, v in self.metrics],

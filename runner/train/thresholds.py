@@ -73,5 +73,13 @@ class LossTracker:
         return {threshold_column(t): step for t, step in self.crossed.items()}
 
 
+def crossings_since(tracker: LossTracker, first: int) -> tuple[list[int], int | None]:
+    """After a chunk from step `first` was tracked: the steps in it at which a threshold was first
+    crossed, and the step the last one was crossed if that is in it (where stop_on_thresholds ends)."""
+    steps = sorted({s for s in tracker.crossed.values() if s is not None and s >= first})
+    last = max(tracker.crossed.values()) if tracker.all_crossed else None  # type: ignore[type-var]
+    return steps, last if last is not None and last >= first else None
+
+
 def finite_or_none(x: float | None) -> float | None:
     return x if x is not None and math.isfinite(x) else None

@@ -47,3 +47,13 @@ def test_what_cannot_be_loaded_says_why(tmp_path):
     runner.run(GRID, db=db2, devices="cpu", quiet=True)
     with pytest.raises(UserError, match="stored weights at steps \\[0, 60\\], not at 30"):
         runner.load_model(db2, 1, step=30)
+
+
+def test_keep_final_keeps_the_weights_a_model_loads_from(tmp_path):
+    db = str(tmp_path / "jobs.db")
+    runner.run(dict(GRID, base=dict(GRID["base"], snapshots=[], keep_final=True), grid={}), db=db, devices="cpu",
+               quiet=True)
+    model = runner.load_model(db, 1)
+    assert sum(p.numel() for p in model.parameters()) > 0
+    with pytest.raises(UserError, match="stored weights at steps \\[60\\], not at 0"):
+        runner.load_model(db, 1, step=0)

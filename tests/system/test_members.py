@@ -95,3 +95,20 @@ def test_a_paired_sweep_runs_through_the_queue_as_one_row_per_job(tmp_path, run_
     assert set(curves["metric"]) == {"param_distance", "small.test_loss"}
     shown = run_cli("show", "1", "--db", db)
     assert shown.returncode == 0 and "small.final_test_loss" in shown.stdout
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("members", [{"a": {"model_seed": 1}, "b": {"model_seed": 2, "lr": 0.05}},
+                                     {"small": {"batch_size": 8}, "big": {"batch_size": 64}}], ids=["fused", "one-by-one"])
+def test_members_on_a_gpu_give_what_each_gives_alone(members):
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    out = train(dict(BASE, members=members), device="cuda")
+    assert out.status == "done" and out.summary["device"].startswith("cuda")
+    for name, keys in members.items():
+        alone = train(dict(BASE, **keys), device="cuda")
+        assert out.summary[f"{name}.step_capture"] == "on"
+        assert out.summary[f"{name}.final_test_loss"] == pytest.approx(alone.summary["final_test_loss"], rel=1e-4)
+    assert [s for s, n, _ in out.metrics if n == "output_distance"] == [0, 20, 40, 60]
