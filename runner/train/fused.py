@@ -402,7 +402,7 @@ class _Group:
             torch.cuda.set_rng_state(mark["rng"]["cuda"], self.device)
 
     def _replay(self, start: int, end: int) -> None:
-        """Steps start .. end - 1 of the group again, eagerly, as run() ran them."""
+        """Steps start .. end - 1 of the group again, as run() ran them (captured again on a GPU)."""
         o = self.o
         change_steps = {c.at for c in o.changes if c.batch_size is not None}
         lr_plan = self.members[0].lr_plan
@@ -410,10 +410,11 @@ class _Group:
             if step in change_steps:
                 for m in self.members:
                     m.data.apply_changes(step)
+                if self.graph is not None:
+                    self.graph.reset()
             if lr_plan.every_step or step in lr_plan.steps:
                 self._set_lr(step)
-            self.current_step = step
-            _, self.grads, self.last_batch = self._compute(self.data.next(step))
+            self._step(step)  # captured again on a GPU: the members' draws inside the graph
 
     def _at_crossings(self, mark: dict[str, Any], first: int, now: int) -> None:
         """The chunk first .. now - 1 just read: members that crossed a threshold in it and measure

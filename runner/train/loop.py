@@ -316,14 +316,20 @@ class _Loop:
             self.stepper.use_data(self.data.next_batch, self.data.data_gen)
 
     def _replay(self, start: int, end: int) -> None:
-        """Steps start .. end - 1 again, eagerly, as the loop ran them (changes, learning rates)."""
+        """Steps start .. end - 1 again, as the loop ran them (changes, learning rates; captured again
+        on a GPU: a replayed chunk costs about what it cost the first time)."""
         change_steps = {c.at for c in self.o.changes if c.batch_size is not None}
+        stepper = self.stepper
         for step in range(start, end):
             if step in change_steps:
                 self.data.apply_changes(step)
+                if stepper is not None:
+                    stepper.use_data(self.data.next_batch, self.data.data_gen)
             if self.lr_plan.every_step or step in self.lr_plan.steps:
                 self.lr_plan.apply(step)
-            _, self.batch = self._eager_step(step)
+                if stepper is not None:
+                    stepper.reset()
+            _, self.batch = stepper.step(step) if stepper is not None else self._eager_step(step)
 
     def _at_crossings(self, mark: dict[str, Any], crossed: list[int], ends_at: int | None, now: int) -> None:
         """The chunk read holds threshold crossings: go back to its start, replay to each crossing and
@@ -342,6 +348,8 @@ class _Loop:
                 self._evaluate(step, final=False)
             if "grabs" in o.at_thresholds and self.plan.grabs and not every(o.grab_every, step):
                 self._grab(step)
+                if self.stepper is not None:
+                    self.stepper.check_grads()
         if ends_at is not None:
             self.records.end_at(ends_at)
         else:
