@@ -47,11 +47,24 @@ def jobs(db: str, sweep: str | None, states: tuple[str, ...], limit: int) -> Non
 
 
 @main.command()
+@db_option
+@user_errors
+def sweeps(db: str) -> None:
+    """List sweeps: jobs by outcome, submits, first submit, tags and description (the grid's notes)."""
+    from ..queue.store import Store
+    from ..results.views import sweeps_lines
+
+    with Store(db) as store:
+        say("\n".join(sweeps_lines(store)))
+
+
+@main.command()
 @click.argument("job_id", type=JOB_ID)
 @db_option
 @user_errors
 def show(job_id: int, db: str) -> None:
-    """One job in full: config, attempts and outcomes, summary, metrics, arrays, error traceback."""
+    """One job in full: config, where its submit came from, attempts and outcomes, summary, metrics,
+    arrays, error traceback."""
     from ..queue.store import Store
     from ..results.views import show_lines
 
@@ -85,7 +98,7 @@ def say_results(df: Any) -> None:
     if not len(df):
         say("(no jobs)")
         return
-    hidden = {"sweep", "error", "host", "cuda_visible_devices"}
+    hidden = {"sweep", "error", "host", "cuda_visible_devices", "git_diff_sha256", "submit_host", "submit_command"}
     # a dict grab's per-entry columns (final_weight_norm.net.0.bias ...) stay in the frame and the
     # exports; the terminal shows its total, or its first entry
     hidden |= {c for c in df.columns if c.startswith("final_") and "." in c and not c.endswith(".total")

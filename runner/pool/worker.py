@@ -8,6 +8,7 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import platform
 import threading
 import time
 import traceback
@@ -16,6 +17,7 @@ from typing import Any
 
 import torch
 
+from .. import __version__
 from ..errors import UserError
 from ..hashing import config_hash
 from ..npy import from_npy, to_npy
@@ -52,7 +54,10 @@ class Worker:
         self.parent = os.getppid()
         self.recycle = False  # set after a failed job: this process leaves and the supervisor starts a fresh one
         # Where every job of this process runs: fixed for the worker's life, so read once.
-        self.where = {"device": opts.device_label, "host": self.host, "cuda_visible_devices": opts.visible}
+        self.where = {"device": opts.device_label, "host": self.host, "cuda_visible_devices": opts.visible,
+                      # what ran the job (the submit's provenance says where the grid came from)
+                      "runner_version": __version__, "torch_version": torch.__version__,
+                      "cuda_version": torch.version.cuda, "python_version": platform.python_version()}
         if self.device != "cpu":
             props = torch.cuda.get_device_properties(0)
             self.where["gpu"] = props.name

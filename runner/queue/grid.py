@@ -7,7 +7,7 @@ import math
 import os
 import stat
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ from .grid_values import (
 )
 from .overrides import override
 
-TOP_KEYS = ("sweep", "description", "batchfn", "model", "grabs", "members", "base", "grid", "zip", "exclude")
+TOP_KEYS = ("sweep", "description", "tags", "batchfn", "model", "grabs", "members", "base", "grid", "zip", "exclude")
 SHORTHANDS = ("batchfn", "model", "grabs", "members")  # shared by every job: copied into base
 _CONTAINERS = (list, tuple, dict)
 
@@ -45,6 +45,9 @@ class GridSpec:
     zips: list[dict[str, list[Any]]]
     exclude: list[dict[str, Any]]
     source: str
+    description: str | None = None  # the sweep's notes, kept with the submit
+    tags: tuple[str, ...] = ()
+    text: str | None = None         # the grid file's text as submitted (None for a dict)
 
 
 def load_grid(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> GridSpec:
@@ -62,7 +65,8 @@ def load_grid(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> Gr
         raise fail(source, "file not found (check the path)") from None
     except (OSError, UnicodeDecodeError) as e:
         raise fail(source, f"cannot read the grid file ({getattr(e, 'strerror', None) or e})") from None
-    return parse_grid(load_yaml(text, source), source, overrides, default_sweep=Path(path).stem, shape_checked=True)
+    spec = parse_grid(load_yaml(text, source), source, overrides, default_sweep=Path(path).stem, shape_checked=True)
+    return replace(spec, text=text)
 
 
 def parse_grid(data: Mapping[str, Any], source: str = "<dict>", overrides: Sequence[str] = (),
@@ -83,6 +87,10 @@ def parse_grid(data: Mapping[str, Any], source: str = "<dict>", overrides: Seque
                                 f"allowed top-level keys: {', '.join(TOP_KEYS)})")
     if not isinstance(data.get("description"), (str, type(None))):
         raise fail(source, f"description must be a string, not {kind_of(data['description'])}")
+    tags = data.get("tags") or []
+    tags = [tags] if isinstance(tags, str) else tags
+    if not isinstance(tags, list) or not all(isinstance(t, str) and t.strip() and t.isprintable() for t in tags):
+        raise fail(source, f"tags must be a list of words (tags: [baseline, muP]), not {data.get('tags')!r}")
     base = mapping(data.get("base"), "base", "hyperparameter: value", source)
     for key in SHORTHANDS:
         if key in data:
@@ -98,7 +106,8 @@ def parse_grid(data: Mapping[str, Any], source: str = "<dict>", overrides: Seque
             for i, group in enumerate(groups)]
     exclude = entries(data.get("exclude"), "exclude", "{width: 4096, lr: 0.1}", source)
     sweep = default_sweep if data.get("sweep") is None else data["sweep"]
-    spec = override(GridSpec(sweep, base, axes, zips, exclude, source), overrides)
+    spec = override(GridSpec(sweep, base, axes, zips, exclude, source, data.get("description"),
+                             tuple(dict.fromkeys(t.strip() for t in tags))), overrides)
     _validate(spec)
     return spec
 

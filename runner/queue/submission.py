@@ -10,7 +10,7 @@ import importlib.util
 import json
 import os
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping, NamedTuple, Sequence
 
@@ -88,7 +88,9 @@ def _references(data: Any) -> Any:
 def load_spec(grid: str | os.PathLike | Mapping[str, Any], overrides: Sequence[str] = (), sweep: str | None = None) -> GridSpec:
     """A GridSpec from a file path or a dict (the dict may hold callables)."""
     if isinstance(grid, Mapping):
-        return parse_grid(_references(grid), "<dict>", overrides, default_sweep=sweep)
+        data = _references(grid)
+        spec = parse_grid(data, "<dict>", overrides, default_sweep=sweep)
+        return replace(spec, text=json.dumps(data, indent=1, default=repr))  # kept with the submit
     return load_grid(Path(grid), overrides)
 
 
@@ -201,7 +203,7 @@ def submit(grid: str | os.PathLike | Mapping[str, Any], *, db: str = DEFAULT_DB,
         report = SubmitReport(spec.sweep, len(jobs), len(jobs) - there, there, display_url(db), dry_run=True,
                               outside=outside)
     else:
-        report = _add(db, spec, jobs, secret)
+        report = _add(db, spec, jobs, secret, overrides)
     if report.outside:
         warnings.warn(report.warning(), MixedSweepWarning, stacklevel=2)
     return report
@@ -243,10 +245,16 @@ class MixedSweepWarning(UserWarning):
     """A submit left a sweep holding jobs that differ in a key no grid of it varies."""
 
 
-def _add(db: str, spec: GridSpec, jobs: Sequence[PlannedJob], secret: bytes | None) -> SubmitReport:
-    """Add the jobs (one transaction per (priority, max_attempts) group) and record the grid's axes;
-    each new job signed under the signing key `secret` when there is one."""
+def _add(db: str, spec: GridSpec, jobs: Sequence[PlannedJob], secret: bytes | None,
+         overrides: Sequence[str] = ()) -> SubmitReport:
+    """Record the submit (notes, grid text, provenance), add the jobs (one transaction per
+    (priority, max_attempts) group) and record the grid's axes; each new job signed under the
+    signing key `secret` when there is one."""
+    from ..provenance import collect
     from .store import Store, display_url
+
+    folder = Path(spec.source).parent if spec.text is not None and spec.source != "<dict>" else None
+    provenance = collect(folder)
 
     signer = functools.partial(sign_config, secret) if secret is not None else None
     groups: dict[tuple[int, int], list[tuple[str, dict[str, Any], str | None]]] = {}
@@ -255,10 +263,12 @@ def _add(db: str, spec: GridSpec, jobs: Sequence[PlannedJob], secret: bytes | No
     axes = axis_names(spec)
     store = Store(db, create=True)
     try:
+        submission = store.add_submission(spec.sweep, description=spec.description, tags=spec.tags, grid=spec.text,
+                                          overrides=overrides, provenance=provenance)
         added = existing = 0
         for (priority, attempts), batch in groups.items():
             a, e = store.add_jobs(spec.sweep, batch, priority=priority, max_attempts=attempts, axes=axes,
-                                  signer=signer)
+                                  signer=signer, submission=submission)
             added, existing = added + a, existing + e
         outside: dict[str, list[Any]] = {}
         if added and store.count_in(spec.sweep, *JobStatus) > added:  # the sweep held jobs of an earlier submit

@@ -7,6 +7,7 @@ more varying keys than the sweep has is skipped with a note saying why.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -63,9 +64,10 @@ def write_report(db: str | Sweep, sweep: str | None, out_dir: str | Path) -> Rep
         report = Report(summary=out / "summary.md", results=out / "results.csv")
         export(source.results(), str(report.results))
         figures = _figures(source, df, out, report)
+        submits = source.store.submission_rows(source.name)
     intro = f"Database: `{source.shown}`. Results of every job: [results.csv](results.csv)."
-    lines = [f"# Sweep `{source.name}`", "", intro, "", *_what_ran(df, apart), *_failures(df), *_by_axis(df, apart),
-             *_best(df), *figures]
+    lines = [f"# Sweep `{source.name}`", "", *_notes(submits), intro, "", *_what_ran(df, apart), *_failures(df),
+             *_by_axis(df, apart), *_best(df), *figures, *_provenance(submits)]
     report.summary.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
     return report
 
@@ -82,6 +84,36 @@ def _out_folder(out_dir: str | Path) -> Path:
 
 
 # --- sections ------------------------------------------------------------------------------------
+def _notes(submits: Sequence[dict[str, Any]]) -> list[str]:
+    """The sweep's description (its latest) and tags (of every submit), first thing in the report."""
+    description = next((row["description"] for row in reversed(submits) if row["description"]), None)
+    tags = list(dict.fromkeys(t for row in submits for t in row["tags"]))
+    return ([description, ""] if description else []) + ([f"Tags: {', '.join(f'`{t}`' for t in tags)}", ""] if tags else [])
+
+
+def _provenance(submits: Sequence[dict[str, Any]]) -> list[str]:
+    """Each submit: when, the command, the git commit (dirty or not), the versions; the last grid as submitted."""
+    if not submits:
+        return []
+    rows = []
+    for row in submits:
+        p = row["provenance"]
+        commit = "-" if p.get("git_commit") is None else f"`{p['git_commit'][:12]}`" + (
+            f" dirty (diff `{p['git_diff_sha256'][:12]}`)" if p.get("git_dirty") else "")
+        rows.append([row["id"], _when(row["created_at"]), f"`{p.get('command')}`", commit, p.get("host"),
+                     f"runner {p.get('runner_version')}, torch {p.get('torch_version')}, Python {p.get('python_version')}"])
+    lines = ["## Provenance", "", *_table(["submit", "when", "command", "git", "host", "versions"],
+                                          [[str(c) for c in row] for row in rows], "rlllll"), ""]
+    grid = submits[-1]["grid"]
+    if grid:
+        lines += ["The grid of the last submit, as submitted:", "", "```yaml", grid.rstrip(), "```", ""]
+    return lines
+
+
+def _when(t: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
+
+
 def _what_ran(df: pd.DataFrame, apart: Sequence[str]) -> list[str]:
     """Job counts by status, the grid, fixed keys, keys outside the grid, wall time and devices."""
     counts = df.status.value_counts()

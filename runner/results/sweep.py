@@ -28,6 +28,9 @@ SUMMARY_COLUMNS = ("status", "attempts", "final_train_loss", "final_test_loss", 
                    "device", "host", "precision")
 CURVE_COLUMNS = ("job_id", "step", "metric", "value")
 _JOB_COLUMNS = {"job_id", "sweep", "status", "attempts", "error"}  # never taken from a summary
+# where each job's submit came from (runner.provenance), as result columns: name -> provenance key
+PROVENANCE_COLUMNS = {"git_commit": "git_commit", "git_dirty": "git_dirty", "git_diff_sha256": "git_diff_sha256",
+                      "submit_host": "host", "submit_command": "command"}
 
 
 class Sweep:
@@ -92,7 +95,9 @@ class Sweep:
         (see runner.results). hashable: list and dict config values as compact JSON text, so that
         plots and reports can group by them."""
         if self._results is None:
-            self._results = _frame(self.store.job_table(self.name))
+            table = self.store.job_table(self.name)
+            ids = {i for i in table["submission"] if i is not None}
+            self._results = _frame(table, self.store.submission_rows(ids=sorted(ids)) if ids else [])
         if not hashable:
             return self._results.copy()
         if self._hashable is None:
@@ -220,15 +225,16 @@ def _config_frame(table: dict[str, list], reserved: set[str]) -> pd.DataFrame:
     return configs.rename(columns={k: f"{k}_config" for k in configs.columns if k in reserved})
 
 
-def _frame(table: dict[str, list]) -> pd.DataFrame:
-    """The results frame from Store.job_table columns, built column by column (no per-row pandas work)."""
+def _frame(table: dict[str, list], submissions: Sequence[dict[str, Any]] = ()) -> pd.DataFrame:
+    """The results frame from Store.job_table columns, built column by column (no per-row pandas work);
+    `submissions`: the rows of the submits its jobs came from (their provenance columns)."""
     n = len(table["job_id"])
     summaries = pd.DataFrame(_json_objects(table["summary"]), index=pd.RangeIndex(n))
     summaries = summaries.drop(columns=[c for c in summaries.columns if c in _JOB_COLUMNS])
     if "steps" in summaries.columns:  # results written before the column was renamed: `steps` then
         old = summaries.pop("steps")
         summaries["steps_run"] = summaries["steps_run"].fillna(old) if "steps_run" in summaries.columns else old
-    configs = _config_frame(table, set(SUMMARY_COLUMNS) | set(summaries.columns) | _JOB_COLUMNS)
+    configs = _config_frame(table, set(SUMMARY_COLUMNS) | set(summaries.columns) | _JOB_COLUMNS | set(PROVENANCE_COLUMNS))
     columns: dict[str, Any] = {"job_id": table["job_id"], "sweep": table["sweep"], **configs}
     columns.update(status=table["status"], attempts=table["attempts"])
     for name in SUMMARY_COLUMNS[2:]:
@@ -237,5 +243,9 @@ def _frame(table: dict[str, list]) -> pd.DataFrame:
         columns[name] = pd.Series(columns[name], dtype=object).where(pd.notna(columns[name]), table[name])
     extra = sorted(k for k in summaries.columns if k not in SUMMARY_COLUMNS)
     columns.update({k: summaries[k] for k in extra})
+    if submissions:  # (jobs submitted before runner kept provenance have none)
+        by_id = {row["id"]: row["provenance"] for row in submissions}
+        known = [by_id.get(i, {}) for i in table["submission"]]
+        columns.update({name: [p.get(key) for p in known] for name, key in PROVENANCE_COLUMNS.items()})
     columns["error"] = [error_line(e) if e else None for e in table["error"]]
     return pd.DataFrame(columns, index=pd.RangeIndex(n))

@@ -127,6 +127,7 @@ def show_lines(store: Store, job_id: int, now: float | None = None) -> list[str]
              f"created {_when(job['created_at'])}   started {_when(job['started_at'])}   "
              f"finished {_when(job['finished_at'])}{where}", "", "config:"]
     lines += [f"  {k}: {_value(v)}" for k, v in config.items()]
+    lines += _submitted_lines(store, job["submission"])
     attempts = store.attempt_rows(job_id)
     lines += ["", "attempts:" if attempts else "attempts: none yet"]
     rows = []
@@ -160,6 +161,55 @@ def show_lines(store: Store, job_id: int, now: float | None = None) -> list[str]
     return lines
 
 
+def _submitted_lines(store: Store, submission: int | None) -> list[str]:
+    """Where a job's submit came from (runner.provenance), for `runner show`."""
+    rows = store.submission_rows(ids=[submission]) if submission is not None else []
+    if not rows:
+        return ["", "submitted: no record (before runner kept provenance)"]
+    row = rows[0]
+    p = row["provenance"]
+    git = "not in a git repository" if p.get("git_commit") is None else p["git_commit"] + (
+        f" (dirty: uncommitted changes, diff sha256 {p['git_diff_sha256'][:12]})" if p.get("git_dirty") else " (clean)")
+    lines = ["", f"submitted {_when(row['created_at'])} on {p.get('host')} (submit {row['id']} of sweep {row['sweep']}):",
+             f"  command: {p.get('command')}", f"  folder: {p.get('cwd')}", f"  git: {git}",
+             f"  versions: runner {p.get('runner_version')}, torch {p.get('torch_version')}, "
+             f"Python {p.get('python_version')}"]
+    if row["overrides"]:
+        lines.append("  overrides: " + " ".join(row["overrides"]))
+    if row["description"] or row["tags"]:
+        lines.append(f"  notes: {row['description'] or '-'}" + (f"  [tags: {', '.join(row['tags'])}]" if row["tags"] else ""))
+    return lines
+
+
+def sweep_notes(store: Store) -> dict[str, dict[str, Any]]:
+    """Per sweep: its latest description and the union of its tags over its submits, and how many submits."""
+    notes: dict[str, dict[str, Any]] = {}
+    for row in store.submission_rows():
+        entry = notes.setdefault(row["sweep"], {"description": None, "tags": [], "submits": 0, "first": row["created_at"]})
+        entry["submits"] += 1
+        entry["description"] = row["description"] or entry["description"]
+        entry["tags"] += [t for t in row["tags"] if t not in entry["tags"]]
+    return notes
+
+
+def sweeps_lines(store: Store) -> list[str]:
+    """`runner sweeps`: every sweep with its job counts, submits, tags and description."""
+    counts, notes = store.counts(None), sweep_notes(store)
+    if not counts:
+        return [f"(no sweeps in {store.shown})"]
+    rows = []
+    for name, by_state in counts.items():
+        note = notes.get(name, {})
+        done = by_state.get(JobStatus.DONE.value, 0)
+        failed = sum(by_state.get(s.value, 0) for s in (JobStatus.FAILED, JobStatus.DIVERGED))
+        left = by_state.get(JobStatus.PENDING.value, 0) + by_state.get(JobStatus.RUNNING.value, 0)
+        rows.append([name, sum(by_state.values()), done, failed, left, note.get("submits", "-"),
+                     _when(note["first"]) if note else "-", ", ".join(note.get("tags", [])) or "-",
+                     _clip(note.get("description") or "-", 60)])
+    return table(["sweep", "jobs", "done", "failed", "left", "submits", "first submit", "tags", "description"], rows,
+                 right=("jobs", "done", "failed", "left", "submits"))
+
+
 def status_lines(store: Store, sweep: str | None = None, now: float | None = None) -> list[str]:
     """`runner status`: jobs per state per sweep, throughput and ETA, live workers, latest failures."""
     now = store.clock() if now is None else now
@@ -173,6 +223,12 @@ def status_lines(store: Store, sweep: str | None = None, now: float | None = Non
         lines.append(f"{name:<{width}}  " + "  ".join(f"{by_state.get(s, 0):>9}" for s in states) + f"  {total:>9}")
     if not counts:
         return [*lines, f"(no jobs in {store.shown})"]
+    notes = sweep_notes(store)
+    described = [(name, notes[name]) for name in counts if notes.get(name, {}).get("description") or
+                 notes.get(name, {}).get("tags")]
+    if described:
+        lines += ["", "notes:"] + [_clip(f"  {name}: {n['description'] or '-'}" + (
+            f"  [{', '.join(n['tags'])}]" if n["tags"] else ""), 160) for name, n in described]
 
     activity = store.activity(now - WINDOW_S, sweep)
     workers = store.worker_rows()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sqlalchemy
 from support.databases import sql
 
+import runner
 from runner.queue.store import SCHEMA_VERSION, JobOutcome, JobStatus, Store, sqlalchemy_url
 
 # What runner's first schema (version 1) was; {id}, {blob}, {no_rowid} and {key} differ by dialect.
@@ -55,6 +56,7 @@ _STEPS = {
     3: ["ALTER TABLE jobs ADD COLUMN fusion_key VARCHAR",
         "CREATE INDEX ix_jobs_fusion ON jobs (fusion_key, status, priority DESC, id)"],
     4: ["CREATE TABLE sweeps (name VARCHAR NOT NULL, axes TEXT NOT NULL, created_at FLOAT NOT NULL, PRIMARY KEY (name))"],
+    5: ["ALTER TABLE jobs ADD COLUMN signature VARCHAR", "ALTER TABLE jobs ADD COLUMN checkpoint_digest VARCHAR"],
 }
 
 
@@ -95,22 +97,22 @@ def _schema(url: str) -> dict:
 
 
 def test_runner_db_upgrade_migrates_a_schema_1_database(url, new_url, backend, run_cli):
-    assert SCHEMA_VERSION == 5  # a new version needs its own migration test beside this one
+    assert SCHEMA_VERSION == 6  # a new version needs its own migration test beside this one
     _build_schema_1(url, backend)
     refused = run_cli("status", "--db", url)
     assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1
-    assert "older runner (schema 1 < 5): run `runner db upgrade`" in refused.stderr
+    assert "older runner (schema 1 < 6): run `runner db upgrade`" in refused.stderr
 
     out = run_cli("db", "upgrade", "--db", url)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.startswith("upgraded ") and out.stdout.strip().endswith("from schema 1 to 5")
+    assert out.stdout.startswith("upgraded ") and out.stdout.strip().endswith("from schema 1 to 6")
     again = run_cli("db", "upgrade", "--db", url)
-    assert again.returncode == 0 and "at schema 5 already: nothing to do" in again.stdout
+    assert again.returncode == 0 and "at schema 6 already: nothing to do" in again.stdout
 
     fresh = new_url()
     Store(fresh, create=True).close()
     assert _schema(url) == _schema(fresh)  # the migrated schema is the one a new database gets
-    assert dict(sql(url, "SELECT key, value FROM meta")) == {"app": "runner", "schema_version": "5"}
+    assert dict(sql(url, "SELECT key, value FROM meta")) == {"app": "runner", "schema_version": "6"}
 
     with Store(url) as store:  # every old row is there, and the queue works on
         (done, pending) = store.result_rows("old")
@@ -131,9 +133,9 @@ def test_runner_db_upgrade_gives_a_schema_2_database_fusion_keys(url, new_url, b
     """2 -> 3: jobs.fusion_key and its index; old jobs keep no key (never fused) and still run."""
     _build_schema(url, backend, 2)
     refused = run_cli("status", "--db", url)
-    assert refused.returncode == 2 and "older runner (schema 2 < 5): run `runner db upgrade`" in refused.stderr
+    assert refused.returncode == 2 and "older runner (schema 2 < 6): run `runner db upgrade`" in refused.stderr
     out = run_cli("db", "upgrade", "--db", url)
-    assert out.returncode == 0 and out.stdout.strip().endswith("from schema 2 to 5"), out.stderr
+    assert out.returncode == 0 and out.stdout.strip().endswith("from schema 2 to 6"), out.stderr
     fresh = new_url()
     Store(fresh, create=True).close()
     assert _schema(url) == _schema(fresh)
@@ -170,7 +172,7 @@ def test_runner_db_upgrade_gives_a_schema_3_database_the_sweeps_table(url, new_u
     drawn apart); the next submit to it records its grid's axes."""
     _build_schema(url, backend, 3)
     out = run_cli("db", "upgrade", "--db", url)
-    assert out.returncode == 0 and out.stdout.strip().endswith("from schema 3 to 5"), out.stderr
+    assert out.returncode == 0 and out.stdout.strip().endswith("from schema 3 to 6"), out.stderr
     fresh = new_url()
     Store(fresh, create=True).close()
     assert _schema(url) == _schema(fresh)
@@ -190,7 +192,7 @@ def test_runner_db_upgrade_gives_a_schema_4_database_signatures_and_checkpoint_d
     run them, workers holding one refuse them (they were never signed)."""
     _build_schema(url, backend, 4)
     out = run_cli("db", "upgrade", "--db", url)
-    assert out.returncode == 0 and out.stdout.strip().endswith("from schema 4 to 5"), out.stderr
+    assert out.returncode == 0 and out.stdout.strip().endswith("from schema 4 to 6"), out.stderr
     fresh = new_url()
     Store(fresh, create=True).close()
     assert _schema(url) == _schema(fresh)
@@ -200,3 +202,24 @@ def test_runner_db_upgrade_gives_a_schema_4_database_signatures_and_checkpoint_d
         assert job is not None and job.signature is None and job.checkpoint_digest is None
         assert store.record_checkpoints([(job.id, job.token, "sha256:00")]) == set()
     assert sql(url, f"SELECT checkpoint_digest FROM jobs WHERE id = {job.id}") == [("sha256:00",)]
+
+
+def test_runner_db_upgrade_gives_a_schema_5_database_submissions(url, new_url, backend, run_cli, tmp_path):
+    """5 -> 6: the submissions table and jobs.submission. Old jobs have no submit record (no notes, no
+    provenance: `runner show` says so); a new submit to the old sweep records one for its new jobs."""
+    _build_schema(url, backend, 5)
+    out = run_cli("db", "upgrade", "--db", url)
+    assert out.returncode == 0 and out.stdout.strip().endswith("from schema 5 to 6"), out.stderr
+    fresh = new_url()
+    Store(fresh, create=True).close()
+    assert _schema(url) == _schema(fresh)
+    assert sql(url, "SELECT id, submission FROM jobs ORDER BY id") == [(1, None), (2, None)]
+    shown = run_cli("show", "1", "--db", url)
+    assert shown.returncode == 0 and "submitted: no record (before runner kept provenance)" in shown.stdout
+    grid = tmp_path / "more.yaml"
+    grid.write_text("sweep: old\ndescription: two more\nbase: {batchfn: gaussian_teacher, model: mlp, d: 4, "
+                    "batch_size: 8, steps: 5}\ngrid: {lr: [0.3, 0.4]}\n")
+    assert run_cli("submit", str(grid), "--db", url).returncode == 0
+    assert sql(url, "SELECT id, submission FROM jobs ORDER BY id") == [(1, None), (2, None), (3, 1), (4, 1)]
+    frame = runner.results(url)
+    assert frame["submit_command"].isna().tolist() == [True, True, False, False]

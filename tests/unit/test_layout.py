@@ -34,7 +34,7 @@ ALLOWED = {
 SQL_HOME = "runner.queue.store"  # the one package that may import SQLAlchemy or a database driver
 DRIVERS = ("sqlalchemy", "sqlite3", "psycopg")
 TORCH_FREE = (  # imported where torch must not load: the supervisor, the spawn target, submit, `import runner`
-    "runner", "runner.errors", "runner.registry", "runner.hashing", "runner.text", "runner.npy",
+    "runner", "runner.errors", "runner.registry", "runner.hashing", "runner.text", "runner.npy", "runner.provenance",
     "runner.train", "runner.train.options", "runner.train.plan", "runner.queue.grid", "runner.queue.submission",
     "runner.pool.entry", "runner.pool.supervisor", "runner.pool.checkpoint_dir", "runner.pool.devices",
     "runner.pool.mps", "runner.pool.progress", "runner.cli",

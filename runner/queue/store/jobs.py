@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -18,7 +18,7 @@ from ...train.fusion import group_cap
 from ..states import AttemptOutcome, JobStatus
 from .engine import _chunks, _Tx
 from .reads import Reads
-from .schema import _status_in, arrays_t, attempts_t, jobs_t, metrics_t, results_t, sweeps_t, workers_t
+from .schema import _status_in, arrays_t, attempts_t, jobs_t, metrics_t, results_t, submissions_t, sweeps_t, workers_t
 
 REAP_EVERY_S = 1.0       # PostgreSQL: a claim looks for expired leases at most this often per process
 
@@ -202,6 +202,10 @@ def _upserts_of(dialect: str) -> tuple[Any, Any, Any]:
     else:
         from sqlalchemy.dialects.sqlite import insert as upsert
     return _upserts(upsert)
+Q_SUBMISSION = insert(submissions_t).values(
+    sweep=bindparam("p_sweep"), created_at=bindparam("p_now"), description=bindparam("p_description"),
+    tags=bindparam("p_tags"), grid=bindparam("p_grid"), overrides=bindparam("p_overrides"),
+    provenance=bindparam("p_provenance")).returning(submissions_t.c.id)
 Q_SWEEP_AXES_LOCKED = select(sweeps_t.c.axes).where(sweeps_t.c.name == bindparam("p_name")).with_for_update()
 Q_SET_AXES = update(sweeps_t).where(sweeps_t.c.name == bindparam("p_name")).values(axes=bindparam("p_axes"))
 Q_SEEN = update(workers_t).where(workers_t.c.worker == bindparam("p_worker")).values(  # a worker is alive
@@ -223,13 +227,21 @@ class JobOps(Reads):
         super().__init__(db, create=create, upgrade=upgrade, autocheckpoint=autocheckpoint)
 
     # --- submit ----------------------------------------------------------------------------------
+    def add_submission(self, sweep: str, *, description: str | None, tags: Sequence[str], grid: str | None,
+                       overrides: Sequence[str], provenance: Mapping[str, Any]) -> int:
+        """Record one submit (the sweep's notes, the grid as submitted, where it came from); its id."""
+        params = _p(sweep=sweep, description=description, tags=_dumps(list(tags)), grid=grid,
+                    overrides=_dumps(list(overrides)), provenance=_dumps(dict(provenance)))
+        return self._write(lambda tx: int(tx.one(Q_SUBMISSION, params | _p(now=tx.now()))[0]))  # type: ignore[index]
+
     def add_jobs(self, sweep: str, jobs: Sequence[tuple[str, dict] | tuple[str, dict, str | None]], *,
                  priority: int = 0, max_attempts: int = 3, axes: Sequence[str] | None = None,
-                 signer: Callable[[dict], str] | None = None) -> tuple[int, int]:
+                 signer: Callable[[dict], str] | None = None, submission: int | None = None) -> tuple[int, int]:
         """Add (config_hash, config) or (config_hash, config, fusion_key) as pending jobs; returns
         (added, already there). A job without a fusion key is never fused. `axes`: the keys the
         submitted grid varies, added in the same transaction to those the sweep records. `signer`:
-        the signature stored with each new job (runner.signing.sign_config under the submitter's key)."""
+        the signature stored with each new job (runner.signing.sign_config under the submitter's key).
+        `submission`: the add_submission id the new jobs point to (jobs already there keep theirs)."""
         if not isinstance(sweep, str) or not sweep:
             raise UserError(f"a sweep needs a non-empty name, got {sweep!r}")
         if max_attempts < 1:
@@ -239,10 +251,10 @@ class JobOps(Reads):
         known = self._read(lambda tx: {r[0] for r in tx.all(hashes)}) if jobs else set()
         now, status = self.clock(), S.PENDING.value  # rows are built before the write lock is taken
         rows = [(sweep, job[0], _dumps(job[1]), status, int(priority), 0, int(max_attempts), 0, now,
-                 job[2] if len(job) > 2 else None, signer(job[1]) if signer else None)
+                 job[2] if len(job) > 2 else None, signer(job[1]) if signer else None, submission)
                 for job in jobs if job[0] not in known]
         keys = ("sweep", "config_hash", "config", "status", "priority", "attempts", "max_attempts", "token",
-                "created_at", "fusion_key", "signature")
+                "created_at", "fusion_key", "signature", "submission")
 
         def body(tx: _Tx) -> int:
             added = tx.many(_upserts_of(tx.dialect.name)[0], keys, rows) if rows else 0  # ON CONFLICT: racing submits

@@ -11,7 +11,7 @@ from sqlalchemy import and_, case, func, or_, select
 from ...errors import NoSuchSweep, UserError
 from ..states import AttemptOutcome, JobStatus
 from .engine import Database, _chunks, _Tx
-from .schema import _status_in, arrays_t, attempts_t, jobs_t, metrics_t, results_t, sweeps_t, workers_t
+from .schema import _status_in, arrays_t, attempts_t, jobs_t, metrics_t, results_t, submissions_t, sweeps_t, workers_t
 
 _WEIGHTS = "weights."  # the prefix of a job's snapshot arrays (runner.train.records: weights.<param>)
 
@@ -33,6 +33,28 @@ class Reads(Database):
         before runner kept them (schema 3 and older)."""
         row = self._read(lambda tx: tx.one(select(sweeps_t.c.axes).where(sweeps_t.c.name == sweep)))
         return None if row is None else json.loads(row[0])
+
+    def submission_rows(self, sweep: str | None = None, *, ids: Sequence[int] | None = None) -> list[dict[str, Any]]:
+        """Submits, oldest first (of one sweep, or these ids): id, sweep, created_at, description, tags
+        (list), grid (text), overrides (list), provenance (dict)."""
+        stmt = select(submissions_t).order_by(submissions_t.c.id)
+        if sweep is not None:
+            stmt = stmt.where(submissions_t.c.sweep == sweep)
+        if ids is not None:
+            stmt = stmt.where(submissions_t.c.id.in_(sorted({int(i) for i in ids})))
+        rows = self._read(lambda tx: tx.dicts(stmt))
+        for row in rows:
+            row.update(tags=json.loads(row["tags"]), overrides=json.loads(row["overrides"]),
+                       provenance=json.loads(row["provenance"]))
+        return rows
+
+    def job_submissions(self, job_ids: Sequence[int]) -> dict[int, int]:
+        """job id -> the id of the submit that added it (jobs submitted before schema 6 have none)."""
+        out: dict[int, int] = {}
+        for chunk in _chunks(sorted({int(i) for i in job_ids})):
+            stmt = select(jobs_t.c.id, jobs_t.c.submission).where(jobs_t.c.id.in_(chunk), jobs_t.c.submission.is_not(None))
+            out.update(self._read(lambda tx: dict(tx.all(stmt))))
+        return out
 
     def sweeps(self) -> list[str]:
         """Sweep names, oldest first."""
@@ -191,11 +213,12 @@ class Reads(Database):
                   statuses: Sequence[JobStatus] | None = None, limit: int | None = None) -> dict[str, list]:
         """Jobs ordered by id as columns (name -> list), for building frames in bulk: job_id, sweep,
         config and summary (JSON text; summary None until a results row exists), status, attempts,
-        max_attempts, priority, worker, host, device, created_at, started_at, finished_at, error, signature."""
+        max_attempts, priority, worker, host, device, created_at, started_at, finished_at, error, signature,
+        submission."""
         cols = (jobs_t.c.id.label("job_id"), jobs_t.c.sweep, jobs_t.c.config, results_t.c.summary, jobs_t.c.status,
                 jobs_t.c.attempts, jobs_t.c.max_attempts, jobs_t.c.priority, jobs_t.c.worker, jobs_t.c.host,
                 jobs_t.c.device, jobs_t.c.created_at, jobs_t.c.started_at, jobs_t.c.finished_at, jobs_t.c.error,
-                jobs_t.c.signature)
+                jobs_t.c.signature, jobs_t.c.submission)
         base = (select(*cols).select_from(jobs_t.outerjoin(results_t, results_t.c.job_id == jobs_t.c.id))
                 .order_by(jobs_t.c.id))
         base = base.where(_status_in(statuses)) if statuses else base

@@ -34,8 +34,8 @@ from ..states import JobStatus
 if TYPE_CHECKING:
     from .engine import _Tx
 
-SCHEMA_VERSION = 5       # 1: the first schema; 2: workers.version; 3: jobs.fusion_key; 4: the sweeps table;
-                         # 5: jobs.signature and jobs.checkpoint_digest
+SCHEMA_VERSION = 6       # 1: the first schema; 2: workers.version; 3: jobs.fusion_key; 4: the sweeps table;
+                         # 5: jobs.signature and jobs.checkpoint_digest; 6: submissions, jobs.submission
 APP = "runner"
 
 metadata = MetaData()
@@ -53,6 +53,7 @@ jobs_t = Table(
     Column("fusion_key", String),  # schema 3: jobs of one sweep with one key may train as one batched model
     Column("signature", String),   # schema 5: HMAC of the config under the submitter's key (runner.signing)
     Column("checkpoint_digest", String),  # schema 5: the digest of the last checkpoint file the job's worker wrote
+    Column("submission", Integer),  # schema 6: the submit that added the job (submissions.id)
     UniqueConstraint("sweep", "config_hash"),
     CheckConstraint(f"status IN ({', '.join(repr(s.value) for s in JobStatus)})", name="ck_jobs_status"),
 )
@@ -78,6 +79,15 @@ workers_t = Table("workers", metadata, Column("worker", String, primary_key=True
                   Column("version", String))  # schema 2: the runner version a worker runs (hosts may differ)
 # schema 4: per sweep, the keys its grids vary (JSON list, the union over its submits), so that jobs which
 # differ in a key no grid varies (a changed base value) are told apart from a grid's axes
+# schema 6: one row per submit: the sweep's notes (description, tags), the grid as submitted (its file's
+# text, or the dict as JSON, with the command-line overrides) and where it came from (JSON: git commit,
+# dirty and a hash of the diff, versions, host, command line)
+submissions_t = Table("submissions", metadata, Column("id", Integer, primary_key=True),
+                      Column("sweep", String, nullable=False), Column("created_at", Float, nullable=False),
+                      Column("description", Text), Column("tags", Text, nullable=False),
+                      Column("grid", Text), Column("overrides", Text, nullable=False),
+                      Column("provenance", Text, nullable=False))
+Index("ix_submissions_sweep", submissions_t.c.sweep, submissions_t.c.id)
 sweeps_t = Table("sweeps", metadata, Column("name", String, primary_key=True), Column("axes", Text, nullable=False),
                  Column("created_at", Float, nullable=False))
 
@@ -190,7 +200,17 @@ def _to_schema_5(tx: _Tx) -> None:
         tx.ddl(f"ALTER TABLE jobs ADD COLUMN {column.name} {column.type.compile(dialect=tx.dialect)}")
 
 
-MIGRATIONS: dict[int, Callable[[_Tx], None]] = {1: _to_schema_2, 2: _to_schema_3, 3: _to_schema_4, 4: _to_schema_5}
+def _to_schema_6(tx: _Tx) -> None:
+    """5 -> 6: the submissions table and jobs.submission. Jobs submitted before have no submission:
+    no notes, no provenance."""
+    tx.ddl(str(CreateTable(submissions_t).compile(dialect=tx.dialect)))
+    for index in submissions_t.indexes:
+        tx.ddl(str(CreateIndex(index).compile(dialect=tx.dialect)))
+    tx.ddl(f"ALTER TABLE jobs ADD COLUMN submission {jobs_t.c.submission.type.compile(dialect=tx.dialect)}")
+
+
+MIGRATIONS: dict[int, Callable[[_Tx], None]] = {1: _to_schema_2, 2: _to_schema_3, 3: _to_schema_4, 4: _to_schema_5,
+                                                5: _to_schema_6}
 
 
 def _ensure_schema(tx: _Tx, where: str, upgrade: bool) -> int | None:

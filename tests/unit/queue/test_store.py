@@ -772,7 +772,8 @@ def test_postgres_an_empty_schema_gets_ours_only_with_create(pg_url):
     assert "\n" not in str(err.value) and _pg_tables(pg_url) == []
     with Store(pg_url, create=True) as s:
         assert s.path is None and s.counts() == {}
-    assert _pg_tables(pg_url) == ["arrays", "attempts", "jobs", "meta", "metrics", "results", "sweeps", "workers"]
+    assert _pg_tables(pg_url) == ["arrays", "attempts", "jobs", "meta", "metrics", "results", "submissions", "sweeps",
+                                  "workers"]
     assert dict(sql(pg_url, "SELECT key, value FROM meta")) == {"app": "runner", "schema_version": str(SCHEMA_VERSION)}
     types = dict(sql(pg_url, "SELECT table_name || '.' || column_name, data_type FROM information_schema.columns "
                              "WHERE table_schema = current_schema()"))
