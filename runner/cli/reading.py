@@ -98,7 +98,8 @@ def say_results(df: Any) -> None:
     if not len(df):
         say("(no jobs)")
         return
-    hidden = {"sweep", "error", "host", "cuda_visible_devices", "git_diff_sha256", "submit_host", "submit_command"}
+    hidden = {"sweep", "error", "host", "cuda_visible_devices", "git_diff_sha256", "submit_host", "submit_command",
+              "runner_version", "torch_version", "cuda_version", "python_version"}  # (in the frame and exports)
     # a dict grab's per-entry columns (final_weight_norm.net.0.bias ...) stay in the frame and the
     # exports; the terminal shows its total, or its first entry
     hidden |= {c for c in df.columns if c.startswith("final_") and "." in c and not c.endswith(".total")
