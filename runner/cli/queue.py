@@ -21,9 +21,11 @@ RETRY_STATES = (JobStatus.FAILED, JobStatus.DIVERGED, JobStatus.CANCELLED)  # th
 @click.argument("overrides", nargs=-1)
 @db_option
 @click.option("--dry-run", is_flag=True, help="validate and count the jobs, write nothing")
+@click.option("-m", "--multirun", is_flag=True, help="accepted and ignored (Hydra's flag: every submit is a sweep)")
 @user_errors
-def submit(grid: str, overrides: tuple[str, ...], db: str, dry_run: bool) -> None:
-    """Expand GRID (a YAML file) into jobs; OVERRIDES like lr=0.01,0.1 base.steps=2000."""
+def submit(grid: str, overrides: tuple[str, ...], db: str, dry_run: bool, multirun: bool) -> None:
+    """Expand GRID (a YAML file) into jobs; OVERRIDES like lr=0.01,0.1 base.steps=2000 seed='range(0,8)'
+    +new_key=1 ~old_key."""
     from ..queue.submission import MixedSweepWarning
     from ..queue.submission import submit as do_submit
 

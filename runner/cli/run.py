@@ -54,9 +54,10 @@ def _run(grid: Any, overrides: Sequence[str], *, db: str, sweep: str | None, dev
 @click.option("--per-device", default=1, show_default=True, type=int, help="worker processes per device")
 @click.option("--fuse", default="auto", show_default=True, help="as `runner workers --fuse`")
 @click.option("--quiet", is_flag=True, help="no progress display")
+@click.option("-m", "--multirun", is_flag=True, help="accepted and ignored (Hydra's flag: every run is a sweep)")
 @user_errors
 def run_command(grid: str, overrides: tuple[str, ...], db: str, devices: str | None, per_device: int, fuse: str,
-                quiet: bool) -> None:
+                quiet: bool, multirun: bool) -> None:
     """Submit GRID, work its sweep on this machine's devices until it is finished, print its results."""
     from ..queue.submission import MixedSweepWarning
     from .reading import say_results
