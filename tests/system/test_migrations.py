@@ -69,6 +69,17 @@ def _build_schema(url: str, backend: str, version: int) -> None:
     sql(url, "UPDATE meta SET value = :v WHERE key = 'schema_version'", {"v": str(version)})
 
 
+def _upgraded_from(version: int, url: str, new_url, backend: str, run_cli) -> None:
+    """A schema-`version` database, upgraded by `runner db upgrade`: it says so, and its schema is the
+    one a fresh database gets."""
+    _build_schema(url, backend, version)
+    out = run_cli("db", "upgrade", "--db", url)
+    assert out.returncode == 0 and out.stdout.strip().endswith(f"from schema {version} to {SCHEMA_VERSION}"), out.stderr
+    fresh = new_url()
+    Store(fresh, create=True).close()
+    assert _schema(url) == _schema(fresh)
+
+
 def _build_schema_1(url: str, backend: str) -> None:
     for statement in [s.format(**DIALECT[backend]) for s in SCHEMA_1] + ROWS:
         sql(url, statement)
@@ -170,12 +181,7 @@ def test_every_older_schema_has_a_migration():
 def test_runner_db_upgrade_gives_a_schema_3_database_the_sweeps_table(url, new_url, backend, run_cli, tmp_path):
     """3 -> 4: the sweeps table. A sweep submitted before has no row (its axes are unknown: nothing is
     drawn apart); the next submit to it records its grid's axes."""
-    _build_schema(url, backend, 3)
-    out = run_cli("db", "upgrade", "--db", url)
-    assert out.returncode == 0 and out.stdout.strip().endswith("from schema 3 to 6"), out.stderr
-    fresh = new_url()
-    Store(fresh, create=True).close()
-    assert _schema(url) == _schema(fresh)
+    _upgraded_from(3, url, new_url, backend, run_cli)
     assert sql(url, "SELECT name FROM sweeps") == []
     with Store(url) as store:
         assert store.sweep_axes("old") is None
@@ -190,12 +196,7 @@ def test_runner_db_upgrade_gives_a_schema_3_database_the_sweeps_table(url, new_u
 def test_runner_db_upgrade_gives_a_schema_4_database_signatures_and_checkpoint_digests(url, new_url, backend, run_cli):
     """4 -> 5: jobs.signature and jobs.checkpoint_digest. Old jobs are unsigned: workers without a key
     run them, workers holding one refuse them (they were never signed)."""
-    _build_schema(url, backend, 4)
-    out = run_cli("db", "upgrade", "--db", url)
-    assert out.returncode == 0 and out.stdout.strip().endswith("from schema 4 to 6"), out.stderr
-    fresh = new_url()
-    Store(fresh, create=True).close()
-    assert _schema(url) == _schema(fresh)
+    _upgraded_from(4, url, new_url, backend, run_cli)
     assert sql(url, "SELECT id, signature, checkpoint_digest FROM jobs ORDER BY id") == [(1, None, None), (2, None, None)]
     with Store(url) as store:
         job = store.claim("w", host="h", device="cpu")
@@ -207,12 +208,7 @@ def test_runner_db_upgrade_gives_a_schema_4_database_signatures_and_checkpoint_d
 def test_runner_db_upgrade_gives_a_schema_5_database_submissions(url, new_url, backend, run_cli, tmp_path):
     """5 -> 6: the submissions table and jobs.submission. Old jobs have no submit record (no notes, no
     provenance: `runner show` says so); a new submit to the old sweep records one for its new jobs."""
-    _build_schema(url, backend, 5)
-    out = run_cli("db", "upgrade", "--db", url)
-    assert out.returncode == 0 and out.stdout.strip().endswith("from schema 5 to 6"), out.stderr
-    fresh = new_url()
-    Store(fresh, create=True).close()
-    assert _schema(url) == _schema(fresh)
+    _upgraded_from(5, url, new_url, backend, run_cli)
     assert sql(url, "SELECT id, submission FROM jobs ORDER BY id") == [(1, None), (2, None)]
     shown = run_cli("show", "1", "--db", url)
     assert shown.returncode == 0 and "submitted: no record (before runner kept provenance)" in shown.stdout
