@@ -14,18 +14,12 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.ticker import FormatStrFormatter
 
-from .plots import DPI, check_output
+from .plots import DPI, _finish, check_output  # (the sweep figures' writer)
 
 
 def _canvas(width: float, height: float) -> Figure:
     fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
-    return fig
-
-
-def _write(fig: Figure, out: str | Path | None) -> Figure:
-    if out is not None:
-        fig.savefig(out, dpi=DPI)
     return fig
 
 
@@ -51,7 +45,7 @@ def plot_connectivity(paths: Sequence[Mapping[str, Any]], out: str | Path | None
     axes[0].legend(fontsize=8)
     if with_acc:
         axes[1].set(xlabel=f"t (0: job {a}, 1: job {b})", ylabel=f"{paths[0]['data']} accuracy", title="accuracy")
-    return _write(fig, out)
+    return _finish(fig, out)
 
 
 def plot_landscape(trajectory: Mapping[str, Any], slices: Sequence[Mapping[str, Any]] = (),
@@ -85,4 +79,4 @@ def plot_landscape(trajectory: Mapping[str, Any], slices: Sequence[Mapping[str, 
         right.set(xlabel="alpha (filter-normalised units)", ylabel=f"{slices[0]['data']} loss", yscale="log",
                   title=f"random directions through step {slices[0]['step']}")
         right.legend(fontsize=8)
-    return _write(fig, out)
+    return _finish(fig, out)
