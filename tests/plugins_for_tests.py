@@ -181,3 +181,28 @@ def priority_teacher(d: int, batch_size: int, priority: int = 0, *, gen: torch.G
 def batch_sum(model: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor] | None = None, **ctx) -> float | None:
     """A grab: the sum of the last step's inputs (two jobs that share every batch record equal values)."""
     return None if batch is None else float(batch[0].double().sum())
+
+
+def talking_teacher(d: int, batch_size: int, say: int = 1, fail_at: int = -1, hang_at: int = -1,
+                    *, gen: torch.Generator, device: torch.device):
+    """Prints `say` lines, warns and logs once when made, then fails at step `fail_at` or hangs at
+    `hang_at` (-1: never): a job whose output its log must keep."""
+    import logging
+    import warnings
+
+    for i in range(say):
+        print(f"talking_teacher line {i} (batch {batch_size})")
+    print("talking_teacher to stderr", file=sys.stderr)
+    warnings.warn("talking_teacher warns once per job")
+    logging.getLogger("talking_teacher").warning("talking_teacher logs a record")
+
+    def batch(step: int):
+        if step == fail_at:
+            raise RuntimeError(f"talking_teacher fails at step {step}")
+        if step == hang_at:
+            print(f"talking_teacher hangs at step {step}", flush=True)
+            time.sleep(3600)
+        X = torch.randn(batch_size, d, generator=gen, device=device)
+        return X, X[:, :1].clone()
+
+    return batch

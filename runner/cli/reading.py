@@ -1,4 +1,5 @@
-"""The commands that read the queue in the terminal: `runner status`, `jobs`, `show` and `results`.
+"""The commands that read the queue in the terminal: `runner status`, `jobs`, `sweeps`, `show`, `logs`
+and `results`.
 They print what runner.results builds (views, the results frame), importing it when they run."""
 from __future__ import annotations
 
@@ -70,6 +71,22 @@ def show(job_id: int, db: str) -> None:
 
     with Store(db) as store:
         say("\n".join(show_lines(store, job_id)))
+
+
+@main.command()
+@click.argument("job_id", type=JOB_ID)
+@click.option("--attempt", type=click.IntRange(min=1), default=None,
+              help="this attempt's log [default: the latest attempt that kept one]")
+@db_option
+@user_errors
+def logs(job_id: int, attempt: int | None, db: str) -> None:
+    """What a job printed: stdout, stderr, Python warnings and log records of one attempt (the last
+    64 KiB, RUNNER_JOB_LOG_KB to change), then its error if it failed."""
+    from ..queue.store import Store
+    from ..results.views import log_lines
+
+    with Store(db) as store:
+        say("\n".join(log_lines(store, job_id, attempt)))
 
 
 @main.command()

@@ -4,11 +4,12 @@ so that when the process dies the supervisor stores the end of it with the lost 
 """
 from __future__ import annotations
 
-import io
 import re
 import tempfile
 from pathlib import Path
 from typing import TextIO
+
+from . import tee
 
 KEEP_BYTES = 16 * 1024  # how much of the end the file keeps at least (it is cut back past 4x that)
 TAIL_LINES = 15         # how many lines the supervisor stores
@@ -19,17 +20,16 @@ def path_for(worker_id: str) -> Path:
     return Path(tempfile.gettempdir()) / "runner-last-words" / (re.sub(r"[^\w.-]", "_", worker_id) + ".log")
 
 
-class Tee(io.TextIOBase):
+class Tee(tee.Tee):
     """stderr for a worker: every write goes to the real stderr and to the worker's file."""
 
     def __init__(self, stream: TextIO, worker_id: str):
-        self.stream = stream
         path = path_for(worker_id)
         path.parent.mkdir(parents=True, exist_ok=True)
         self.file = open(path, "w", encoding="utf-8", errors="replace")  # noqa: SIM115 - lives as long as the process
+        super().__init__(stream, self._keep)
 
-    def write(self, text: str) -> int:
-        self.stream.write(text)
+    def _keep(self, text: str) -> None:
         try:
             self.file.write(text)
             self.file.flush()
@@ -38,20 +38,6 @@ class Tee(io.TextIOBase):
                 self.file.truncate()
         except OSError:  # a full disk must not break the worker's logging
             pass
-        return len(text)
-
-    def flush(self) -> None:
-        self.stream.flush()
-
-    def fileno(self) -> int:  # faulthandler and friends write to the real descriptor
-        return self.stream.fileno()
-
-    def isatty(self) -> bool:
-        return self.stream.isatty()
-
-    @property
-    def encoding(self) -> str:  # type: ignore[override]
-        return getattr(self.stream, "encoding", "utf-8")
 
 
 def tail(worker_id: str, lines: int = TAIL_LINES) -> str:

@@ -19,6 +19,7 @@ from typing import Any
 from ..errors import UserError
 from ..queue.states import JobStatus
 from ..queue.store import Store
+from ..queue.store.one_machine import LIVE_S, machine_id
 from ..signing import key_source, signing_key
 from . import last_words, mps
 from .bytecode import missing_bytecode_hint
@@ -280,6 +281,18 @@ def run_workers(db: str, devices: list[Device], *, worker_mib: int = DEFAULT_WOR
     return code
 
 
+def _one_machine(store: Store) -> None:
+    """UserError when live workers of another machine use this SQLite queue: its locks do not reach
+    across machines, so two of them could claim one job (runner.queue.store.one_machine)."""
+    others = store.workers_elsewhere(machine_id(), LIVE_S)
+    if others:
+        first = others[0]
+        raise UserError(f"{store.shown} has live workers on another machine ({len(others)}, e.g. {first['worker']}, "
+                        f"seen {first['seen_s_ago']:.0f} s ago): a SQLite queue works on one machine only; for workers "
+                        "on several machines use a PostgreSQL URL (postgresql+psycopg://user@host/dbname), or stop "
+                        f"those workers (a worker not seen for {LIVE_S:.0f} s no longer counts)")
+
+
 def _checked_run(pool: WorkerPool, db: str, worker_mib: int, signed: bool) -> int:
     """The checks before a pool runs (each refusal one line, before any job is claimed), then the run."""
     if signed:
@@ -290,6 +303,8 @@ def _checked_run(pool: WorkerPool, db: str, worker_mib: int, signed: bool) -> in
             store.check_sweep(pool.sweep)  # an unknown sweep is an error, as in every other command
         left = store.count_in(pool.sweep, JobStatus.PENDING, JobStatus.RUNNING)
         where = store.shown
+        if store.sqlite:
+            _one_machine(store)
     if not left and not pool.wait:  # nothing to do: say so instead of starting workers that find nothing
         what = f"sweep {pool.sweep!r}" if pool.sweep is not None else where
         print(f"runner workers: nothing pending or running in {what}; submit a grid first (runner submit grid.yaml)",

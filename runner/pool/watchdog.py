@@ -18,6 +18,7 @@ from typing import Any
 
 from ..queue.store import ClaimedJob, JobOutcome, JobStatus, StaleTokenError, Store
 from .entry import RECYCLE_EXIT
+from .job_output import BoundedLog, JobLog
 
 log = logging.getLogger("runner.worker")
 
@@ -35,6 +36,7 @@ class Watchdog:
         self.started = 0.0
         self.gone_since: float | None = None
         self.stop_since: float | None = None
+        self.output: BoundedLog | None = None  # what the jobs in hand have printed so far (the worker sets it)
 
     def hold(self, jobs: list[ClaimedJob]) -> None:
         """These jobs are being trained from now on (an empty list: none)."""
@@ -70,8 +72,10 @@ class Watchdog:
             if job in overdue:
                 error = f"timed out after {_timeout(job):g} s (the job's timeout; it ran {elapsed:.1f} s)"
                 summary = {**self.where, "wall_s": round(elapsed, 4)}
+                printed = self._printed()
                 try:
-                    self.store.finish(job.id, job.token, JobOutcome(JobStatus.FAILED, summary, error=error))
+                    self.store.finish(job.id, job.token, JobOutcome(JobStatus.FAILED, summary, error=error,
+                                                                    log=printed.text, log_dropped=printed.dropped))
                 except StaleTokenError:
                     pass
             else:
@@ -79,9 +83,15 @@ class Watchdog:
         log.warning("jobs %s timed out; ending this worker", [job.id for job in overdue])
         _leave()
 
+    def _printed(self) -> JobLog:
+        """What the jobs in hand printed up to now: a stuck job's log says where it was."""
+        return self.output.value() if self.output is not None else JobLog("", 0)
+
     def _release(self, job: ClaimedJob, reason: str) -> None:
+        printed = self._printed()
         try:
-            self.store.release(job.id, job.token, reason=reason, count_attempt=False)
+            self.store.release(job.id, job.token, reason=reason, count_attempt=False, log=printed.text,
+                               log_dropped=printed.dropped)
         except StaleTokenError:
             pass
 

@@ -28,9 +28,11 @@ from ..train.fused import train_group
 from ..train.fused_memory import members_that_fit
 from ..train.loop import RunStatus, TrainResult, train
 from ..train.optim import skip_dynamo_import
+from . import job_output
 from .checkpoint_dir import job_path
 from .entry import WorkerOptions
 from .group_size import MEMORY_FRACTION, most_jobs
+from .job_output import JobLog
 from .output_limits import oversized
 from .watchdog import WATCH_S, Watchdog
 
@@ -248,31 +250,39 @@ class Worker:
             return self.stop.is_set()
 
         error, results, permanent = None, None, False
-        try:
-            weights = [self._initial_weights(job) for job in jobs]
-            if len(jobs) == 1:
-                results = [train(jobs[0].config, device=self.device, should_stop=should_stop, checkpoint_path=ckpts[0],
-                                 threads=None, seal=seal, initial_weights=weights[0])]  # the worker set its threads
-            else:
-                results = train_group([job.config for job in jobs], device=self.device, should_stop=should_stop,
-                                      checkpoint_paths=ckpts, threads=None, seal=seal, initial_weights=weights)
-        except _LeaseLost:
-            for job in jobs:
-                self._abandoned(job)
-        except Exception as exc:
-            error = traceback.format_exc()
-            # A user's mistake in the job (a module that does not import, an unknown name, a config
-            # its batch function or model refuses) fails the same way on every attempt: no retry.
-            permanent = isinstance(exc, UserError)
-            log.warning("jobs %s failed%s: %s", [job.id for job in jobs], " (permanent: not retried)" if permanent else "",
-                        error.strip().splitlines()[-1])
+        shared = f"# jobs {', '.join(str(job.id) for job in jobs)} trained as one fused group: this is their output\n"
+        with job_output.captured(shared if len(jobs) > 1 else "") as output:
+            self.watchdog.output = output
+            try:
+                weights = [self._initial_weights(job) for job in jobs]
+                if len(jobs) == 1:
+                    results = [train(jobs[0].config, device=self.device, should_stop=should_stop,
+                                     checkpoint_path=ckpts[0], threads=None,  # the worker set its threads
+                                     seal=seal, initial_weights=weights[0])]
+                else:
+                    results = train_group([job.config for job in jobs], device=self.device, should_stop=should_stop,
+                                          checkpoint_paths=ckpts, threads=None, seal=seal, initial_weights=weights)
+            except _LeaseLost:
+                for job in jobs:
+                    self._abandoned(job)
+            except Exception as exc:
+                error = traceback.format_exc()
+                # A user's mistake in the job (a module that does not import, an unknown name, a config
+                # its batch function or model refuses) fails the same way on every attempt: no retry.
+                permanent = isinstance(exc, UserError)
+                log.warning("jobs %s failed%s: %s", [job.id for job in jobs],
+                            " (permanent: not retried)" if permanent else "", error.strip().splitlines()[-1])
+            finally:
+                self.watchdog.output = None
+        printed = output.value()
         if results is None:
             # Outside the except block: the traceback no longer pins the jobs' tensors.
             _free_memory()
             summary = {**self.where, "wall_s": round(time.perf_counter() - t0, 4)}
             return [None if error is None or job.id in self.lost
-                    else JobOutcome(JobStatus.FAILED, summary, error=error, permanent=permanent) for job in jobs]
-        return [self._outcome(job, result) for job, result in zip(jobs, results)]
+                    else JobOutcome(JobStatus.FAILED, summary, error=error, permanent=permanent, log=printed.text,
+                                    log_dropped=printed.dropped) for job in jobs]
+        return [self._outcome(job, result, printed) for job, result in zip(jobs, results)]
 
     def _initial_weights(self, job: ClaimedJob) -> dict[str, Any] | None:
         """The stored weights a job with `init_from` starts from (None without it); UserError when the
@@ -285,15 +295,16 @@ class Worker:
             raise UserError(f"init_from: job {source['job']} has no weights stored at step {source.get('step', 'end')}")
         return {name: from_npy(data) for name, data in found[1].items()}
 
-    def _outcome(self, job: ClaimedJob, result: TrainResult) -> JobOutcome | None:
-        """What to write back for one trained job: its outcome, or None (released after a stop, or
-        its lease was lost and another worker owns it)."""
+    def _outcome(self, job: ClaimedJob, result: TrainResult, printed: JobLog) -> JobOutcome | None:
+        """What to write back for one trained job, with what its attempt printed: its outcome, or None
+        (released after a stop, or its lease was lost and another worker owns it)."""
         if job.id in self.lost:
             self._abandoned(job)
             return None
         if result.status == RunStatus.STOPPED:
             try:
-                self.store.release(job.id, job.token, reason="worker stopped", count_attempt=False)
+                self.store.release(job.id, job.token, reason="worker stopped", count_attempt=False, log=printed.text,
+                                   log_dropped=printed.dropped)
                 log.info("job %d: stopped at step %d, back in the queue", job.id, result.summary["steps_run"])
             except StaleTokenError as exc:
                 log.warning("job %d: release refused, another worker owns it now (%s)", job.id, exc)
@@ -306,8 +317,10 @@ class Worker:
         too_big = oversized(arrays)
         if too_big is not None:  # the same on every attempt: fail now, with the cause
             log.warning("job %d failed (permanent: not retried): %s", job.id, too_big)
-            return JobOutcome(JobStatus.FAILED, summary, error=too_big, permanent=True)
-        return JobOutcome(status, summary, result.metrics, arrays, error=result.reason)
+            return JobOutcome(JobStatus.FAILED, summary, error=too_big, permanent=True, log=printed.text,
+                              log_dropped=printed.dropped)
+        return JobOutcome(status, summary, result.metrics, arrays, error=result.reason, log=printed.text,
+                          log_dropped=printed.dropped)
 
 
     @staticmethod

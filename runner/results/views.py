@@ -21,6 +21,7 @@ WORKERS_SHOWN = 20
 STALE_S = 120.0       # a worker not seen for this long is marked stale (heartbeats come every lease/4)
 CONFIG_WIDTH = 60
 ERROR_WIDTH = 70
+LOG_TAIL_LINES = 10   # lines of the latest attempt's log `runner show` prints
 
 
 def _cell(value: Any) -> str:
@@ -158,6 +159,56 @@ def show_lines(store: Store, job_id: int, now: float | None = None) -> list[str]
         error, label = (earlier[-1]["error"], f"error of attempt {earlier[-1]['attempt']}:") if earlier else (None, "")
     if error:
         lines += ["", label, *["  " + line for line in error.rstrip().splitlines()]]
+    return lines + _log_tail(job_id, attempts)
+
+
+def _log_tail(job_id: int, attempts: list[dict], lines: int = LOG_TAIL_LINES) -> list[str]:
+    """The end of the latest attempt's log, for `runner show`; `runner logs` prints all that was kept."""
+    logged = [a for a in attempts if a["log"] is not None]
+    if not logged:
+        return []
+    a = logged[-1]
+    text = _as_shown(a["log"])
+    if not text:
+        return ["", f"log of attempt {a['attempt']}: empty (the job printed nothing)"]
+    shown = f"last {lines} of {len(text)} lines" if len(text) > lines else f"{len(text)} lines"
+    return ["", f"log of attempt {a['attempt']} ({shown}; all of it: runner logs {job_id}):",
+            *["  " + line for line in text[-lines:]]]
+
+
+def _as_shown(log: str) -> list[str]:
+    """A log's lines as a terminal would have left them: a line a progress bar redrew with carriage
+    returns shows its last state only."""
+    return [line.rstrip("\r").rsplit("\r", 1)[-1] for line in log.rstrip("\n").split("\n")] if log.strip() else []
+
+
+def log_lines(store: Store, job_id: int, attempt: int | None = None) -> list[str]:
+    """`runner logs JOB [--attempt N]`: what the attempt printed (stdout, stderr, warnings, log records;
+    the latest attempt that kept a log by default), under a line that says which attempt and what was
+    dropped, then its error if it failed."""
+    store.job_status(job_id)  # UserError when there is no such job
+    attempts = store.attempt_rows(job_id)
+    if attempt is not None:
+        chosen = [a for a in attempts if a["attempt"] == attempt]
+        if not chosen:
+            known = ", ".join(str(a["attempt"]) for a in attempts) or "none yet"
+            raise UserError(f"job {job_id} has no attempt {attempt} (its attempts: {known}): pick one with --attempt")
+        a = chosen[0]
+    else:
+        logged = [a for a in attempts if a["log"] is not None]
+        if not logged:
+            why = ("it has not run yet" if not attempts else "its attempt is still running: the log is stored when it ends"
+                   if attempts[-1]["ended_at"] is None else "its attempts kept none (they ran before runner kept logs, or "
+                   "their worker died: see `runner show` for its last output)")
+            return [f"job {job_id}: no log ({why})"]
+        a = logged[-1]
+    if a["log"] is None:
+        return [f"job {job_id}, attempt {a['attempt']}: no log (still running, or its worker died: see `runner show`)"]
+    dropped = f", the first {a['log_dropped']:,} bytes dropped" if a["log_dropped"] else ""
+    head = f"# job {job_id}, attempt {a['attempt']} of {len(attempts)}: {a['outcome'] or 'running'} on {a['worker']}{dropped}"
+    lines = [head, *_as_shown(a["log"])]
+    if a["error"] and a["outcome"] != "done":
+        lines += [f"# {a['outcome']}:", *a["error"].rstrip().splitlines()]
     return lines
 
 

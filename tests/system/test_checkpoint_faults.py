@@ -26,7 +26,7 @@ def test_a_checkpoint_folder_that_is_a_file_is_refused_at_start(tmp_path, run_cl
     assert sql(db, "SELECT status, attempts FROM jobs") == [("pending", 0)]  # no worker started
 
 
-def test_deleting_the_checkpoint_folder_mid_run_fails_no_job(tmp_path, run_cli):
+def test_deleting_the_checkpoint_folder_mid_run_fails_no_job(tmp_path):
     db = str(tmp_path / "jobs.db")
     runner.submit(dict(sweep="s", base=dict(SLOW, steps=400, delay=0.001, checkpoint_every=10),
                        grid=dict(seed=list(range(8)))), db=db)
@@ -36,14 +36,19 @@ def test_deleting_the_checkpoint_folder_mid_run_fails_no_job(tmp_path, run_cli):
         while not stop.wait(0.01):
             shutil.rmtree(folder, ignore_errors=True)
 
+    proc = start_workers(db, "--per-device", "2", "--fuse", "1")
     thread = threading.Thread(target=vandal, daemon=True)
-    thread.start()
     try:
-        out = run_cli("workers", "--devices", "cpu", "--per-device", "2", "--fuse", "1", "--db", db, "--quiet")
+        # once the pool is past its start checks (which rightly refuse a folder that vanishes under them)
+        wait_for(lambda: sql(db, "SELECT count(*) FROM jobs WHERE status != 'pending'")[0][0] > 0, timeout=90)
+        thread.start()
+        _, err = proc.communicate(timeout=240)
     finally:
         stop.set()
-        thread.join()
-    assert out.returncode == 0, out.stderr
+        if thread.is_alive():
+            thread.join()
+        proc.kill()
+    assert proc.returncode == 0, err
     assert sql(db, "SELECT status, count(*), max(attempts) FROM jobs GROUP BY status") == [("done", 8, 1)]
 
 

@@ -57,6 +57,11 @@ _STEPS = {
         "CREATE INDEX ix_jobs_fusion ON jobs (fusion_key, status, priority DESC, id)"],
     4: ["CREATE TABLE sweeps (name VARCHAR NOT NULL, axes TEXT NOT NULL, created_at FLOAT NOT NULL, PRIMARY KEY (name))"],
     5: ["ALTER TABLE jobs ADD COLUMN signature VARCHAR", "ALTER TABLE jobs ADD COLUMN checkpoint_digest VARCHAR"],
+    6: ["CREATE TABLE submissions (id {id} NOT NULL, sweep VARCHAR NOT NULL, created_at FLOAT NOT NULL, "
+        "description TEXT, tags TEXT NOT NULL, grid TEXT, overrides TEXT NOT NULL, provenance TEXT NOT NULL, "
+        "PRIMARY KEY (id))",
+        "CREATE INDEX ix_submissions_sweep ON submissions (sweep, id)",
+        "ALTER TABLE jobs ADD COLUMN submission INTEGER"],
 }
 
 
@@ -65,7 +70,7 @@ def _build_schema(url: str, backend: str, version: int) -> None:
     _build_schema_1(url, backend)
     for step in range(2, version + 1):
         for statement in _STEPS[step]:
-            sql(url, statement)
+            sql(url, statement.format(**DIALECT[backend]))
     sql(url, "UPDATE meta SET value = :v WHERE key = 'schema_version'", {"v": str(version)})
 
 
@@ -108,22 +113,22 @@ def _schema(url: str) -> dict:
 
 
 def test_runner_db_upgrade_migrates_a_schema_1_database(url, new_url, backend, run_cli):
-    assert SCHEMA_VERSION == 6  # a new version needs its own migration test beside this one
+    assert SCHEMA_VERSION == 7  # a new version needs its own migration test beside this one
     _build_schema_1(url, backend)
     refused = run_cli("status", "--db", url)
     assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1
-    assert "older runner (schema 1 < 6): run `runner db upgrade`" in refused.stderr
+    assert "older runner (schema 1 < 7): run `runner db upgrade`" in refused.stderr
 
     out = run_cli("db", "upgrade", "--db", url)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.startswith("upgraded ") and out.stdout.strip().endswith("from schema 1 to 6")
+    assert out.stdout.startswith("upgraded ") and out.stdout.strip().endswith("from schema 1 to 7")
     again = run_cli("db", "upgrade", "--db", url)
-    assert again.returncode == 0 and "at schema 6 already: nothing to do" in again.stdout
+    assert again.returncode == 0 and "at schema 7 already: nothing to do" in again.stdout
 
     fresh = new_url()
     Store(fresh, create=True).close()
     assert _schema(url) == _schema(fresh)  # the migrated schema is the one a new database gets
-    assert dict(sql(url, "SELECT key, value FROM meta")) == {"app": "runner", "schema_version": "6"}
+    assert dict(sql(url, "SELECT key, value FROM meta")) == {"app": "runner", "schema_version": "7"}
 
     with Store(url) as store:  # every old row is there, and the queue works on
         (done, pending) = store.result_rows("old")
@@ -144,9 +149,9 @@ def test_runner_db_upgrade_gives_a_schema_2_database_fusion_keys(url, new_url, b
     """2 -> 3: jobs.fusion_key and its index; old jobs keep no key (never fused) and still run."""
     _build_schema(url, backend, 2)
     refused = run_cli("status", "--db", url)
-    assert refused.returncode == 2 and "older runner (schema 2 < 6): run `runner db upgrade`" in refused.stderr
+    assert refused.returncode == 2 and "older runner (schema 2 < 7): run `runner db upgrade`" in refused.stderr
     out = run_cli("db", "upgrade", "--db", url)
-    assert out.returncode == 0 and out.stdout.strip().endswith("from schema 2 to 6"), out.stderr
+    assert out.returncode == 0 and out.stdout.strip().endswith("from schema 2 to 7"), out.stderr
     fresh = new_url()
     Store(fresh, create=True).close()
     assert _schema(url) == _schema(fresh)
@@ -219,3 +224,21 @@ def test_runner_db_upgrade_gives_a_schema_5_database_submissions(url, new_url, b
     assert sql(url, "SELECT id, submission FROM jobs ORDER BY id") == [(1, None), (2, None), (3, 1), (4, 1)]
     frame = runner.results(url)
     assert frame["submit_command"].isna().tolist() == [True, True, False, False]
+
+
+def test_runner_db_upgrade_gives_a_schema_6_database_logs_and_machines(url, new_url, backend, run_cli):
+    """6 -> 7: attempts.log and attempts.log_dropped, workers.machine. Old attempts have no log
+    (`runner logs` says so); old workers have no machine, so the one-machine guard of a SQLite queue
+    does not count them; new attempts and workers get both."""
+    _upgraded_from(6, url, new_url, backend, run_cli)
+    assert sql(url, "SELECT job_id, log, log_dropped FROM attempts") == [(1, None, None)]
+    old = run_cli("logs", "1", "--db", url)
+    assert old.returncode == 0 and "no log (its attempts kept none" in old.stdout
+    with Store(url) as store:
+        assert store.workers_elsewhere("boot:here", 10**9) == []  # w1 has no machine
+        job = store.claim("w2", host="h", device="cpu")
+        assert job is not None
+        store.finish(job.id, job.token, JobOutcome(JobStatus.DONE, {}, log="said\n", log_dropped=3))
+        store.register_worker("w2", host="h", pid=2, device="cpu", machine="boot:there")
+        assert [w["worker"] for w in store.workers_elsewhere("boot:here", 10**9)] == ["w2"]
+    assert sql(url, f"SELECT log, log_dropped FROM attempts WHERE job_id = {job.id}") == [("said\n", 3)]

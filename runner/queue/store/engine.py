@@ -18,6 +18,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Dialect, make_url
 
 from ...errors import RunnerError, StoreError, UserError
+from .one_machine import network_filesystem
 from .schema import APP, _ensure_schema, _inspect_sqlite_file, _needs_schema, _read_meta, _tables
 
 if TYPE_CHECKING:
@@ -240,6 +241,11 @@ class Database:
             raise UserError(f"cannot use {self.shown}: worker processes cannot share an in-memory database; "
                             "pass a file path with --db")
         self.path = self.where = os.path.abspath(url.database)
+        network = network_filesystem(self.path)
+        if network is not None:
+            raise UserError(f"{self.path} is on a network filesystem ({network}), where SQLite's locks and write-ahead "
+                            "log do not hold: put the database on a local disk (e.g. --db /tmp/jobs.db), or use a "
+                            "PostgreSQL URL (postgresql+psycopg://user@host/dbname) for workers on several machines")
         needs_schema = _inspect_sqlite_file(self.path, create, self.upgrade, BUSY_TIMEOUT_S)
         self._engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_S},
                                      pool_size=4, max_overflow=8)

@@ -17,6 +17,7 @@ from ...errors import NoSuchSweep, StaleTokenError, StoreError, TransitionError,
 from ...train.fusion import group_cap
 from ..states import AttemptOutcome, JobStatus
 from .engine import _chunks, _Tx
+from .one_machine import machine_id
 from .reads import Reads
 from .schema import _status_in, arrays_t, attempts_t, jobs_t, metrics_t, results_t, submissions_t, sweeps_t, workers_t
 
@@ -57,6 +58,8 @@ class JobOutcome:
     arrays: Sequence[tuple[str, int, bytes]] = ()    # (name, step, npy bytes)
     error: str | None = None                         # traceback (FAILED) or reason (DIVERGED)
     permanent: bool = False                          # FAILED the same way on every attempt: no retry
+    log: str | None = None                           # the end of what the attempt's code printed
+    log_dropped: int = 0                             # bytes of it dropped before that end
 
 
 def _p(**params: Any) -> dict[str, Any]:
@@ -116,9 +119,10 @@ def _record_axes(tx: _Tx, sweep: str, axes: Sequence[str], now: float) -> None:
         tx.run(Q_SET_AXES, _p(name=sweep, axes=_dumps(union)))
 
 
-def _requeue(tx: _Tx, held: tuple, now: float, *, reason: str, outcome: AttemptOutcome, count_attempt: bool) -> None:
+def _requeue(tx: _Tx, held: tuple, now: float, *, reason: str, outcome: AttemptOutcome, count_attempt: bool,
+             log: str | None = None, log_dropped: int = 0) -> None:
     """A running job (id, token, attempts, max_attempts) goes back to pending, or to failed when
-    its last counted attempt ended; its attempt row is closed."""
+    its last counted attempt ended; its attempt row is closed (with the attempt's log, if given)."""
     job_id, token, attempts, max_attempts = held
     if count_attempt and attempts >= max_attempts:
         _move(tx, job_id, S.FAILED, token, lease_until=None, finished_at=now, error=reason)
@@ -126,7 +130,8 @@ def _requeue(tx: _Tx, held: tuple, now: float, *, reason: str, outcome: AttemptO
         _move(tx, job_id, S.PENDING, token, lease_until=None, error=reason)
     else:  # a graceful stop: this attempt does not count
         _move(tx, job_id, S.PENDING, token, lease_until=None, attempts=attempts - 1)
-    tx.run(Q_END_ATTEMPT, _p(job_id=job_id, fence=token, now=now, outcome=outcome.value, error=reason))
+    tx.run(Q_END_ATTEMPT, _p(job_id=job_id, fence=token, now=now, outcome=outcome.value, error=reason, log=log,
+                             log_dropped=log_dropped if log is not None else None))
 
 
 # --- named statements (bound values are p_<name>) --------------------------------------------------
@@ -162,7 +167,8 @@ Q_START_ATTEMPT = insert(attempts_t).values(  # one history row per claim
     host=bindparam("p_host"), device=bindparam("p_device"), started_at=bindparam("p_now"))
 Q_END_ATTEMPT = update(attempts_t).where(  # close the history row of (job, token)
     attempts_t.c.job_id == bindparam("p_job_id"), attempts_t.c.token == bindparam("p_fence"),
-).values(ended_at=bindparam("p_now"), outcome=bindparam("p_outcome"), error=bindparam("p_error"))
+).values(ended_at=bindparam("p_now"), outcome=bindparam("p_outcome"), error=bindparam("p_error"),
+          log=bindparam("p_log"), log_dropped=bindparam("p_log_dropped"))
 Q_HELD = select(*_held).where(  # a job we hold with this token
     jobs_t.c.id == bindparam("p_job_id"), jobs_t.c.token == bindparam("p_fence"), jobs_t.c.status == S.RUNNING.value,
 ).with_for_update()
@@ -184,12 +190,13 @@ def _upserts(upsert: Any) -> tuple[Any, Any]:
     add = upsert(jobs_t).on_conflict_do_nothing(index_elements=[jobs_t.c.sweep, jobs_t.c.config_hash])  # idempotent
     register = upsert(workers_t).values(worker=bindparam("p_worker"), host=bindparam("p_host"), pid=bindparam("p_pid"),
                                         device=bindparam("p_device"), started_at=bindparam("p_now"),
-                                        seen_at=bindparam("p_now"), version=bindparam("p_version"))
+                                        seen_at=bindparam("p_now"), version=bindparam("p_version"),
+                                        machine=bindparam("p_machine"))
     new_sweep = upsert(sweeps_t).values(name=bindparam("p_name"), axes=bindparam("p_axes"),
                                         created_at=bindparam("p_now")).on_conflict_do_nothing(index_elements=[sweeps_t.c.name])
     return add, register.on_conflict_do_update(  # a worker (re)starts
         index_elements=[workers_t.c.worker],
-        set_={c: register.excluded[c] for c in ("host", "pid", "device", "started_at", "seen_at", "version")}
+        set_={c: register.excluded[c] for c in ("host", "pid", "device", "started_at", "seen_at", "version", "machine")}
         | {"job_id": None, "exited_at": None}), new_sweep
 
 
@@ -359,18 +366,21 @@ class JobOps(Reads):
                 blobs = {(name, int(step)): bytes(data) for name, step, data in outcome.arrays}
                 if blobs:
                     tx.many(Q_ARRAY, ("job_id", "name", "step", "data"), ((job_id, *k, d) for k, d in blobs.items()))
-            tx.run(Q_END_ATTEMPT, _p(job_id=job_id, fence=token, now=now, outcome=ended.value, error=outcome.error))
+            tx.run(Q_END_ATTEMPT, _p(job_id=job_id, fence=token, now=now, outcome=ended.value, error=outcome.error,
+                                     log=outcome.log, log_dropped=outcome.log_dropped if outcome.log is not None else None))
             return target
         return self._write(body)
 
-    def release(self, job_id: int, token: int, *, reason: str, count_attempt: bool) -> bool:
+    def release(self, job_id: int, token: int, *, reason: str, count_attempt: bool, log: str | None = None,
+                log_dropped: int = 0) -> bool:
         """Hand a running job back: pending, or failed when counted and out of attempts.
-        count_attempt=False for a graceful stop. False when the job was no longer ours."""
+        count_attempt=False for a graceful stop. `log`: what the attempt printed, kept with it.
+        False when the job was no longer ours."""
         def body(tx: _Tx) -> bool:
             held = tx.one(Q_HELD, _p(job_id=job_id, fence=token))
             if held is not None:
                 _requeue(tx, held, tx.now(), reason=reason, outcome=AttemptOutcome.RELEASED,
-                         count_attempt=count_attempt)
+                         count_attempt=count_attempt, log=log, log_dropped=log_dropped)
             return held is not None
         return self._write(body)
 
@@ -452,9 +462,11 @@ class JobOps(Reads):
         return self._write(body)
 
     # --- worker registry (for status displays) -----------------------------------------------------
-    def register_worker(self, worker: str, *, host: str, pid: int, device: str) -> None:
-        """A worker (re)starts: its row in the registry, with the runner version it runs."""
-        params = _p(worker=worker, host=host, pid=pid, device=device, version=__version__)
+    def register_worker(self, worker: str, *, host: str, pid: int, device: str, machine: str | None = None) -> None:
+        """A worker (re)starts: its row in the registry, with the runner version it runs and the machine
+        it runs on (default this one: one_machine.machine_id)."""
+        params = _p(worker=worker, host=host, pid=pid, device=device, version=__version__,
+                    machine=machine_id() if machine is None else machine)
         self._write(lambda tx: tx.run(_upserts_of(tx.dialect.name)[1], params | _p(now=tx.now())))
 
     def worker_seen(self, worker: str, *, job_id: int | None) -> None:

@@ -201,6 +201,18 @@ class Reads(Database):
         """The worker registry: worker, host, pid, device, started_at, seen_at, job_id, exited_at."""
         return self._read(lambda tx: tx.dicts(select(workers_t).order_by(workers_t.c.started_at)))
 
+    def workers_elsewhere(self, machine: str, live_s: float) -> list[dict]:
+        """Workers not marked exited and seen within `live_s` seconds that run on another machine than
+        `machine` (workers registered before schema 7 have none and are not counted): worker, host,
+        seen_s_ago."""
+        def body(tx: _Tx) -> list[dict]:
+            now = tx.now()
+            rows = tx.all(select(workers_t.c.worker, workers_t.c.host, workers_t.c.seen_at).where(
+                workers_t.c.exited_at.is_(None), workers_t.c.seen_at >= now - live_s,
+                workers_t.c.machine.is_not(None), workers_t.c.machine != machine).order_by(workers_t.c.seen_at.desc()))
+            return [{"worker": worker, "host": host, "seen_s_ago": max(0.0, now - seen)} for worker, host, seen in rows]
+        return self._read(body)
+
     def job_status(self, job_id: int) -> JobStatus:
         """A job's status now; UserError when there is no such job."""
         row = self._read(lambda tx: tx.one(select(jobs_t.c.status).where(jobs_t.c.id == job_id)))

@@ -34,8 +34,9 @@ from ..states import JobStatus
 if TYPE_CHECKING:
     from .engine import _Tx
 
-SCHEMA_VERSION = 6       # 1: the first schema; 2: workers.version; 3: jobs.fusion_key; 4: the sweeps table;
-                         # 5: jobs.signature and jobs.checkpoint_digest; 6: submissions, jobs.submission
+SCHEMA_VERSION = 7       # 1: the first schema; 2: workers.version; 3: jobs.fusion_key; 4: the sweeps table;
+                         # 5: jobs.signature and jobs.checkpoint_digest; 6: submissions, jobs.submission;
+                         # 7: attempts.log and attempts.log_dropped, workers.machine
 APP = "runner"
 
 metadata = MetaData()
@@ -72,11 +73,15 @@ arrays_t = Table("arrays", metadata, Column("job_id", Integer, ForeignKey("jobs.
 attempts_t = Table("attempts", metadata, Column("job_id", Integer, ForeignKey("jobs.id"), primary_key=True),
                    Column("token", Integer, primary_key=True), Column("worker", String), Column("host", String),
                    Column("device", String), Column("started_at", Float), Column("ended_at", Float),
-                   Column("outcome", String), Column("error", Text))
+                   Column("outcome", String), Column("error", Text),
+                   # schema 7: the end of what the attempt's code printed (stdout, stderr, warnings, log
+                   # records; runner.pool.job_output) and how many bytes before it were dropped
+                   Column("log", Text), Column("log_dropped", Integer))
 workers_t = Table("workers", metadata, Column("worker", String, primary_key=True), Column("host", String),
                   Column("pid", Integer), Column("device", String), Column("started_at", Float),
                   Column("seen_at", Float), Column("job_id", Integer), Column("exited_at", Float),
-                  Column("version", String))  # schema 2: the runner version a worker runs (hosts may differ)
+                  Column("version", String),  # schema 2: the runner version a worker runs (hosts may differ)
+                  Column("machine", String))  # schema 7: the machine (kernel) it runs on: one SQLite file, one machine
 # schema 4: per sweep, the keys its grids vary (JSON list, the union over its submits), so that jobs which
 # differ in a key no grid varies (a changed base value) are told apart from a grid's axes
 # schema 6: one row per submit: the sweep's notes (description, tags), the grid as submitted (its file's
@@ -209,8 +214,16 @@ def _to_schema_6(tx: _Tx) -> None:
     tx.ddl(f"ALTER TABLE jobs ADD COLUMN submission {jobs_t.c.submission.type.compile(dialect=tx.dialect)}")
 
 
+def _to_schema_7(tx: _Tx) -> None:
+    """6 -> 7: attempts.log and attempts.log_dropped (attempts before have no log), workers.machine
+    (workers before have none: the one-machine guard of a SQLite queue does not count them)."""
+    for table, column in ((attempts_t, attempts_t.c.log), (attempts_t, attempts_t.c.log_dropped),
+                          (workers_t, workers_t.c.machine)):
+        tx.ddl(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {column.type.compile(dialect=tx.dialect)}")
+
+
 MIGRATIONS: dict[int, Callable[[_Tx], None]] = {1: _to_schema_2, 2: _to_schema_3, 3: _to_schema_4, 4: _to_schema_5,
-                                                5: _to_schema_6}
+                                                5: _to_schema_6, 6: _to_schema_7}
 
 
 def _ensure_schema(tx: _Tx, where: str, upgrade: bool) -> int | None:
