@@ -1,5 +1,7 @@
 """Loss landscapes of finished jobs, from the weights they stored (`snapshots`, `trajectory_every`):
 
+Jobs are named by id (7), a paired job's members as "7.a" (runner.api.stored).
+
 - `runner.connectivity(db, a, b)`: the loss along the path between two jobs' solutions (linear or a
   fitted quadratic Bezier curve), optionally after aligning b's hidden units to a's by permutation;
   the barrier is the path's highest loss minus the mean of its end points'.
@@ -13,18 +15,17 @@ CPU unless `device` says otherwise.
 """
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import numpy as np
 
 from ..errors import UserError
-from ..npy import from_npy
+from .stored import label, parse_ref, weight_history, weights_at
 
 DATA_CHOICES = ("test", "train")
 
 
-def connectivity(db: str, job_a: int, job_b: int, *, step: int | str = "end", points: int = 25,
+def connectivity(db: str, job_a: int | str, job_b: int | str, *, step: int | str = "end", points: int = 25,
                  align: str = "none", path: str = "linear", data: str | None = None, bezier_steps: int = 1000,
                  bezier_lr: float = 0.01, device: str = "cpu") -> dict[str, Any]:
     """The loss (and accuracy) along the path from job_a's weights to job_b's at `step`, on job_a's data.
@@ -41,8 +42,8 @@ def connectivity(db: str, job_a: int, job_b: int, *, step: int | str = "end", po
     from ..train.alignment import linear_chain, weight_matching
     from ..train.geometry import barrier, bezier, fit_bezier, lerp
 
-    config_a, (step_a, a) = _job(db, job_a, step)
-    config_b, (step_b, b) = _job(db, job_b, step)
+    config_a, step_a, a = weights_at(db, job_a, step)
+    config_b, step_b, b = weights_at(db, job_b, step)
     model, job_data, evaluate, chosen = _evaluator(config_a, data, device)
     other, _ = _model(config_b, device)
     _check_same_function_family(model, other, job_a, job_b)
@@ -56,11 +57,11 @@ def connectivity(db: str, job_a: int, job_b: int, *, step: int | str = "end", po
     else:
         along = [lerp(a, b, float(t)) for t in ts]
     values = evaluate.along(along)
-    return {"t": ts, **values, "barrier": barrier(values["loss"]), "jobs": (int(job_a), int(job_b)),
+    return {"t": ts, **values, "barrier": barrier(values["loss"]), "jobs": (_shown(job_a), _shown(job_b)),
             "steps": (step_a, step_b), "align": align, "path": path, "data": chosen}
 
 
-def trajectory(db: str, job_id: int, *, points: int = 21, margin: float = 0.25, data: str | None = None,
+def trajectory(db: str, job_id: int | str, *, points: int = 21, margin: float = 0.25, data: str | None = None,
                device: str = "cpu") -> dict[str, Any]:
     """PCA of a job's stored weights over time and the loss surface on the plane of the top two
     components, centred on its last stored weights. Returns steps, explained_variance_ratio, coords
@@ -85,11 +86,11 @@ def trajectory(db: str, job_id: int, *, points: int = 21, margin: float = 0.25, 
     d1, d2 = (unflatten(pca.directions[c], centre) for c in range(2))
     grid = plane(centre, d1, d2, axes[0], axes[1])
     surface = np.array([evaluate.along(row)["loss"] for row in grid])
-    return {"job": int(job_id), "steps": pca.steps, "explained_variance_ratio": pca.explained_variance_ratio,
+    return {"job": _shown(job_id), "steps": pca.steps, "explained_variance_ratio": pca.explained_variance_ratio,
             "coords": pca.coords, "alphas": axes[0], "betas": axes[1], "surface": surface, "data": chosen}
 
 
-def loss_slice(db: str, job_id: int, *, step: int | str = "end", dims: int = 1, points: int = 25,
+def loss_slice(db: str, job_id: int | str, *, step: int | str = "end", dims: int = 1, points: int = 25,
                span: float = 1.0, seed: int = 0, data: str | None = None, device: str = "cpu") -> dict[str, Any]:
     """The loss along `dims` (1 or 2) random filter-normalised directions through the job's weights at
     `step`, alpha (and beta) from -span to span. Returns alphas, betas (2-D), loss ([points] or
@@ -101,7 +102,7 @@ def loss_slice(db: str, job_id: int, *, step: int | str = "end", dims: int = 1, 
         raise UserError(f"span must be > 0, got {span}")
     from ..train.geometry import filter_normalised_direction, plane
 
-    config, (chosen_step, found) = _job(db, job_id, step)
+    config, chosen_step, found = weights_at(db, job_id, step)
     model, _, evaluate, chosen = _evaluator(config, data, device)
     centre = _ordered(model, found, job_id)
     rng = np.random.default_rng(seed)
@@ -110,7 +111,7 @@ def loss_slice(db: str, job_id: int, *, step: int | str = "end", dims: int = 1, 
     alphas = np.linspace(-span, span, points)
     betas = alphas.copy() if dims == 2 else None
     losses = np.array([evaluate.along(row)["loss"] for row in plane(centre, d1, d2, alphas, betas)])
-    out = {"job": int(job_id), "step": chosen_step, "alphas": alphas, "loss": losses if dims == 2 else losses[0],
+    out = {"job": _shown(job_id), "step": chosen_step, "alphas": alphas, "loss": losses if dims == 2 else losses[0],
            "data": chosen}
     if betas is not None:
         out["betas"] = betas
@@ -123,39 +124,18 @@ def _check_points(points: Any, least: int) -> None:
         raise UserError(f"points must be an integer >= {least}, got {points!r}")
 
 
-def _config(store: Any, job_id: int) -> dict[str, Any]:
-    table = store.job_table(job_ids=[int(job_id)])
-    if not table["job_id"]:
-        raise UserError(f"no job {job_id} in {store.shown}: list the jobs with `runner jobs`")
-    return json.loads(table["config"][0])
-
-
-def _job(db: str, job_id: int, step: int | str) -> tuple[dict[str, Any], tuple[int, dict[str, np.ndarray]]]:
-    """A job's config and its weights at `step` (the step found, name -> array)."""
-    from ..queue.store import Store
-
-    if step != "end" and (isinstance(step, bool) or not isinstance(step, int) or step < 0):
-        raise UserError(f"step must be a step number >= 0 or end, got {step!r}")
-    with Store(db) as store:
-        config = _config(store, job_id)
-        found = store.stored_weights(int(job_id), step)
-        steps = store.weight_steps(int(job_id)) if found is None else []
-    if found is None:
-        raise UserError(f"job {job_id} stored weights at steps {steps}, not at {step}" if steps else
-                        f"job {job_id} stored no weights: give its grid `snapshots: [end]` (or trajectory_every)")
-    return config, (found[0], {name: from_npy(data) for name, data in found[1].items()})
-
-
-def _history(db: str, job_id: int) -> tuple[dict[str, Any], list[tuple[int, dict[str, np.ndarray]]]]:
-    from ..queue.store import Store
-
-    with Store(db) as store:
-        config = _config(store, job_id)
-        history = store.weight_history(int(job_id))
+def _history(db: str, ref: int | str) -> tuple[dict[str, Any], list[tuple[int, dict[str, np.ndarray]]]]:
+    config, history = weight_history(db, ref)
     if len(history) < 3:
-        raise UserError(f"job {job_id} stored weights at {len(history)} step(s); a trajectory needs 3 or more: "
+        raise UserError(f"job {ref} stored weights at {len(history)} step(s); a trajectory needs 3 or more: "
                         "give its grid `trajectory_every: N` (weights every N steps)")
-    return config, [(step, {name: from_npy(data) for name, data in arrays.items()}) for step, arrays in history]
+    return config, history
+
+
+def _shown(ref: int | str) -> int | str:
+    """A reference as results show it: the job id, or "7.a" for a member of a paired job."""
+    job, member = parse_ref(ref)
+    return job if member is None else label(job, member)
 
 
 def _model(config: dict[str, Any], device: str) -> tuple[Any, Any]:

@@ -23,6 +23,22 @@ DRAWN_SWEEP = "the sweep to draw [default: the database's only sweep]"
 JOB_ID = click.IntRange(1, (1 << 63) - 1)  # a job id is a database integer: larger ones are refused as usage errors
 
 
+class _JobRef(click.ParamType):
+    """A job id (7), or a member of a paired job (7.a): the int, or the "7.a" text."""
+
+    name = "JOB"
+    _form = re.compile(r"^(\d+)(\.[A-Za-z_][A-Za-z0-9_]*)?$")
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int | str:
+        found = self._form.match(str(value).strip())
+        if not found or not 1 <= int(found.group(1)) < 1 << 63:
+            self.fail(f"{value!r} is not a job id (7) or a member of a paired job (7.a)", param, ctx)
+        return int(found.group(1)) if found.group(2) is None else str(value).strip()
+
+
+JOB_REF = _JobRef()
+
+
 class _OneLineGroup(click.Group):
     """click's own usage errors (a bad option value, an unknown command) end in one line and exit 2 too."""
 

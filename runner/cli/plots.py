@@ -10,7 +10,7 @@ from typing import Any, Callable
 import click
 
 from ..text import safe_file_name
-from .common import DRAWN_SWEEP, db_option, main, say, sweep_option, user_errors
+from .common import DRAWN_SWEEP, JOB_REF, db_option, main, say, sweep_option, user_errors
 
 
 def _band_option(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -117,7 +117,7 @@ def _device_option(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 @plot.command()
 @db_option
-@click.argument("job", type=int)
+@click.argument("job", type=JOB_REF)
 @click.option("--points", default=21, show_default=True, help="grid points along each principal direction")
 @click.option("--margin", default=0.25, show_default=True, help="grid beyond the trajectory, as a fraction of its extent")
 @click.option("--slices", default=3, show_default=True, help="random filter-normalised 1-D slices drawn beside it (0: none)")
@@ -125,10 +125,11 @@ def _device_option(fn: Callable[..., Any]) -> Callable[..., Any]:
 @_device_option
 @click.option("-o", "--output", default=None, help="FILE.png (or .svg, .pdf) [default: landscape_job<JOB>.png]")
 @user_errors
-def landscape(db: str, job: int, points: int, margin: float, slices: int, data: str | None, device: str,
+def landscape(db: str, job: str, points: int, margin: float, slices: int, data: str | None, device: str,
               output: str | None) -> None:
     """A job's trajectory on the loss surface of its top two principal components. Needs the weights of
-    several steps (trajectory_every in its grid); random-direction slices through its final weights beside."""
+    several steps (trajectory_every in its grid); random-direction slices through its final weights beside.
+    JOB is a job id, or ID.MEMBER for a member of a paired job (7.a)."""
     from ..api.landscape import loss_slice, trajectory
     from ..results.landscape_plots import plot_landscape
     from ..results.plots import check_output
@@ -144,8 +145,8 @@ def landscape(db: str, job: int, points: int, margin: float, slices: int, data: 
 
 @plot.command()
 @db_option
-@click.argument("job_a", type=int)
-@click.argument("job_b", type=int)
+@click.argument("job_a", type=JOB_REF)
+@click.argument("job_b", type=JOB_REF)
 @click.option("--align", default="both", show_default=True, type=click.Choice(["none", "permutation", "both"]),
               help="reorder job B's hidden units to match job A's first (weight matching); both: a line each")
 @click.option("--path", "path_kind", default="linear", show_default=True, type=click.Choice(["linear", "bezier", "both"]),
@@ -157,10 +158,11 @@ def landscape(db: str, job: int, points: int, margin: float, slices: int, data: 
 @_device_option
 @click.option("-o", "--output", default=None, help="FILE.png (or .svg, .pdf) [default: connectivity_<A>_<B>.png]")
 @user_errors
-def connectivity(db: str, job_a: int, job_b: int, align: str, path_kind: str, points: int, step: str,
+def connectivity(db: str, job_a: str, job_b: str, align: str, path_kind: str, points: int, step: str,
                  bezier_steps: int, data: str | None, device: str, output: str | None) -> None:
     """The loss along the path between two jobs' solutions, and its barrier. The jobs need stored
-    weights (snapshots: [end]) of one architecture; the loss is job A's, on its data."""
+    weights (snapshots: [end]) of one architecture; the loss is job A's, on its data. A job is an id,
+    or ID.MEMBER for a member of a paired job (7.a 7.b: its two members)."""
     from ..api.landscape import connectivity as measure
     from ..results.landscape_plots import path_label, plot_connectivity
     from ..results.plots import check_output

@@ -290,7 +290,7 @@ class Worker:
         source = job.config.get("init_from")
         if not source:
             return None
-        found = self.store.stored_weights(int(source["job"]), source.get("step", "end"))
+        found = self.store.stored_weights(int(source["job"]), source.get("step", "end"), source.get("member"))
         if found is None:
             raise UserError(f"init_from: job {source['job']} has no weights stored at step {source.get('step', 'end')}")
         return {name: from_npy(data) for name, data in found[1].items()}

@@ -214,6 +214,7 @@ def _check_init_from(db: str, jobs: Sequence[PlannedJob]) -> None:
     its own model has (checked once per architecture: a fusion key fixes every shape)."""
     from ..npy import from_npy
     from ..train.loading import model_of, weights_misfit
+    from ..train.options import trained_config
     from .store import Store
 
     checked: set[tuple[str, int, str]] = set()
@@ -222,22 +223,29 @@ def _check_init_from(db: str, jobs: Sequence[PlannedJob]) -> None:
             source = job.config.get("init_from")
             if not source:
                 continue
-            key = (job.fusion_key or job.config_hash, source["job"], str(source["step"]))
+            member = source.get("member")
+            key = (job.fusion_key or job.config_hash, source["job"], str(source["step"]), str(member))
             if key in checked:
                 continue
-            if not store.job_table(job_ids=[source["job"]])["job_id"]:
+            table = store.job_table(job_ids=[source["job"]])
+            if not table["job_id"]:
                 raise UserError(f"init_from: no job {source['job']} in {store.shown}: name a finished job of this "
                                 "database (runner jobs lists them)")
-            found = store.stored_weights(source["job"], source["step"])
+            try:  # a paired job needs its member named, and one it has
+                trained_config(json.loads(table["config"][0]), source["job"], member)
+            except UserError as exc:
+                raise UserError(f"init_from: {exc}") from None
+            found = store.stored_weights(source["job"], source["step"], member)
+            shown = source["job"] if member is None else f"{source['job']}.{member}"
             if found is None:
-                steps = store.weight_steps(source["job"])
-                raise UserError(f"init_from: job {source['job']} stored no weights at step {source['step']} "
+                steps = store.weight_steps(source["job"], member)
+                raise UserError(f"init_from: job {shown} stored no weights at step {source['step']} "
                                 f"(it stored them at {steps or 'no step'}): give its grid snapshots: [end], "
                                 "or name a step it stored")
             shapes = {name: from_npy(data).shape for name, data in found[1].items()}
             misfit = weights_misfit(model_of(job.config), shapes)
             if misfit:
-                raise UserError(f"init_from: job {source['job']}: {misfit}")
+                raise UserError(f"init_from: job {shown}: {misfit}")
             checked.add(key)
 
 

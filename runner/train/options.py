@@ -114,7 +114,8 @@ class TrainOptions:
         "optimizer: {a: {batch_size: 16}, b: {model_seed: 2}}; results a.<column>, comparisons param_distance, "
         "param_cosine, output_distance at the grab cadence")
     init_from: dict[str, Any] | None = _option("init_from", None, "start from another job's stored weights: "
-                                               "{job: ID, step: end} (the job's snapshots; step defaults to end)",
+                                               "{job: ID, step: end} (the job's snapshots; step defaults to end; "
+                                               "member: NAME for a member of a paired job)",
                                                per_member=True)
     checkpoint_every: int = _option("int", 0, "steps between checkpoints a crashed job resumes from (0: only when stopped)", check=_nonneg, rule=">= 0")
     precision: str = _option("str", "fp32", "matmul precision", choices=("fp32", "tf32", "bf16"))
@@ -220,17 +221,22 @@ def coerce(name: str, value: Any, type_: str, where: str = "") -> Any:
 
 
 def _coerce_init_from(label: str, value: Any) -> dict[str, Any]:
-    """{job: ID, step: STEP or end}; a bare job id means its last stored weights."""
+    """{job: ID, step: STEP or end, member: NAME}; a bare job id means its last stored weights; member
+    names one member of a paired job (its weights)."""
     entry = {"job": value} if isinstance(value, int) and not isinstance(value, bool) else value
-    form = f"{label} must be a job id or {{job: ID, step: end}} (a step the job stored weights at)"
-    if not isinstance(entry, dict) or "job" not in entry or set(entry) - {"job", "step"}:
+    form = (f"{label} must be a job id or {{job: ID, step: end}} (a step the job stored weights at; "
+            "member: NAME for a member of a paired job)")
+    if not isinstance(entry, dict) or "job" not in entry or set(entry) - {"job", "step", "member"}:
         raise UserError(f"{form}, got {value!r}")
     job, step = entry["job"], entry.get("step", "end")
+    member = entry.get("member")
+    if member is not None and (not isinstance(member, str) or not _MEMBER_NAME.match(member)):
+        raise UserError(f"{form}: member must be a member's name, got {member!r}")
     if isinstance(job, bool) or not isinstance(job, int) or job < 1:
         raise UserError(f"{form}: job must be an id >= 1, got {job!r}")
     if step != "end" and (isinstance(step, bool) or not isinstance(step, int) or step < 0):
         raise UserError(f"{form}: step must be an integer >= 0 or end, got {step!r}")
-    return {"job": job, "step": step}
+    return {"job": job, "step": step} if member is None else {"job": job, "step": step, "member": member}
 
 
 # What a member may not set itself: its pairing is one job of one length, measured at one cadence,
@@ -263,6 +269,22 @@ def _coerce_members(label: str, value: Any) -> dict[str, dict[str, Any]]:
 def member_config(config: Mapping[str, Any], name: str) -> dict[str, Any]:
     """Member `name`'s own config: the job's, without `members`, with the member's keys on top."""
     return {**{k: v for k, v in config.items() if k != "members"}, **config["members"][name]}
+
+
+def trained_config(config: Mapping[str, Any], job: int, member: str | None) -> dict[str, Any]:
+    """The config job `job` (or its member) trained with, as what reads its weights names it; UserError
+    for a paired job named without a member, a member it does not have, a member of an unpaired job."""
+    members = list(config.get("members") or {})
+    if member is None:
+        if members:
+            raise UserError(f"job {job} trained the members {', '.join(members)}: name one, e.g. {job}.{members[0]} "
+                            f"(member {members[0]!r})")
+        return dict(config)
+    if not members:
+        raise UserError(f"job {job} has no members (it is not a paired job): name it {job}")
+    if member not in members:
+        raise UserError(f"job {job} has no member {member!r}: its members are {', '.join(members)}")
+    return member_config(config, member)
 
 
 AT_THRESHOLDS = ("eval", "grabs")  # what at_thresholds may measure at a crossing step

@@ -15,6 +15,11 @@ from .schema import _status_in, arrays_t, attempts_t, jobs_t, metrics_t, results
 
 _WEIGHTS = "weights."  # the prefix of a job's snapshot arrays (runner.train.records: weights.<param>)
 
+
+def _weights_prefix(member: str | None) -> str:
+    """weights. for a job's own snapshots; <member>.weights. for a paired job's member's (runner.train.members)."""
+    return _WEIGHTS if member is None else f"{member}.{_WEIGHTS}"
+
 S = JobStatus
 # the outcomes of attempts that ended badly: what recent_failures lists
 _FAILURES = (AttemptOutcome.DIVERGED, AttemptOutcome.EXPIRED, AttemptOutcome.FAILED, AttemptOutcome.LOST)
@@ -162,32 +167,36 @@ class Reads(Database):
         stmt = stmt.where(arrays_t.c.name == name) if name is not None else stmt
         return [(n, s, bytes(d)) for n, s, d in self._read(lambda tx: tx.all(stmt))]
 
-    def stored_weights(self, job_id: int, step: int | str = "end") -> tuple[int, dict[str, bytes]] | None:
-        """A job's snapshot of its weights (its `weights.<param>` arrays) at `step` ("end": the last it
-        stored): (the step, parameter name -> npy bytes), or None when it stored none there. Reads only
-        the snapshot's own arrays, not the job's other arrays."""
-        steps = self.weight_steps(job_id)
+    def stored_weights(self, job_id: int, step: int | str = "end",
+                       member: str | None = None) -> tuple[int, dict[str, bytes]] | None:
+        """A job's snapshot of its weights (its `weights.<param>` arrays; a paired job's member's
+        `<member>.weights.<param>`) at `step` ("end": the last it stored): (the step, parameter name ->
+        npy bytes), or None when it stored none there. Reads only the snapshot's own arrays."""
+        steps = self.weight_steps(job_id, member)
         chosen = (steps[-1] if steps else None) if step == "end" else int(step)
         if chosen is None or chosen not in steps:
             return None
+        prefix = _weights_prefix(member)
         stmt = select(arrays_t.c.name, arrays_t.c.data).where(
-            arrays_t.c.job_id == job_id, arrays_t.c.step == chosen, arrays_t.c.name.startswith(_WEIGHTS, autoescape=True))
-        return chosen, {name[len(_WEIGHTS):]: bytes(data) for name, data in self._read(lambda tx: tx.all(stmt))}
+            arrays_t.c.job_id == job_id, arrays_t.c.step == chosen, arrays_t.c.name.startswith(prefix, autoescape=True))
+        return chosen, {name[len(prefix):]: bytes(data) for name, data in self._read(lambda tx: tx.all(stmt))}
 
-    def weight_history(self, job_id: int) -> list[tuple[int, dict[str, bytes]]]:
-        """Every snapshot of a job's weights, oldest first: (step, parameter name -> npy bytes), in one read."""
+    def weight_history(self, job_id: int, member: str | None = None) -> list[tuple[int, dict[str, bytes]]]:
+        """Every snapshot of a job's (or its member's) weights, oldest first: (step, parameter name ->
+        npy bytes), in one read."""
+        prefix = _weights_prefix(member)
         stmt = (select(arrays_t.c.step, arrays_t.c.name, arrays_t.c.data)
-                .where(arrays_t.c.job_id == job_id, arrays_t.c.name.startswith(_WEIGHTS, autoescape=True))
+                .where(arrays_t.c.job_id == job_id, arrays_t.c.name.startswith(prefix, autoescape=True))
                 .order_by(arrays_t.c.step))
         history: dict[int, dict[str, bytes]] = {}
         for step, name, data in self._read(lambda tx: tx.all(stmt)):
-            history.setdefault(step, {})[name[len(_WEIGHTS):]] = bytes(data)
+            history.setdefault(step, {})[name[len(prefix):]] = bytes(data)
         return list(history.items())
 
-    def weight_steps(self, job_id: int) -> list[int]:
-        """The steps at which a job stored its weights (no array read)."""
+    def weight_steps(self, job_id: int, member: str | None = None) -> list[int]:
+        """The steps at which a job (or its member) stored its weights (no array read)."""
         stmt = (select(arrays_t.c.step).distinct()
-                .where(arrays_t.c.job_id == job_id, arrays_t.c.name.startswith(_WEIGHTS, autoescape=True))
+                .where(arrays_t.c.job_id == job_id, arrays_t.c.name.startswith(_weights_prefix(member), autoescape=True))
                 .order_by(arrays_t.c.step))
         return [s for (s,) in self._read(lambda tx: tx.all(stmt))]
 
