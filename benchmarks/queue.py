@@ -46,7 +46,6 @@ import pstats
 import shutil
 import socket
 import sqlite3
-import subprocess
 import tempfile
 import threading
 import time
@@ -58,6 +57,7 @@ import numpy as np
 import sqlalchemy
 from sqlalchemy.engine import make_url
 
+from benchmarks.synthetic import git_rev
 from runner.errors import RunnerError
 from runner.hashing import config_hash
 from runner.queue.store import JobOutcome, JobStatus, Store, display_url, sqlalchemy_url
@@ -262,15 +262,6 @@ def check_exactly_once(url: str, ids: np.ndarray, n: int, by_worker: dict[str, s
 
 
 # --- output ----------------------------------------------------------------------------------------
-def _git_rev() -> str:
-    try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], check=False, cwd=_ROOT, capture_output=True,
-                             text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], check=False, cwd=_ROOT,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return (rev or "unknown") + (" (with uncommitted changes)" if dirty else "")
 
 
 def _cpu_model() -> str:
@@ -289,7 +280,7 @@ def header(db_shown: str, server: str | None = None) -> str:
     return (f"queue benchmark {datetime.datetime.now().isoformat(timespec='seconds')}; "
             f"{platform.platform()}, {os.cpu_count()} CPUs ({_cpu_model()});{load} "
             f"Python {platform.python_version()}, SQLAlchemy {sqlalchemy.__version__}, "
-            f"SQLite {sqlite3.sqlite_version}{'; ' + server if server else ''}; git {_git_rev()}; db {db_shown}")
+            f"SQLite {sqlite3.sqlite_version}{'; ' + server if server else ''}; git {git_rev()}; db {db_shown}")
 
 
 def table(rows: list[Row], targets: bool = True) -> str:

@@ -36,7 +36,6 @@ import datetime
 import platform
 import shutil
 import sqlite3
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable
@@ -45,6 +44,7 @@ from typing import Any
 import pandas as pd
 
 import runner
+from benchmarks.synthetic import git_rev, has_sweep
 from runner.errors import RunnerError
 from runner.hashing import config_hash
 from runner.queue.store import JobOutcome, JobStatus, Store, display_url
@@ -97,19 +97,6 @@ def build(db: str, n: int) -> float:
     return time.perf_counter() - started
 
 
-def _has_sweep(db: str, n: int) -> bool:
-    if not os.path.exists(db):
-        return False
-    store = Store(db)
-    try:
-        counts = store.counts(SWEEP).get(SWEEP)
-    finally:
-        store.close()
-    if counts is None or sum(counts.values()) != n:
-        raise SystemExit(f"{db} exists without a {n:,}-job sweep {SWEEP!r}: pass another --db")
-    return True
-
-
 def best(fn: Callable[[], Any], repeat: int) -> tuple[float, float, Any]:
     """(wall seconds, CPU seconds) of the fastest of `repeat` calls, and the last call's result.
     CPU seconds (this process) tell how much of the wall time was work on a shared machine."""
@@ -121,22 +108,11 @@ def best(fn: Callable[[], Any], repeat: int) -> tuple[float, float, Any]:
     return (*min(times), out)
 
 
-def _git_rev() -> str:
-    try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=_ROOT, capture_output=True, text=True,
-                             timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=_ROOT,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return (rev or "unknown") + (" (with uncommitted changes)" if dirty else "")
-
-
 def header(db_shown: str) -> str:
     load = " load avg {:.2f} {:.2f} {:.2f};".format(*os.getloadavg()) if hasattr(os, "getloadavg") else ""
     return (f"results-read benchmark {datetime.datetime.now().isoformat(timespec='seconds')}; "
             f"{platform.platform()}, {os.cpu_count()} CPUs;{load} Python {platform.python_version()}, "
-            f"pandas {pd.__version__}, SQLite {sqlite3.sqlite_version}; git {_git_rev()}; db {db_shown}")
+            f"pandas {pd.__version__}, SQLite {sqlite3.sqlite_version}; git {git_rev()}; db {db_shown}")
 
 
 Row = tuple[str, int, int, float, float, str, str]  # call, jobs, rows, seconds, CPU seconds, target, met
@@ -185,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     db = os.path.join(tmp, "results.db") if tmp else args.db
     try:
         print(header(display_url(db)), flush=True)
-        if _has_sweep(db, n):
+        if has_sweep(db, SWEEP, n):
             print(f"  reusing the {n:,}-job sweep in {db}", flush=True)
         else:
             print(f"  built a {n:,}-job sweep in {build(db, n):.1f} s (not timed below)", flush=True)

@@ -2,6 +2,7 @@
 No timing assertion: the figures that count come from the full runs on a quiet machine."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -80,3 +81,23 @@ def test_fused_benchmark_quick_runs_and_prints_its_table(show):
     assert alone[:3] == ["tiny", "alone", "2"] and alone[-1] == "1.0x"
     assert [r[:4] for r in fused] == [["tiny", "fused", "K=4", "4"], ["tiny", "fused", "K=16", "16"]]
     assert all(float(r[-1]) < 1e-4 for r in fused)  # each member's final loss is the job's alone
+
+
+def test_export_tensorboard_benchmark_quick_runs_and_prints_its_table(show):
+    pytest.importorskip("tensorboard", reason="tensorboard is not installed: pip install -e '.[dev]'")
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "export_tensorboard.py"), "--quick"], cwd=ROOT,
+                          env=cli_env(), capture_output=True, text=True, timeout=120)
+    show(f"\n$ python benchmarks/export_tensorboard.py --quick\n{done.stdout}{done.stderr}")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("export-tensorboard benchmark ") and "tensorboard " in lines[0]
+    assert ["what", "jobs", "seconds", "runs/s", "MB", "written", "x", "read"] in [line.split() for line in lines]
+    labels = ["read: results() + curves()", "export_tensorboard(), disk", "export_tensorboard(), tmpfs",
+              "runner export tensorboard, disk"]
+    if not os.path.isdir("/dev/shm"):  # the tmpfs row needs one
+        labels.remove("export_tensorboard(), tmpfs")
+    rows = lines[-len(labels):]
+    assert [line[:len(label)] for line, label in zip(rows, labels)] == labels
+    cells = [line[len(label):].split() for line, label in zip(rows, labels)]
+    assert [c[0] for c in cells] == ["300"] * len(labels) and cells[0][-1] == "1.00"  # ratios to the read row
+    assert len({c[3] for c in cells[1:]}) == 1 and cells[1][3] != "-"  # the same MB written by every export row
