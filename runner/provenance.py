@@ -39,7 +39,9 @@ def command_line(argv: list[str]) -> str | None:
     password), and a password in any other URL is masked."""
     if not argv:
         return None
-    args = [Path(argv[0]).name]
+    program = Path(argv[0])
+    # `python -m runner.cli` runs runner/cli/__main__.py: the same command as the console script
+    args = ["runner" if program.name == "__main__.py" and program.parent.name == "cli" else program.name]
     for previous, arg in zip(argv, argv[1:]):
         args.append("<db>" if previous == "--db" else "--db=<db>" if arg.startswith("--db=") else arg)
     return _PASSWORD_IN_URL.sub(r"\1***@", " ".join(shlex.quote(arg) for arg in args))

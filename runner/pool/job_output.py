@@ -43,10 +43,10 @@ def log_limit() -> int:
 
 class BoundedLog:
     """The last `limit` bytes (UTF-8) of text written to it, from any thread; what falls off the
-    front is counted, not kept."""
+    front is counted, not kept. `header` comes first in what is kept, unless nothing was written."""
 
-    def __init__(self, limit: int) -> None:
-        self.limit, self.size, self.dropped = limit, 0, 0
+    def __init__(self, limit: int, header: str = "") -> None:
+        self.limit, self.size, self.dropped, self.header = limit, 0, 0, header
         self.chunks: deque[bytes] = deque()
         self.lock = threading.Lock()
 
@@ -72,7 +72,7 @@ class BoundedLog:
         text = data.decode("utf-8", "replace")
         if dropped and text.startswith("\ufffd"):  # the tail of a character whose start was dropped
             text = text.lstrip("\ufffd")
-        return JobLog(text, dropped)
+        return JobLog(self.header + text if text or dropped else "", dropped)
 
 
 class _ToLog(logging.Handler):
@@ -100,10 +100,8 @@ def _to_stderr(message: Warning | str, category: type[Warning], filename: str, l
 def captured(header: str = "") -> Iterator[BoundedLog]:
     """Keep what is printed, warned and logged inside the block (and still print it). Warnings are
     shown once per job, not once per worker process: a long-lived worker would otherwise keep each
-    warning out of every job's log after the first."""
-    log = BoundedLog(log_limit())
-    if header:
-        log.write(header)
+    warning out of every job's log after the first. `header` starts the log if anything is printed."""
+    log = BoundedLog(log_limit(), header)
     out, err = sys.stdout, sys.stderr
     handler = _ToLog(log)
     root = logging.getLogger()

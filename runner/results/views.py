@@ -171,7 +171,7 @@ def _log_tail(job_id: int, attempts: list[dict], lines: int = LOG_TAIL_LINES) ->
     text = _as_shown(a["log"])
     if not text:
         return ["", f"log of attempt {a['attempt']}: empty (the job printed nothing)"]
-    shown = f"last {lines} of {len(text)} lines" if len(text) > lines else f"{len(text)} lines"
+    shown = f"last {lines} of {len(text)} lines" if len(text) > lines else f"{len(text)} line{'s' * (len(text) > 1)}"
     return ["", f"log of attempt {a['attempt']} ({shown}; all of it: runner logs {job_id}):",
             *["  " + line for line in text[-lines:]]]
 

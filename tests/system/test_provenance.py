@@ -109,6 +109,14 @@ def test_bad_tags_are_refused_in_one_line_and_nothing_is_written(tmp_path, tags)
     assert not (tmp_path / "jobs.db").exists()
 
 
+def test_the_module_form_is_shown_as_the_command():
+    from runner.provenance import command_line
+
+    assert command_line(["/repo/runner/cli/__main__.py", "submit", "g.yaml"]) == "runner submit g.yaml"
+    assert command_line(["/venv/bin/runner", "status"]) == "runner status"
+    assert command_line(["notebook.py", "x"]) == "notebook.py x"
+
+
 def test_a_password_in_the_command_line_is_never_stored():
     from runner.provenance import command_line
 

@@ -59,3 +59,13 @@ def test_the_limit_comes_from_the_environment(monkeypatch):
     assert log_limit() == 2048
     monkeypatch.setenv("RUNNER_JOB_LOG_KB", "many")
     assert log_limit() == 64 * 1024
+
+
+def test_a_header_starts_a_log_only_when_something_was_printed():
+    quiet = BoundedLog(100, header="# jobs 1, 2\n")
+    assert quiet.value().text == ""
+    quiet.write("said\n")
+    assert quiet.value().text == "# jobs 1, 2\nsaid\n"
+    cut = BoundedLog(0, header="# jobs 1, 2\n")
+    cut.write("all dropped")
+    assert cut.value().text == "# jobs 1, 2\n" and cut.value().dropped == 11
