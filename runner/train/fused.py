@@ -314,19 +314,20 @@ class _Group:
         if members[0].lr_plan.varies and not final:
             for m in members:
                 m.records.metric(step, "lr", m.lr_plan.lr(step))
-        sets: list[tuple[str, list[Batch | None]]] = [("test", [self._test_set(m) for m in self.members])]
+        sets: list[tuple[str, Batch | None]] = [("test", self.data.test_set())]  # stacked once, read every time
         if self.members[0].data.X_train is not None:
-            sets.append(("train", [(m.data.X_train, m.data.y_train) for m in self.members]))  # type: ignore[misc]
+            sets.append(("train", self.data.train_set()))
         elif final:  # online: a fresh batch at the end, drawn from each ending member's stream
             drawn = {m.index: m.data.next_batch(step) for m in members}
             filler = next(iter(drawn.values()))  # the others' rows are computed, not read (none yet at step 0)
-            sets.append(("train", [drawn.get(m.index) or self._batch_of(m) or filler for m in self.members]))
+            batches = [drawn.get(m.index) or self._batch_of(m) or filler for m in self.members]
+            sets.append(("train", (torch.stack([b[0] for b in batches]), torch.stack([b[1] for b in batches]))))
         stacked.train(False)  # type: ignore[union-attr]
         with torch.no_grad(), self.autocast():
             for name, data in sets:
-                if data[0] is None:
+                if data is None:
                     continue
-                X, y = torch.stack([d[0] for d in data]), torch.stack([d[1] for d in data])  # type: ignore[index]
+                X, y = data
                 out = stacked(X)  # type: ignore[misc]
                 loss = MEMBER_LOSSES[o.loss](out, y).float()
                 acc = torch.func.vmap(lambda a, b: accuracy(o.loss, a, b))(out, y) if o.loss != "mse" else None
@@ -335,10 +336,6 @@ class _Group:
                 if acc is not None:
                     self.pending.append((step, f"{name}_acc", acc, chosen))
         stacked.train(True)  # type: ignore[union-attr]
-
-    @staticmethod
-    def _test_set(m: _Member) -> Batch | None:
-        return None if m.data.X_test is None else (m.data.X_test, m.data.y_test)  # type: ignore[return-value]
 
     def _grab(self, step: int, members: Sequence[_Member]) -> None:
         """Each member's grabs on that member's weights (and its last gradients), as alone."""

@@ -44,6 +44,7 @@ class GroupData:
         self.data = list(data)
         self.first = self.data[0]
         self.full: Batch | None = None         # offline: the stacked training sets
+        self.tests: Batch | None = None        # the stacked test sets (what every evaluation reads)
         self.perms: torch.Tensor | None = None  # offline minibatches: the members' current permutations [K, n]
         self.block: Batch | None = None         # online draw_ahead: the members' stacked blocks
         self.rows = torch.arange(len(self.data), device=self.first.device)[:, None]
@@ -62,14 +63,33 @@ class GroupData:
     def next(self, step: int) -> Batch:
         """Every member's batch for `step`, stacked; each member's data advances as it would alone."""
         if self.first.X_train is not None:
-            if self.full is None:
-                self.full = (torch.stack([d.X_train for d in self.data]),  # type: ignore[misc]
-                             torch.stack([d.y_train for d in self.data]))  # type: ignore[misc]
             bs = self.first.sampler_batch_size()
-            return self.full if bs is None else self._minibatch(bs)
+            return self.train_set() if bs is None else self._minibatch(bs)  # type: ignore[return-value]
         if self.first.o.draw_ahead > 1:
             return self._from_blocks(step)
         return self.each(step)
+
+    def train_set(self) -> Batch | None:
+        """Offline: every member's training set, stacked once (None online)."""
+        if self.full is None and self.first.X_train is not None:
+            self.full = self._stacked("X_train", "y_train")
+        return self.full
+
+    def test_set(self) -> Batch | None:
+        """Every member's test set, stacked once (None without one): evaluations read the stack, not
+        K tensors stacked again each time."""
+        if self.tests is None and self.first.X_test is not None:
+            self.tests = self._stacked("X_test", "y_test")
+        return self.tests
+
+    def _stacked(self, x: str, y: str) -> Batch:
+        """The members' tensors `x` and `y` stacked; each member's become views of its row of the
+        stack, so the group holds one copy (grabs and checkpoints read the views as before)."""
+        X, Y = torch.stack([getattr(d, x) for d in self.data]), torch.stack([getattr(d, y) for d in self.data])
+        for i, d in enumerate(self.data):
+            setattr(d, x, X[i])
+            setattr(d, y, Y[i])
+        return X, Y
 
     def sync(self) -> None:
         """Bring every member's block position up to the group's, before a member's data is read or
@@ -111,7 +131,7 @@ class GroupData:
         for d in self.data:
             d.sampler.pos = pos + bs  # type: ignore[union-attr]
         idx = self.perms[:, pos:pos + bs]
-        X, y = self.full  # type: ignore[misc]
+        X, y = self.train_set()  # type: ignore[misc]  # (a resume's first step comes before any evaluation)
         return X[self.rows, idx], y[self.rows, idx]
 
     def _from_blocks(self, step: int) -> Batch:
