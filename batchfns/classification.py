@@ -27,8 +27,11 @@ from ._common import Batch, check_float, check_int, standardiser
 Sampler = Callable[[int], tuple[torch.Tensor, torch.Tensor]]
 
 
-def _standardised(sample: Sampler, batch_size: int, n_classes: int, standardise: bool) -> Batch:
-    mean, inv_std = standardiser(sample, bool(standardise))
+def _standardised(sample: Sampler, batch_size: int, n_classes: int, standardise: bool, gen: torch.Generator,
+                  key: tuple) -> Batch:
+    """`sample` as a batch function of batch_size, standardised; `key`: the set and what shapes it
+    (the reference sample of the same key and generator state is drawn once: see standardiser)."""
+    mean, inv_std = standardiser(sample, bool(standardise), gen, key)
 
     def batch(step: int) -> tuple[torch.Tensor, torch.Tensor]:
         X, y = sample(batch_size)
@@ -54,11 +57,11 @@ def moons(batch_size: int, noise: float = 0.1, standardise: bool = True, *, gen:
     def sample(n: int) -> tuple[torch.Tensor, torch.Tensor]:
         y = _labels(n, 2, gen, device)
         t = math.pi * torch.rand(n, generator=gen, device=device)
-        inner = y.bool()
-        X = torch.stack([torch.where(inner, 1 - t.cos(), t.cos()), torch.where(inner, 0.5 - t.sin(), t.sin())], 1)
+        inner, cos, sin = y.bool(), t.cos(), t.sin()
+        X = torch.stack([torch.where(inner, 1 - cos, cos), torch.where(inner, 0.5 - sin, sin)], 1)
         return X + noise * torch.randn(n, 2, generator=gen, device=device), y
 
-    return _standardised(sample, batch_size, 2, standardise)
+    return _standardised(sample, batch_size, 2, standardise, gen, ("moons", noise))
 
 
 @batchfn("circles")
@@ -78,7 +81,7 @@ def circles(batch_size: int, noise: float = 0.05, circle_factor: float = 0.5, st
         X = torch.stack([r * t.cos(), r * t.sin()], 1)
         return X + noise * torch.randn(n, 2, generator=gen, device=device), y
 
-    return _standardised(sample, batch_size, 2, standardise)
+    return _standardised(sample, batch_size, 2, standardise, gen, ("circles", noise, circle_factor))
 
 
 @batchfn("gaussian_clusters")
@@ -95,7 +98,7 @@ def gaussian_clusters(batch_size: int, n_clusters: int = 3, noise: float = 0.3, 
         y = _labels(n, n_clusters, gen, device)
         return centres[y] + noise * torch.randn(n, 2, generator=gen, device=device), y
 
-    batch = _standardised(sample, batch_size, n_clusters, standardise)
+    batch = _standardised(sample, batch_size, n_clusters, standardise, gen, ("gaussian_clusters", n_clusters, noise))
     batch.centres = centres  # type: ignore[attr-defined]
     return batch
 
@@ -111,4 +114,4 @@ def xor(batch_size: int, noise: float = 0.1, standardise: bool = True, *, gen: t
         y = (s[:, 0] * s[:, 1] < 0).long()
         return s + noise * torch.randn(n, 2, generator=gen, device=device), y
 
-    return _standardised(sample, batch_size, 2, standardise)
+    return _standardised(sample, batch_size, 2, standardise, gen, ("xor", noise))

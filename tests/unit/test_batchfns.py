@@ -322,6 +322,34 @@ def test_classification_geometry_without_standardisation():
     assert torch.equal(ys, y) and torch.allclose(Xs, (X - bs.feature_mean) / bs.feature_std, atol=1e-5)
 
 
+
+@pytest.mark.parametrize("name", ["moons", "circles", "gaussian_clusters", "xor"])
+@pytest.mark.parametrize("standardise", [True, False])
+def test_a_remembered_reference_sample_changes_no_draw(name, standardise):
+    """The second factory of a seed reuses the first one's reference statistics and moves its
+    generator to where drawing them would have: every later draw is what a fresh draw gives."""
+    from batchfns import _common
+
+    def factory_and_draws() -> tuple[torch.Tensor, ...]:
+        batch, gen = make(name, 64, seed=5, standardise=standardise)
+        X1, y1 = batch(0)
+        X2, _ = batch(1)
+        return X1, y1, X2, batch.feature_mean, batch.feature_std, gen.get_state()
+
+    _common._REFERENCES.clear()
+    fresh = factory_and_draws()
+    assert len(_common._REFERENCES) == 1  # the first factory drew it and kept it
+    reused = factory_and_draws()
+    assert reused[3] is fresh[3]  # the second factory took the statistics from the memo
+    _common._REFERENCES.clear()
+    for a, b in zip(fresh, reused):
+        assert torch.equal(a, b)
+    other, _ = make(name, 64, seed=6, standardise=standardise)  # another seed: another sample
+    assert len(_common._REFERENCES) == 1 and not torch.equal(other(0)[0], fresh[0])
+    _common._REFERENCES.clear()
+    noisier, _ = make(name, 64, seed=5, standardise=standardise, noise=0.7)  # another key: drawn anew
+    assert not torch.equal(noisier(0)[0], fresh[0])
+
 # --- synthetic_regression / synthetic_binary ---------------------------------------------------------
 
 def test_synthetic_regression_statistics():
