@@ -13,6 +13,12 @@ difference of a job's final test loss from the same job in the K=1 row.
     python benchmarks/fused.py --sweeps tiny --unfused-jobs 64   # fewer jobs in the slow rows
     python benchmarks/fused.py --in-process          # train_group against runner.train, no queue
     python benchmarks/fused.py --quick               # a small CPU smoke run of the in-process rows
+    python benchmarks/fused.py --agreement           # how far fused jobs end from the same jobs alone, per lr
+
+--agreement trains the same seeds alone and as one fused group at each learning rate (width 1024 by
+default, 2,000 steps, test loss every 100) and prints, per lr, how far the final test losses differ,
+when the worst job's curves part, and the largest rise of a test loss between evaluations alone (a
+sign of an unstable run, where any rounding difference grows).
 """
 from __future__ import annotations
 
@@ -31,6 +37,7 @@ HERE = Path(__file__).resolve().parent  # this folder holds queue.py, which woul
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 sys.path.insert(0, str(HERE.parent))
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import yaml  # noqa: E402
 
@@ -139,6 +146,37 @@ def command_main(args: argparse.Namespace) -> None:
         sweep_rows(name, base, args.jobs or jobs, args.unfused_jobs, devices, args.steps, args.rows.split(","))
 
 
+def agreement_main(args: argparse.Namespace) -> None:
+    """Fused against alone, per learning rate: the final test losses' relative differences."""
+    device = "cpu" if args.quick or not torch.cuda.is_available() else "cuda"
+    base = dict(WORKLOADS["standard-256"], width=args.width, steps=args.steps or 2000, eval_every=100)
+    if args.quick:
+        base.update(d=8, batch_size=32, width=16, n_test=100, steps=args.steps or 200, eval_every=20)
+        torch.set_num_threads(1)
+    seeds = args.seeds or (3 if args.quick else 48)
+    name = torch.cuda.get_device_name() if device == "cuda" else platform.processor() or "cpu"
+    print(f"fused agreement  {device} ({name})  torch {torch.__version__}  git {_commit()}  width {base['width']}, "
+          f"{base['steps']} steps, {seeds} seeds per lr")
+    print(f"{'lr':>6} {'jobs':>5} {'alone s':>8} {'fused s':>8} {'x alone':>8} {'max rel diff':>13} {'median':>9} "
+          f"{'> 1e-2':>7} {'worst parts at':>15} {'max rise alone':>15}")
+    runner.train(dict(base, steps=5, seed=0, lr=0.01), device=device)  # warm-up: imports, CUDA context, cuBLAS
+    for lr in (float(v) for v in args.lrs.split(",")):
+        cfgs = [dict(base, seed=seed, lr=lr) for seed in range(seeds)]
+        alone_s, alone = timed(lambda: [runner.train(c, device=device) for c in cfgs])
+        fused_s, fused = timed(lambda: train_group(cfgs, device=device))
+        rows = []
+        for a, f in zip(alone, fused):
+            steps, la = a.curve("test_loss")
+            rel = np.abs(f.curve("test_loss")[1] - la) / np.abs(la)
+            rows.append((float(rel[-1]), int(steps[np.argmax(rel > 1e-3)]) if (rel > 1e-3).any() else None,
+                         float(np.max(la[1:] / la[:-1]))))
+        finals = np.array([r[0] for r in rows])
+        worst = max(rows, key=lambda r: r[0])
+        print(f"{lr:>6g} {seeds:>5} {alone_s:>8.1f} {fused_s:>8.1f} {alone_s / fused_s:>7.1f}x {finals.max():>13.1e} "
+              f"{np.median(finals):>9.1e} {int((finals > 1e-2).sum()):>7} {str(worst[1] or '-'):>15} "
+              f"{max(r[2] for r in rows):>14.2f}x", flush=True)
+
+
 def _commit() -> str:
     return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE.parent, capture_output=True,
                           text=True).stdout.strip()
@@ -152,10 +190,17 @@ def main() -> None:
     parser.add_argument("--alone", type=int, default=None, help="jobs in the alone row (in-process)")
     parser.add_argument("--sweeps", default=",".join(SWEEPS), help="whole command: which sweeps")
     parser.add_argument("--jobs", type=int, default=None, help="whole command: jobs per sweep [the issue's]")
-    parser.add_argument("--rows", default=",".join(ROWS), help=f"whole command: which rows ({', '.join(ROWS)})")
+    parser.add_argument("--rows", default=",".join(ROWS),
+                        help=f"whole command: which rows ({', '.join(ROWS)}; K=1 always runs: the baseline)")
     parser.add_argument("--unfused-jobs", type=int, default=128, help="whole command: at most this many jobs in "
                         "the unfused rows (they take longest; jobs/h is a rate)")
+    parser.add_argument("--agreement", action="store_true", help="fused against alone per lr (with --quick: tiny, CPU)")
+    parser.add_argument("--width", type=int, default=1024, help="agreement: the standard workload's width")
+    parser.add_argument("--lrs", default="0.08,0.02", help="agreement: learning rates")
+    parser.add_argument("--seeds", type=int, default=None, help="agreement: seeds per lr [48; 3 with --quick]")
     args = parser.parse_args()
+    if args.agreement:
+        return agreement_main(args)
     if not (args.quick or args.in_process):
         return command_main(args)
     device = "cpu" if args.quick or not torch.cuda.is_available() else "cuda"

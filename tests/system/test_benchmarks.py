@@ -83,6 +83,18 @@ def test_fused_benchmark_quick_runs_and_prints_its_table(show):
     assert all(float(r[-1]) < 1e-4 for r in fused)  # each member's final loss is the job's alone
 
 
+def test_fused_agreement_quick_prints_a_row_per_learning_rate(show):
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "fused.py"), "--agreement", "--quick"],
+                          check=False, cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=300)
+    show(f"\n$ python benchmarks/fused.py --agreement --quick\n{done.stdout}{done.stderr}")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].split()[:3] == ["fused", "agreement", "cpu"]
+    rows = [line.split() for line in lines[2:]]
+    assert [r[:2] for r in rows] == [["0.08", "3"], ["0.02", "3"]]
+    assert all(float(r[5]) < 1e-4 for r in rows)  # tiny and stable: fused ends where alone does
+
+
 def test_export_tensorboard_benchmark_quick_runs_and_prints_its_table(show):
     pytest.importorskip("tensorboard", reason="tensorboard is not installed: pip install -e '.[dev]'")
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "export_tensorboard.py"), "--quick"], cwd=ROOT,
