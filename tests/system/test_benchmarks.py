@@ -11,12 +11,18 @@ from support.databases import PG_SERVER, need_postgres, pg_connection
 from support.processes import ROOT, cli_env
 
 
-def test_queue_benchmark_quick_runs_and_prints_its_table(show):
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "queue.py"), "--quick"], check=False, cwd=ROOT,
-                          env=cli_env(), capture_output=True, text=True, timeout=120)
-    show(f"\n$ python benchmarks/queue.py --quick\n{done.stdout}{done.stderr}")
+def run_benchmark(show, script: str, *args: str, timeout: int = 120) -> str:
+    """Run benchmarks/<script> with args (its quick CPU variant), show what it printed, and return its
+    stdout once it exited 0."""
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args], check=False, cwd=ROOT,
+                          env=cli_env(), capture_output=True, text=True, timeout=timeout)
+    show(f"\n$ python benchmarks/{script} {' '.join(args)}\n{done.stdout}{done.stderr}")
     assert done.returncode == 0, done.stderr
-    out = done.stdout
+    return done.stdout
+
+
+def test_queue_benchmark_quick_runs_and_prints_its_table(show):
+    out = run_benchmark(show, "queue.py", "--quick")
     assert out.startswith("queue benchmark ") and "SQLAlchemy" in out and "SQLite" in out and "git " in out
     lines = out.splitlines()
     assert any(line.split()[:9] == ["jobs", "seconds", "jobs/s", "vs", "W=1", "claim", "p50", "ms", "claim"]
@@ -27,11 +33,8 @@ def test_queue_benchmark_quick_runs_and_prints_its_table(show):
 
 
 def test_trainloop_benchmark_quick_runs_and_prints_its_table(show):
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "trainloop.py"), "--quick"], check=False, cwd=ROOT,
-                          env=cli_env(), capture_output=True, text=True, timeout=300)
-    show(f"\n$ python benchmarks/trainloop.py --quick\n{done.stdout}{done.stderr}")
-    assert done.returncode == 0, done.stderr
-    rows = [line.split() for line in done.stdout.splitlines() if line[:6].strip().isdigit()]
+    out = run_benchmark(show, "trainloop.py", "--quick", timeout=300)
+    rows = [line.split() for line in out.splitlines() if line[:6].strip().isdigit()]
     variants = ["plain PyTorch", "runner eager, bare", "runner eager, all on", "runner, bare", "runner, all on"]
     assert [(r[0], " ".join(r[2:-5])) for r in rows] == [(w, v) for w in ("32", "64") for v in variants]
     plain, eager_all_on, all_on = rows[0], rows[2], rows[4]
@@ -41,11 +44,7 @@ def test_trainloop_benchmark_quick_runs_and_prints_its_table(show):
 @pytest.mark.postgres
 def test_queue_benchmark_quick_on_postgresql_prints_both_backends(show):
     need_postgres()
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "queue.py"), "--quick", "--db", PG_SERVER],
-                          check=False, cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=240)
-    show(f"\n$ python benchmarks/queue.py --quick --db {PG_SERVER}\n{done.stdout}{done.stderr}")
-    assert done.returncode == 0, done.stderr
-    out = done.stdout
+    out = run_benchmark(show, "queue.py", "--quick", "--db", PG_SERVER, timeout=240)
     assert out.startswith("queue benchmark ") and "PostgreSQL 1" in out and "psycopg " in out
     lines = out.splitlines()
     assert "PostgreSQL/SQLite" in out and lines.count("no-op jobs/s, the same drain rows on both backends:") == 1
@@ -57,11 +56,8 @@ def test_queue_benchmark_quick_on_postgresql_prints_both_backends(show):
 
 
 def test_results_read_benchmark_quick_runs_and_prints_its_table(show):
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "results_read.py"), "--quick"], cwd=ROOT,
-                          env=cli_env(), capture_output=True, text=True, timeout=120)
-    show(f"\n$ python benchmarks/results_read.py --quick\n{done.stdout}{done.stderr}")
-    assert done.returncode == 0, done.stderr
-    lines = done.stdout.splitlines()
+    out = run_benchmark(show, "results_read.py", "--quick")
+    lines = out.splitlines()
     assert lines[0].startswith("results-read benchmark ") and "SQLite" in lines[0]
     assert lines[-6].split() == ["call", "jobs", "rows", "seconds", "cpu", "s", "target", "met?"]
     labels = [line[:30].strip() for line in lines[-4:]]
@@ -71,11 +67,8 @@ def test_results_read_benchmark_quick_runs_and_prints_its_table(show):
 
 
 def test_fused_benchmark_quick_runs_and_prints_its_table(show):
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "fused.py"), "--quick"], check=False, cwd=ROOT,
-                          env=cli_env(), capture_output=True, text=True, timeout=300)
-    show(f"\n$ python benchmarks/fused.py --quick\n{done.stdout}{done.stderr}")
-    assert done.returncode == 0, done.stderr
-    lines = done.stdout.splitlines()
+    out = run_benchmark(show, "fused.py", "--quick", timeout=300)
+    lines = out.splitlines()
     assert lines[0].split()[:3] == ["fused", "benchmark", "cpu"]
     alone, *fused = [line.split() for line in lines[2:]]
     assert alone[:3] == ["tiny", "alone", "2"] and alone[-1] == "1.0x"
@@ -84,11 +77,8 @@ def test_fused_benchmark_quick_runs_and_prints_its_table(show):
 
 
 def test_fused_agreement_quick_prints_a_row_per_learning_rate(show):
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "fused.py"), "--agreement", "--quick"],
-                          check=False, cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=300)
-    show(f"\n$ python benchmarks/fused.py --agreement --quick\n{done.stdout}{done.stderr}")
-    assert done.returncode == 0, done.stderr
-    lines = done.stdout.splitlines()
+    out = run_benchmark(show, "fused.py", "--agreement", "--quick", timeout=300)
+    lines = out.splitlines()
     assert lines[0].split()[:3] == ["fused", "agreement", "cpu"]
     rows = [line.split() for line in lines[2:]]
     assert [r[:2] for r in rows] == [["0.08", "3"], ["0.02", "3"]]
@@ -97,11 +87,8 @@ def test_fused_agreement_quick_prints_a_row_per_learning_rate(show):
 
 def test_export_tensorboard_benchmark_quick_runs_and_prints_its_table(show):
     pytest.importorskip("tensorboard", reason="tensorboard is not installed: pip install -e '.[dev]'")
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "export_tensorboard.py"), "--quick"], cwd=ROOT,
-                          env=cli_env(), capture_output=True, text=True, timeout=120)
-    show(f"\n$ python benchmarks/export_tensorboard.py --quick\n{done.stdout}{done.stderr}")
-    assert done.returncode == 0, done.stderr
-    lines = done.stdout.splitlines()
+    out = run_benchmark(show, "export_tensorboard.py", "--quick")
+    lines = out.splitlines()
     assert lines[0].startswith("export-tensorboard benchmark ") and "tensorboard " in lines[0]
     assert ["what", "jobs", "seconds", "runs/s", "MB", "written", "x", "read"] in [line.split() for line in lines]
     labels = ["read: results() + curves()", "export_tensorboard(), disk", "export_tensorboard(), tmpfs",
