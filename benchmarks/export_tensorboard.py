@@ -35,7 +35,6 @@ if _ROOT not in sys.path:
 
 import argparse
 import datetime
-import platform
 import shutil
 import subprocess
 import tempfile
@@ -44,7 +43,7 @@ from collections.abc import Callable
 from typing import Any
 
 import runner
-from benchmarks.synthetic import git_rev, has_sweep
+from benchmarks.synthetic import git_rev, has_sweep, machine
 from runner.errors import RunnerError
 from runner.hashing import config_hash
 from runner.queue.store import JobOutcome, JobStatus, Store, display_url
@@ -107,9 +106,7 @@ def best(fn: Callable[[], Any], repeat: int, before: Callable[[], Any] = lambda:
 def header(db_shown: str) -> str:
     import tensorboard
 
-    load = " load avg {:.2f} {:.2f} {:.2f};".format(*os.getloadavg()) if hasattr(os, "getloadavg") else ""
-    return (f"export-tensorboard benchmark {datetime.datetime.now().isoformat(timespec='seconds')}; "
-            f"{platform.platform()}, {os.cpu_count()} CPUs;{load} Python {platform.python_version()}, "
+    return (f"export-tensorboard benchmark {datetime.datetime.now().isoformat(timespec='seconds')}; {machine()}, "
             f"tensorboard {tensorboard.__version__}; git {git_rev()}; db {db_shown}")
 
 

@@ -57,7 +57,7 @@ import numpy as np
 import sqlalchemy
 from sqlalchemy.engine import make_url
 
-from benchmarks.synthetic import git_rev
+from benchmarks.synthetic import git_rev, machine
 from runner.errors import RunnerError
 from runner.hashing import config_hash
 from runner.queue.store import JobOutcome, JobStatus, Store, display_url, sqlalchemy_url
@@ -276,10 +276,8 @@ def _cpu_model() -> str:
 
 
 def header(db_shown: str, server: str | None = None) -> str:
-    load = " load avg {:.2f} {:.2f} {:.2f};".format(*os.getloadavg()) if hasattr(os, "getloadavg") else ""
     return (f"queue benchmark {datetime.datetime.now().isoformat(timespec='seconds')}; "
-            f"{platform.platform()}, {os.cpu_count()} CPUs ({_cpu_model()});{load} "
-            f"Python {platform.python_version()}, SQLAlchemy {sqlalchemy.__version__}, "
+            f"{machine(_cpu_model())}, SQLAlchemy {sqlalchemy.__version__}, "
             f"SQLite {sqlite3.sqlite_version}{'; ' + server if server else ''}; git {git_rev()}; db {db_shown}")
 
 

@@ -33,7 +33,6 @@ if _ROOT not in sys.path:
 
 import argparse
 import datetime
-import platform
 import shutil
 import sqlite3
 import tempfile
@@ -44,7 +43,7 @@ from typing import Any
 import pandas as pd
 
 import runner
-from benchmarks.synthetic import git_rev, has_sweep
+from benchmarks.synthetic import git_rev, has_sweep, machine
 from runner.errors import RunnerError
 from runner.hashing import config_hash
 from runner.queue.store import JobOutcome, JobStatus, Store, display_url
@@ -109,9 +108,7 @@ def best(fn: Callable[[], Any], repeat: int) -> tuple[float, float, Any]:
 
 
 def header(db_shown: str) -> str:
-    load = " load avg {:.2f} {:.2f} {:.2f};".format(*os.getloadavg()) if hasattr(os, "getloadavg") else ""
-    return (f"results-read benchmark {datetime.datetime.now().isoformat(timespec='seconds')}; "
-            f"{platform.platform()}, {os.cpu_count()} CPUs;{load} Python {platform.python_version()}, "
+    return (f"results-read benchmark {datetime.datetime.now().isoformat(timespec='seconds')}; {machine()}, "
             f"pandas {pd.__version__}, SQLite {sqlite3.sqlite_version}; git {git_rev()}; db {db_shown}")
 
 

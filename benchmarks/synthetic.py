@@ -1,15 +1,24 @@
-"""What the benchmarks that build a synthetic sweep share: the git revision their table header
-names, and the check that a kept --db holds the sweep they would build. Imported as
+"""What the benchmarks that build a synthetic sweep share: the machine and git revision their table
+header names, and the check that a kept --db holds the sweep they would build. Imported as
 `benchmarks.synthetic` once a script has put the repository root on sys.path (this folder holds
 queue.py, which must not shadow the standard library's `queue`)."""
 from __future__ import annotations
 
 import os
+import platform
 import subprocess
 
 from runner.queue.store import Store
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def machine(cpu_model: str | None = None) -> str:
+    """'Linux-..., 2 CPUs (model); load avg 0.31 1.16 1.37; Python 3.11.7': where a table was measured,
+    and how busy the machine was (on a shared one the load says how far to trust the seconds)."""
+    load = " load avg {:.2f} {:.2f} {:.2f};".format(*os.getloadavg()) if hasattr(os, "getloadavg") else ""
+    model = f" ({cpu_model})" if cpu_model else ""
+    return f"{platform.platform()}, {os.cpu_count()} CPUs{model};{load} Python {platform.python_version()}"
 
 
 def git_rev() -> str:
