@@ -43,7 +43,7 @@ from collections.abc import Callable
 from typing import Any
 
 import runner
-from benchmarks.synthetic import git_rev, has_sweep, machine
+from benchmarks.synthetic import git_rev, machine, ready
 from runner.errors import RunnerError
 from runner.hashing import config_hash
 from runner.queue.store import JobOutcome, JobStatus, Store, display_url
@@ -182,10 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     db = args.db or os.path.join(tmp, "export.db")
     try:
         print(header(display_url(db)), flush=True)
-        if has_sweep(db, SWEEP, n):
-            print(f"  reusing the {n:,}-job sweep in {db}", flush=True)
-        else:
-            print(f"  built a {n:,}-job sweep in {build(db, n):.1f} s (not timed below)", flush=True)
+        ready(db, SWEEP, n, build)
         print(f"  {len(CURVES)} curves x {len(STEPS)} points a job; x read: seconds / the read row's")
         print()
         print(table(measure(db, n, repeat, tmp)))

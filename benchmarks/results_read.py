@@ -43,7 +43,7 @@ from typing import Any
 import pandas as pd
 
 import runner
-from benchmarks.synthetic import git_rev, has_sweep, machine
+from benchmarks.synthetic import git_rev, machine, ready
 from runner.errors import RunnerError
 from runner.hashing import config_hash
 from runner.queue.store import JobOutcome, JobStatus, Store, display_url
@@ -158,10 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     db = os.path.join(tmp, "results.db") if tmp else args.db
     try:
         print(header(display_url(db)), flush=True)
-        if has_sweep(db, SWEEP, n):
-            print(f"  reusing the {n:,}-job sweep in {db}", flush=True)
-        else:
-            print(f"  built a {n:,}-job sweep in {build(db, n):.1f} s (not timed below)", flush=True)
+        ready(db, SWEEP, n, build)
         print()
         print(table(measure(db, n, repeat)))
     except RunnerError as exc:

@@ -1,5 +1,5 @@
 """What the benchmarks that build a synthetic sweep share: the machine and git revision their table
-header names, and the check that a kept --db holds the sweep they would build. Imported as
+header names, and a kept --db reused when it holds the sweep they would build. Imported as
 `benchmarks.synthetic` once a script has put the repository root on sys.path (this folder holds
 queue.py, which must not shadow the standard library's `queue`)."""
 from __future__ import annotations
@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
+from collections.abc import Callable
 
 from runner.queue.store import Store
 
@@ -43,3 +44,12 @@ def has_sweep(db: str, sweep: str, n: int) -> bool:
     if counts is None or sum(counts.values()) != n:
         raise SystemExit(f"{db} exists without a {n:,}-job sweep {sweep!r}: pass another --db")
     return True
+
+
+def ready(db: str, sweep: str, n: int, build: Callable[[str, int], float]) -> None:
+    """The n-job sweep in the database at `db`: reused when a kept --db holds it (has_sweep), else
+    built by build(db, n) (its seconds); says which, outside what is timed."""
+    if has_sweep(db, sweep, n):
+        print(f"  reusing the {n:,}-job sweep in {db}", flush=True)
+    else:
+        print(f"  built a {n:,}-job sweep in {build(db, n):.1f} s (not timed below)", flush=True)
