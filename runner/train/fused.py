@@ -24,7 +24,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import torch
 
-from ..hashing import config_hash
+from ..hashing import canonical_json, config_hash
 from . import checkpoints
 from .capture import capture_blocker
 from .data import Batch, JobData
@@ -113,6 +113,13 @@ def _check_one_key(plans: Sequence[JobPlan]) -> None:
         raise ValueError("a fused group holds jobs of one fusion key only")
 
 
+def _twin_key(plan: JobPlan, seeds: Mapping[str, int]) -> tuple[Any, ...]:
+    """What fixes a fresh member's data and initial weights besides its fusion key (which the group
+    shares): its seeds and the batch function's values. Members of one twin key (a sweep's learning
+    rates at one seed) get the very same data and weights, so the group builds and draws them once."""
+    return tuple(sorted(seeds.items())), canonical_json(plan.batchfn_kwargs)
+
+
 def _alone(plan: JobPlan, device: torch.device, should_stop: Callable[[], bool], why: str,
            checkpoint_path: Path | None, seal: checkpoints.Seal | None, weights: Mapping[str, Any] | None) -> TrainResult:
     result = train(plan, device=device, should_stop=should_stop, checkpoint_path=checkpoint_path, threads=None,
@@ -164,14 +171,21 @@ class _Group:
         self.loss_fn = LOSSES[self.o.loss]
         self.members: list[_Member] = []
         models = []
+        twins: dict[tuple[Any, ...], tuple[JobData, torch.nn.Module, list[torch.Tensor]]] = {}
         for plan, state, path, initial in zip(plans, saved, paths, weights or [None] * len(plans)):  # as alone
             seeds = job_seeds(plan.options)
-            data = JobData(plan, device, seeds)
-            model = build_model(plan, data, torch.device("cpu"), seeds["model"], initial)  # moved as one stack
+            key = _twin_key(plan, seeds) if state is None and initial is None else None
+            if key in twins:  # the same data and initial weights as a member before it: built once
+                data, model, init_params = twins[key]
+            else:
+                data = JobData(plan, device, seeds)
+                model = build_model(plan, data, torch.device("cpu"), seeds["model"], initial)  # moved as one stack
+                init_params = [p.detach().clone() for p in model.parameters()]
+                if key is not None:
+                    twins[key] = data, model, init_params
             models.append(model)
             member = _Member(len(self.members), plan, data, LossTracker(plan.options.thresholds, plan.options.ema),
-                             Records(plan.options.eval_every), LrPlan(plan.options),
-                             [p.detach().clone() for p in model.parameters()], path)
+                             Records(plan.options.eval_every), LrPlan(plan.options), init_params, path)
             if state is not None:  # resumed: its checkpoint back, part by part, before the stack is built
                 restore_parts(member, model, state)
                 member.resumed_from = int(state["step"])
@@ -204,12 +218,20 @@ class _Group:
                 return f"grab {plugin.ref} reads the optimizer, which a fused member has no torch.optim of"
         return None
 
+    def _probes(self) -> list[Batch]:
+        """Each member's probe batch (JobData.probe), drawn once for members that share their data."""
+        probes: dict[int, Batch] = {}
+        for m in self.members:
+            if id(m.data) not in probes:
+                probes[id(m.data)] = m.data.probe(0)
+        return [probes[id(m.data)] for m in self.members]
+
     def _data_blocker(self) -> str | None:
-        shapes = {(tuple(X.shape), tuple(y.shape)) for X, y in (m.data.probe(0) for m in self.members)}
+        shapes = {(tuple(X.shape), tuple(y.shape)) for X, y in self._probes()}
         return None if len(shapes) == 1 else f"the members' data differ in shape ({sorted(shapes)[:2]})"
 
     def _trial_forward(self) -> str | None:
-        X = torch.stack([m.data.probe(0)[0][:2] for m in self.members])
+        X = torch.stack([X[:2] for X, _ in self._probes()])
         try:
             with torch.no_grad(), self.autocast():
                 self.stacked(X)  # type: ignore[misc]
@@ -235,8 +257,8 @@ class _Group:
         mark = self._mark(self.start) if rewinds else None
         for step in range(self.start, o.steps):
             if step in change_steps:
-                for m in self.members:  # every member's stream, as the graph draws for all
-                    m.data.apply_changes(step)
+                for d in self.data.unique:  # every member's stream, as the graph draws for all
+                    d.apply_changes(step)
                 if self.graph is not None:
                     self.graph.reset()  # the graph holds the old batch size
             if lr_every_step or step in lr_steps:
@@ -318,7 +340,7 @@ class _Group:
         if self.members[0].data.X_train is not None:
             sets.append(("train", self.data.train_set()))
         elif final:  # online: a fresh batch at the end, drawn from each ending member's stream
-            drawn = {m.index: m.data.next_batch(step) for m in members}
+            drawn = self._final_batches(step, members)
             filler = next(iter(drawn.values()))  # the others' rows are computed, not read (none yet at step 0)
             batches = [drawn.get(m.index) or self._batch_of(m) or filler for m in self.members]
             sets.append(("train", (torch.stack([b[0] for b in batches]), torch.stack([b[1] for b in batches]))))
@@ -336,6 +358,16 @@ class _Group:
                 if acc is not None:
                     self.pending.append((step, f"{name}_acc", acc, chosen))
         stacked.train(True)  # type: ignore[union-attr]
+
+    def _final_batches(self, step: int, members: Sequence[_Member]) -> dict[int, Batch]:
+        """Online, ending members: the next batch of each one's stream, as alone it draws one at its end.
+        Members sharing a JobData draw it once (alone, each would draw this very batch). A member that
+        ends before its twins ends inside _at_crossings, whose rewind sets the shared stream back."""
+        by_data: dict[int, Batch] = {}
+        for m in members:
+            if id(m.data) not in by_data:
+                by_data[id(m.data)] = m.data.next_batch(step)
+        return {m.index: by_data[id(m.data)] for m in members}
 
     def _grab(self, step: int, members: Sequence[_Member]) -> None:
         """Each member's grabs on that member's weights (and its last gradients), as alone."""
@@ -369,7 +401,7 @@ class _Group:
                 "adam_steps": opt.steps.clone(),  # type: ignore[union-attr]
                 "grads": None if self.grads is None else {k: v.clone() for k, v in self.grads.items()},
                 "batch": None if self.last_batch is None else tuple(t.clone() for t in self.last_batch),
-                "data": [m.data.mark() for m in self.members],
+                "data": [(d, d.mark()) for d in self.data.unique],
                 "group_data": (self.data.block, self.data.perms),
                 "rng": {"cpu": torch.get_rng_state(),
                         "cuda": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None}}
@@ -390,8 +422,8 @@ class _Group:
             opt.steps.copy_(mark["adam_steps"])  # type: ignore[union-attr]
         self.grads = None if mark["grads"] is None else {k: v.clone() for k, v in mark["grads"].items()}
         self.last_batch = None if mark["batch"] is None else tuple(t.clone() for t in mark["batch"])  # type: ignore[assignment]
-        for m, data_mark in zip(self.members, mark["data"]):
-            m.data.rewind(data_mark, fresh_stream=False)
+        for data, data_mark in mark["data"]:
+            data.rewind(data_mark, fresh_stream=False)
         self.data.block, self.data.perms = mark["group_data"]
         self.data.behind = False
         torch.set_rng_state(mark["rng"]["cpu"])
@@ -405,8 +437,8 @@ class _Group:
         lr_plan = self.members[0].lr_plan
         for step in range(start, end):
             if step in change_steps:
-                for m in self.members:
-                    m.data.apply_changes(step)
+                for d in self.data.unique:
+                    d.apply_changes(step)
                 if self.graph is not None:
                     self.graph.reset()
             if lr_plan.every_step or step in lr_plan.steps:

@@ -72,7 +72,7 @@ class FusedGraph:
         """Record the step: the batch drawn inside the graph when every member's batch function can be
         captured, read inside when it is the same tensors every step, else copied in; on failure note
         why and stay eager (nothing of the step has run)."""
-        members = self.data.data
+        members = self.data.unique  # a JobData that members share draws (and registers its generator) once
         self.draws_in_graph = self.data.per_member_draws and all(batch_is_capturable(d.next_batch) for d in members) \
             and hasattr(torch.cuda.CUDAGraph, "register_generator_state")
         self.data_in_graph = self.draws_in_graph or self.data.static

@@ -2,7 +2,9 @@
 the batched step as one [K, batch, ...] tensor per step with as few launches as the data allows.
 
 Each member keeps its JobData (its generators, its training set, its sampler, its block of drawn
-steps), which stays the authority for checkpoints; the group only reads it in bulk:
+steps), which stays the authority for checkpoints; the group only reads it in bulk. Members whose
+data is the same (one batch function with the same parameters and the same data seeds: a sweep's
+learning rates at one seed) hold one JobData between them, drawn once for all of them (`unique`):
 
 - offline, full batch: the members' training sets stacked once, the same tensors every step;
 - offline, minibatches: each member's epoch permutation from its own generator (K launches an
@@ -42,6 +44,7 @@ class GroupData:
 
     def __init__(self, data: Sequence[JobData]):
         self.data = list(data)
+        self.unique = list({id(d): d for d in self.data}.values())  # what is drawn: a shared JobData once
         self.first = self.data[0]
         self.full: Batch | None = None         # offline: the stacked training sets
         self.tests: Batch | None = None        # the stacked test sets (what every evaluation reads)
@@ -95,7 +98,7 @@ class GroupData:
         """Bring every member's block position up to the group's, before a member's data is read or
         saved on its own (a final evaluation, a checkpoint)."""
         if self.behind:
-            for d in self.data[1:]:
+            for d in self.unique:
                 d.block_pos = self.first.block_pos
             self.behind = False
 
@@ -104,31 +107,32 @@ class GroupData:
         go round-robin to the draw streams, forked from and joined back to the current stream (inside a
         CUDA graph too: the captured draws become parallel branches). Each member draws from its own
         generator, so which stream runs it changes no value."""
-        if self.first.device.type != "cuda" or len(self.data) < 2:
-            batches = [d.next_batch(step) for d in self.data]
+        if self.first.device.type != "cuda" or len(self.unique) < 2:
+            drawn = {id(d): d.next_batch(step) for d in self.unique}
         else:
             current = torch.cuda.current_stream(self.first.device)
             streams = _draw_streams(self.first.device)
             for s in streams:
                 s.wait_stream(current)  # also: last step's batches were read before their memory is reused
-            batches = []
-            for i, d in enumerate(self.data):
+            drawn = {}
+            for i, d in enumerate(self.unique):
                 with torch.cuda.stream(streams[i % len(streams)]):
-                    batches.append(d.next_batch(step))
+                    drawn[id(d)] = d.next_batch(step)
             for s in streams:
                 current.wait_stream(s)
+        batches = [drawn[id(d)] for d in self.data]
         return torch.stack([b[0] for b in batches]), torch.stack([b[1] for b in batches])
 
     def _minibatch(self, bs: int) -> Batch:
         first = self.first.sampler
         if first.perm is None or first.pos + bs > first.n:  # type: ignore[union-attr]
-            for d in self.data:  # a new epoch for all (one n, one batch size): each permutation from its own stream
+            for d in self.unique:  # a new epoch for all (one n, one batch size): each permutation from its own stream
                 d.sampler.new_epoch(d.X_train.device)  # type: ignore[union-attr]
             self.perms = None
         if self.perms is None:  # (also after a resume: the members' restored permutations)
             self.perms = torch.stack([d.sampler.perm for d in self.data])  # type: ignore[union-attr, misc]
         pos = first.pos  # type: ignore[union-attr]
-        for d in self.data:
+        for d in self.unique:
             d.sampler.pos = pos + bs  # type: ignore[union-attr]
         idx = self.perms[:, pos:pos + bs]
         X, y = self.train_set()  # type: ignore[misc]  # (a resume's first step comes before any evaluation)
@@ -138,7 +142,7 @@ class GroupData:
         first = self.first
         if first.block is None or first.block_pos >= first.o.draw_ahead:  # (None also after a batch-size change)
             self.behind = False  # every member's position restarts at 0
-            for d in self.data:
+            for d in self.unique:
                 d.refill_block(step)
             self.block = None
         if self.block is None:  # (also after a resume: the members' restored blocks)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import functools
 import socket
 import time
 from dataclasses import dataclass, field
@@ -89,9 +90,14 @@ def job_seeds(options: TrainOptions) -> dict[str, int]:
 
 
 def _spawn(seed: int) -> dict[str, int]:
+    return dict(_spawned(seed))
+
+
+@functools.lru_cache(maxsize=1 << 16)  # a fused group's members share seeds (a sweep's lrs at one seed)
+def _spawned(seed: int) -> tuple[tuple[str, int], ...]:
     children = np.random.SeedSequence(seed).spawn(4)
     values = [int(c.generate_state(1, dtype=np.uint64)[0] >> 1) for c in children]
-    return dict(zip(("data", "test", "model", "sample"), values))
+    return tuple(zip(("data", "test", "model", "sample"), values))
 
 
 def default_device() -> torch.device:
@@ -174,7 +180,7 @@ def build_model(plan: JobPlan, data: JobData, device: torch.device, seed: int,
         from .loading import load_weights
 
         load_weights(model, initial_weights)
-    return model.to(device)
+    return model if device.type == "cpu" else model.to(device)  # (built there: .to would walk every module)
 
 
 class _Loop:

@@ -49,6 +49,9 @@ class StackedModel:
         self.base = copy.deepcopy(models[0]).to("meta")     # the structure only; no memory
         self._members = list(models)                        # for grabs and snapshots: a member as a module
         self._on_device: set[int] = set()
+        firsts: dict[int, int] = {}
+        # members built as one module (twins: the same initial weights) get a copy of their own when first asked
+        self._twins = {i for i, m in enumerate(self._members) if firsts.setdefault(id(m), i) != i}
 
         def one(p: dict[str, torch.Tensor], b: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
             return torch.func.functional_call(self.base, (p, b), (x,))
@@ -67,6 +70,9 @@ class StackedModel:
         """Member i as the module it would be alone: its weights copied out of the stack, and its part
         of the last step's gradients as .grad (a grab such as grad_norm reads them). For grabs and
         snapshots; what is done to it does not flow back."""
+        if i in self._twins:
+            self._twins.discard(i)
+            self._members[i] = copy.deepcopy(self._members[i])
         module = self._members[i]
         if i not in self._on_device:
             module.to(self.device)

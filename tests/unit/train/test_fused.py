@@ -47,6 +47,12 @@ SCENARIOS = {
                                         snapshots=[0, 60, "end"]), seed=[0, 1], lr=[0.05, 0.1]),
     "xor-bce-centered": members(dict(batchfn="xor", model="mlp", batch_size=32, width=16, depth=1, steps=100,
                                      n_test=64, eval_every=25, loss="bce", center=True), seed=[0, 1], lr=[0.1, 0.3]),
+    # twins: members of one seed share their data and initial weights (drawn and built once for them)
+    "twins-online-per-step": members(MOONS, seed=[0, 0, 1, 1], lr=[0.05, 0.1, 0.05, 0.2], momentum=[0.0, 0.9, 0.0, 0.0]),
+    "twins-draw-ahead-and-a-batch-size-change": members(dict(MOONS, draw_ahead=8, changes=[{"at": 45, "batch_size": 16}]),
+                                                        seed=[0, 0, 1], lr=[0.05, 0.1, 0.2]),
+    "twins-offline-minibatches": members(dict(TEACHER, online=False, n_train=96), seed=[4, 4, 4, 5],
+                                         lr=[0.02, 0.05, 0.1, 0.05]),
     "deep-linear": members(dict(batchfn="linear_teacher", model="dln", d=8, width=16, depth=3, batch_size=32,
                                 steps=100, n_test=64, eval_every=25, gamma=0.5), seed=[0, 1, 2], lr=[0.02, 0.05, 0.1]),
 }
@@ -104,6 +110,37 @@ def test_members_end_on_their_own_steps_and_the_others_go_on():
     assert fused[1].summary["steps_run"] < 600 == fused[2].summary["steps_run"]
     for a, f in zip(alone, fused):
         assert_same(a, f)
+
+
+def test_twins_end_on_their_own_steps_and_their_twins_train_on_as_alone():
+    """Members of one seed share their data: one that stops on its thresholds (or diverges) ends at its
+    own step, its final batch drawn as alone, while its twins train on the stream they would see alone."""
+    base = dict(TEACHER, steps=400, thresholds=[0.5], at_thresholds=["eval"])
+    configs = [dict(base, seed=7, lr=0.08, stop_on_thresholds=True), dict(base, seed=7, lr=0.02),
+               dict(base, seed=7, lr=1e3), dict(base, seed=8, lr=0.05, stop_on_thresholds=True)]
+    alone = [runner.train(c, device="cpu") for c in configs]
+    fused = train_group(configs, device="cpu")
+    assert [r.status for r in fused] == ["done", "done", "diverged", "done"]
+    assert fused[0].summary["steps_run"] < 400 == fused[1].summary["steps_run"]
+    for a, f in zip(alone, fused):
+        assert_same(a, f)
+
+
+def test_twins_share_one_data_and_one_initial_model_but_stay_their_own_modules():
+    from runner.train.fused import _Group
+    from runner.train.optim import precision
+    from runner.train.plan import plan_job
+
+    plans = [plan_job(c) for c in members(dict(MOONS, steps=10), seed=[0, 0, 1, 0], lr=[0.05, 0.1, 0.05, 0.2])]
+    device = torch.device("cpu")
+    with precision("fp32", device) as autocast:
+        group = _Group(plans, device, autocast, lambda: False, 0.0, saved=[None] * 4, paths=[None] * 4)
+    data = [m.data for m in group.members]
+    assert data[0] is data[1] is data[3] and data[2] is not data[0] and len(group.data.unique) == 2
+    first, twin = group.stacked.member(0), group.stacked.member(1)
+    assert first is not twin  # a grab holding one member's module never sees another's weights
+    for name, p in group.stacked.params.items():
+        assert torch.equal(p[0], p[1]) and torch.equal(p[0], p[3]) and not torch.equal(p[0], p[2]), name
 
 
 def test_what_cannot_be_fused_runs_alone_and_says_why():

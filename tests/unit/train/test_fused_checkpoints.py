@@ -17,6 +17,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 GROUPS = {
     "sgd-momentum": members(dict(MOONS, steps=90), seed=[0, 1, 2], lr=[0.05, 0.1, 0.2], momentum=[0.9, 0.0, 0.5]),
     "draw-ahead": members(dict(MOONS, steps=90, draw_ahead=16), seed=[0, 1], lr=[0.05, 0.1]),  # stops mid-block
+    "draw-ahead-twins": members(dict(MOONS, steps=90, draw_ahead=16), seed=[3, 3, 4], lr=[0.05, 0.1, 0.1]),  # one stream, saved twice
     "adam-offline-minibatches": members(dict(TEACHER, optimizer="adam", online=False, n_train=96, steps=90,
                                              schedule="step", step_size=25, grabs=["grad_norm"], grab_every=10),
                                         seed=[0, 1], lr=[3e-3, 1e-2]),
