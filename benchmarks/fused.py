@@ -11,6 +11,7 @@ difference of a job's final test loss from the same job in the K=1 row.
 
     python benchmarks/fused.py                       # the sweeps of issue 14 on GPU 0 (also with draw_ahead: tiny 1000, width 256 10)
     python benchmarks/fused.py --sweeps tiny --unfused-jobs 64   # fewer jobs in the slow rows
+    python benchmarks/fused.py --lrs-per-seed 1      # every job its own seed (no twins: nothing shared)
     python benchmarks/fused.py --in-process          # train_group against runner.train, no queue
     python benchmarks/fused.py --quick               # a small CPU smoke run of the in-process rows
     python benchmarks/fused.py --agreement           # how far fused jobs end from the same jobs alone, per lr
@@ -83,7 +84,7 @@ ROWS = {"K=1 captured": ["--fuse", "1"], "8 workers MPS": ["--fuse", "1", "--per
 
 
 def sweep_rows(name: str, base: dict, jobs: int, unfused_jobs: int, devices: str, steps: int | None,
-               rows: list[str]) -> None:
+               rows: list[str], lrs_per_seed: int = 4) -> None:
     """The whole-command rows of one sweep (the K=1 row first: the others' baseline), printed as they finish."""
     base = dict(base, **({"steps": steps} if steps else {}))
     results: dict[str, dict] = {}
@@ -91,7 +92,7 @@ def sweep_rows(name: str, base: dict, jobs: int, unfused_jobs: int, devices: str
         flags = ROWS[row]
         n = jobs if row.startswith("fused") else min(jobs, unfused_jobs)
         with tempfile.TemporaryDirectory() as folder:
-            results[row] = whole_command(Path(folder), name, base, n, devices, flags)
+            results[row] = whole_command(Path(folder), name, base, n, devices, flags, lrs_per_seed)
         first = results["K=1 captured"]
         r = results[row]
         diff = max((abs(r["losses"][k] - v) / abs(v) for k, v in first["losses"].items() if k in r["losses"] and v),
@@ -102,10 +103,12 @@ def sweep_rows(name: str, base: dict, jobs: int, unfused_jobs: int, devices: str
               f"{r['inside'] / first['inside']:>7.1f}x {fused:>7} {diff:>12.1e}", flush=True)
 
 
-def whole_command(folder: Path, name: str, base: dict, jobs: int, devices: str, flags: list[str]) -> dict:
-    """Submit `jobs` jobs (seed and lr vary) to a fresh database, run `runner workers` until done, read back."""
+def whole_command(folder: Path, name: str, base: dict, jobs: int, devices: str, flags: list[str],
+                  lrs_per_seed: int = 4) -> dict:
+    """Submit `jobs` jobs (seeds x `lrs_per_seed` learning rates) to a fresh database, run `runner
+    workers` until done, read back."""
     db, grid = folder / "jobs.db", folder / "grid.yaml"
-    lrs = [0.02, 0.04, 0.06, 0.08]
+    lrs = [0.02, 0.04, 0.06, 0.08][:lrs_per_seed]
     grid.write_text(yaml.safe_dump({"sweep": name, "base": base, "grid": {"seed": {"range": [0, jobs // len(lrs)]},
                                                                          "lr": lrs}}))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE.parent), os.environ.get("PYTHONPATH", "")])}
@@ -138,12 +141,14 @@ def whole_command(folder: Path, name: str, base: dict, jobs: int, devices: str, 
 def command_main(args: argparse.Namespace) -> None:
     devices = "0" if torch.cuda.is_available() else "cpu"
     machine = torch.cuda.get_device_name() if devices == "0" else platform.processor() or "cpu"
-    print(f"fused benchmark, whole command  {machine}  torch {torch.__version__}  git {_commit()}")
+    print(f"fused benchmark, whole command  {machine}  torch {torch.__version__}  git {_commit()}  "
+          f"{args.lrs_per_seed} lr(s) per seed")
     print(f"{'sweep':<16} {'row':<14} {'jobs':>5} {'seconds':>8} {'jobs/h':>10} {'vs K=1':>8} {'steps/s':>12} "
           f"{'inside st/s':>13} {'vs K=1':>8} {'groups':>7} {'max rel diff':>12}")
     for name in args.sweeps.split(","):
         base, jobs = SWEEPS[name]
-        sweep_rows(name, base, args.jobs or jobs, args.unfused_jobs, devices, args.steps, args.rows.split(","))
+        sweep_rows(name, base, args.jobs or jobs, args.unfused_jobs, devices, args.steps, args.rows.split(","),
+                   args.lrs_per_seed)
 
 
 def agreement_main(args: argparse.Namespace) -> None:
@@ -194,6 +199,9 @@ def main() -> None:
                         help=f"whole command: which rows ({', '.join(ROWS)}; K=1 always runs: the baseline)")
     parser.add_argument("--unfused-jobs", type=int, default=128, help="whole command: at most this many jobs in "
                         "the unfused rows (they take longest; jobs/h is a rate)")
+    parser.add_argument("--lrs-per-seed", type=int, choices=range(1, 5), default=4,
+                        help="whole command: learning rates per seed (4: the issue's grid, where a fused group's "
+                        "members of one seed share data and initial weights; 1: every job its own seed)")
     parser.add_argument("--agreement", action="store_true", help="fused against alone per lr (with --quick: tiny, CPU)")
     parser.add_argument("--width", type=int, default=1024, help="agreement: the standard workload's width")
     parser.add_argument("--lrs", default="0.08,0.02", help="agreement: learning rates")
