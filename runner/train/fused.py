@@ -1,13 +1,18 @@
 """A fused group: jobs of one fusion key trained as one batched model, each still its own job.
 
 Every member keeps what it would have alone: its data (its own JobData, generators seeded from its
-own seed, so it sees exactly the batches it would see alone), its initial weights (built alone, then
-stacked), its learning rate and optimizer scalars, its thresholds and divergence, its evaluations,
+own seed, so it sees exactly the batches it would see alone), its initial weights (drawn from its
+own seed as alone, then stacked), its learning rate and optimizer scalars, its thresholds and divergence, its evaluations,
 grabs and snapshots (run on that member's weights), its checkpoints (runner.train.fused_checkpoints:
 the format a job alone writes, so a member resumes fused or alone) and its own TrainResult. A member that diverges
 or stops on its thresholds ends at the step it would end alone and is frozen (learning rate 0)
 while the others go on. What cannot be fused runs each job alone, and every summary says which:
 `fused: K` or `fused: off: <why>`.
+
+Set-up costs per member what it costs alone, which for a thousand tiny members is more than their
+training, so what members have in common is made once: twins (members of one seed: a sweep's
+learning rates) share one JobData and one set of initial weights, and a member of another seed has
+its weights redrawn on the first member's module (the model's `reinitialise()`) instead of building one.
 
 On a GPU the whole fused step is captured as one CUDA graph (runner.train.fused_capture).
 """
@@ -42,13 +47,15 @@ from .loop import (
     intra_op_threads,
     job_result,
     job_seeds,
+    model_kwargs,
+    redraw_model,
     train,
 )
 from .optim import LOSSES, MEMBER_LOSSES, accuracy, precision
 from .plan import JobPlan, plan_job
 from .records import Records
 from .schedule import LrPlan, every
-from .stacked import StackedModel, StackedOptimizer, fusion_blocker, summed_loss_backward
+from .stacked import StackedModel, StackedOptimizer, Weights, fusion_blocker, summed_loss_backward, weights_of
 from .thresholds import LossTracker, crossings_since
 
 
@@ -128,6 +135,23 @@ def _alone(plan: JobPlan, device: torch.device, should_stop: Callable[[], bool],
     return result
 
 
+class _Template:
+    """The first fresh member's module, redrawn in place for each fresh member after it whose model
+    takes the same arguments: its weights drawn as building its own would draw them (redraw_model),
+    without building a module per member."""
+
+    def __init__(self, module: torch.nn.Module, kwargs: dict[str, Any]):
+        self.module, self.kwargs = module, kwargs
+        self.named = list(module.named_parameters()), list(module.named_buffers())  # the same tensors every redraw
+
+    def redraw(self, seed: int) -> bool:
+        """The module's weights drawn as building it with `seed` would (False: it cannot be redrawn)."""
+        return redraw_model(self.module, seed)
+
+    def weights(self) -> Weights:
+        return weights_of(*self.named)
+
+
 @dataclass(eq=False)  # compared by identity: its fields hold tensors
 class _Member:
     """One job of the group: everything it would have alone but its weights (those are stacked)."""
@@ -170,34 +194,15 @@ class _Group:
         self.started, self.seal = started, seal
         self.loss_fn = LOSSES[self.o.loss]
         self.members: list[_Member] = []
-        models = []
-        twins: dict[tuple[Any, ...], tuple[JobData, torch.nn.Module, list[torch.Tensor]]] = {}
-        for plan, state, path, initial in zip(plans, saved, paths, weights or [None] * len(plans)):  # as alone
-            seeds = job_seeds(plan.options)
-            key = _twin_key(plan, seeds) if state is None and initial is None else None
-            if key in twins:  # the same data and initial weights as a member before it: built once
-                data, model, init_params = twins[key]
-            else:
-                data = JobData(plan, device, seeds)
-                model = build_model(plan, data, torch.device("cpu"), seeds["model"], initial)  # moved as one stack
-                init_params = [p.detach().clone() for p in model.parameters()]
-                if key is not None:
-                    twins[key] = data, model, init_params
-            models.append(model)
-            member = _Member(len(self.members), plan, data, LossTracker(plan.options.thresholds, plan.options.ema),
-                             Records(plan.options.eval_every), LrPlan(plan.options), init_params, path)
-            if state is not None:  # resumed: its checkpoint back, part by part, before the stack is built
-                restore_parts(member, model, state)
-                member.resumed_from = int(state["step"])
-            self.members.append(member)
+        modules, stack = self._build_members(plans, device, saved, paths, weights or [None] * len(plans))
         self.start = self.members[0].resumed_from or 0  # the caller groups members resuming at one step
-        self.blocker = fusion_blocker(models) or self._plugin_blocker() or self._data_blocker()
+        self.blocker = fusion_blocker(modules[0], stack) or self._plugin_blocker() or self._data_blocker()
         self.stacked: StackedModel | None = None
         self.optimizer: StackedOptimizer | None = None
         self.grads: dict[str, torch.Tensor] | None = None  # the last step's, per stacked parameter
         self.saves = any(path is not None for path in paths)
         if self.blocker is None:
-            self.stacked = StackedModel(models, device)
+            self.stacked = StackedModel(modules, stack, device)
             self.optimizer = StackedOptimizer(self.stacked.params, [m.plan.options for m in self.members])
             restore_optimizer(self, list(saved))
             self.blocker = self._trial_forward()
@@ -210,6 +215,48 @@ class _Group:
         # evaluations awaiting the next host read: (step, name, [K] values on the device, the members they are for)
         self.pending: list[tuple[int, str, torch.Tensor, list[int]]] = []
         self.setup_s = time.perf_counter() - started
+
+    def _build_members(self, plans: Sequence[JobPlan], device: torch.device, saved: Sequence[dict[str, Any] | None],
+                       paths: Sequence[Path | None], initials: Sequence[Mapping[str, Any] | None],
+                       ) -> tuple[list[torch.nn.Module | None], list[Weights]]:
+        """Every member as alone: its data, its initial weights (and its checkpoint's parts, resumed).
+        Twins (one seed) share one data and one set of weights; a fresh member of another seed has
+        its weights redrawn on the first fresh member's module. Returns the members' modules (None:
+        none of its own) and weights, in order."""
+        modules: list[torch.nn.Module | None] = []
+        stack: list[Weights] = []
+        twins: dict[tuple[Any, ...], tuple[JobData, Weights, list[torch.Tensor]]] = {}
+        template: _Template | None = None
+        for plan, state, path, initial in zip(plans, saved, paths, initials):
+            seeds = job_seeds(plan.options)
+            fresh = state is None and initial is None
+            key = _twin_key(plan, seeds) if fresh else None
+            module = None
+            if key in twins:  # the same data and initial weights as a member before it: built once
+                data, weights, init_params = twins[key]
+            else:
+                data = JobData(plan, device, seeds)
+                kwargs = model_kwargs(plan, data, seeds["model"])
+                if fresh and template is not None and template.kwargs == kwargs and template.redraw(seeds["model"]):
+                    weights = template.weights()
+                else:  # built on the CPU: moved as one stack
+                    module = build_model(plan, data, torch.device("cpu"), seeds["model"], initial, kwargs)
+                    weights = weights_of(module.named_parameters(), module.named_buffers())
+                    if fresh and template is None:
+                        template = _Template(module, kwargs)
+                init_params = list(weights[0].values())
+                if key is not None:
+                    twins[key] = data, weights, init_params
+            member = _Member(len(self.members), plan, data, LossTracker(plan.options.thresholds, plan.options.ema),
+                             Records(plan.options.eval_every), LrPlan(plan.options), init_params, path)
+            if state is not None and module is not None:  # resumed (so built): its checkpoint back, part by part
+                restore_parts(member, module, state)
+                weights = weights_of(module.named_parameters(), module.named_buffers())
+                member.resumed_from = int(state["step"])
+            modules.append(module)
+            stack.append(weights)
+            self.members.append(member)
+        return modules, stack
 
     # what cannot be fused -----------------------------------------------------------------------
     def _plugin_blocker(self) -> str | None:

@@ -149,10 +149,9 @@ def intra_op_threads(threads: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def build_model(plan: JobPlan, data: JobData, device: torch.device, seed: int,
-                initial_weights: Mapping[str, Any] | None = None) -> torch.nn.Module:
-    """The configured model, d_in and d_out read from the data unless the config sets them; a job with
-    `init_from` starts from `initial_weights` (UserError without them: only a queue has them)."""
+def model_kwargs(plan: JobPlan, data: JobData, seed: int) -> dict[str, Any]:
+    """The model constructor's arguments: the config's, d_in and d_out read from the data unless the
+    config sets them (kept only where the constructor takes them)."""
     kwargs = dict(plan.model_kwargs)
     X, y = data.probe(seed)
     kwargs.setdefault("d_in", X.shape[-1])
@@ -162,7 +161,14 @@ def build_model(plan: JobPlan, data: JobData, device: torch.device, seed: int,
         else:
             kwargs["d_out"] = 1 if y.dim() == 1 else y.shape[-1]
     accepted = {p.name for p in model_params(plan.model.fn)}
-    kwargs = {k: v for k, v in kwargs.items() if k in accepted or k not in ("d_in", "d_out")}
+    return {k: v for k, v in kwargs.items() if k in accepted or k not in ("d_in", "d_out")}
+
+
+def build_model(plan: JobPlan, data: JobData, device: torch.device, seed: int,
+                initial_weights: Mapping[str, Any] | None = None, kwargs: dict[str, Any] | None = None) -> torch.nn.Module:
+    """The configured model (its arguments: `kwargs`, else model_kwargs); a job with `init_from`
+    starts from `initial_weights` (UserError without them: only a queue has them)."""
+    kwargs = model_kwargs(plan, data, seed) if kwargs is None else kwargs
     # Initialise on the CPU under a private RNG: same weights on every device, global RNG untouched.
     # Only the CPU generator is seeded (torch.manual_seed also seeds every accelerator's, which costs
     # more than building a small model: a fused group builds a thousand).
@@ -181,6 +187,18 @@ def build_model(plan: JobPlan, data: JobData, device: torch.device, seed: int,
 
         load_weights(model, initial_weights)
     return model if device.type == "cpu" else model.to(device)  # (built there: .to would walk every module)
+
+
+def redraw_model(model: torch.nn.Module, seed: int) -> bool:
+    """Draw `model`'s weights again, in place, as building it with `seed` draws them, through its
+    `reinitialise()` (the built-in mlp and dln have one). False, and nothing drawn, where the model has
+    none or declines (mup). A fused group redraws one module per member instead of building each."""
+    reinitialise = getattr(model, "reinitialise", None)
+    if reinitialise is None:
+        return False
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        torch.random.default_generator.manual_seed(seed)
+        return bool(reinitialise())
 
 
 class _Loop:

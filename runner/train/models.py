@@ -72,6 +72,7 @@ class MLP(nn.Module):
         if not gamma > 0:
             raise ValueError(f"gamma must be > 0, got {gamma}")
         self.gamma, self.center = float(gamma), bool(center)
+        self.init, self.parametrization = init, parametrization
         shape = dict(d_in=d_in, d_out=d_out, activation=activation, bias=bias, dropout=dropout)
         if parametrization == "mup":
             import mup
@@ -89,6 +90,22 @@ class MLP(nn.Module):
             # The initial weights ride along as buffers: moved by .to(), saved in checkpoints, never trained.
             for name, p in self.net.named_parameters():
                 self.register_buffer("init__" + name.replace(".", "__"), p.detach().clone())
+
+    def reinitialise(self) -> bool:
+        """Draw every weight again from the global RNG as the constructor draws them: the same calls in
+        the same order (each Linear's own init, then `init`), the centering copies taken again. False
+        under mup, whose constructor also draws its base and delta models."""
+        if self.parametrization == "mup":
+            return False
+        with torch.no_grad():
+            for layer in self.net:
+                if isinstance(layer, nn.Linear):
+                    layer.reset_parameters()
+            _initialise(self.net, self.init, nn.init)
+            if self.center:
+                for name, p in self.net.named_parameters():
+                    getattr(self, "init__" + name.replace(".", "__")).copy_(p)
+        return True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.net(x)
@@ -140,10 +157,23 @@ class DeepLinear(nn.Module):
         if not gamma > 0:
             raise ValueError(f"gamma must be > 0, got {gamma}")
         dims = [d_in] + [width] * (depth - 1) + [d_out]
+        self.gamma = float(gamma)
         self.layers = nn.ModuleList(nn.Linear(a, b, bias=False) for a, b in zip(dims[:-1], dims[1:]))
+        self._draw()
+
+    def _draw(self) -> None:
         with torch.no_grad():
             for layer in self.layers:
-                layer.weight.normal_(0.0, gamma / math.sqrt(layer.in_features))
+                layer.weight.normal_(0.0, self.gamma / math.sqrt(layer.in_features))
+
+    def reinitialise(self) -> bool:
+        """Draw the weights again from the global RNG as the constructor draws them (each Linear's own
+        init, which the constructor's draw then replaces, and that draw)."""
+        with torch.no_grad():
+            for layer in self.layers:
+                layer.reset_parameters()
+        self._draw()
+        return True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for layer in self.layers:

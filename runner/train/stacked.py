@@ -10,7 +10,7 @@ only: the summed loss's backward hands each member the gradient of its own loss.
 from __future__ import annotations
 
 import copy
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import torch
 from torch import nn
@@ -18,17 +18,28 @@ from torch import nn
 from .optim import LossFn
 from .options import TrainOptions
 
+Weights = tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]  # a member's parameters and buffers, by name
 
-def fusion_blocker(models: Sequence[nn.Module]) -> str | None:
-    """Why these models cannot train as one (None: they can); checked before anything runs."""
-    first = models[0]
+
+def weights_of(named_parameters: Iterable[tuple[str, torch.Tensor]],
+               named_buffers: Iterable[tuple[str, torch.Tensor]]) -> Weights:
+    """Copies of a module's parameters and buffers as they are now (a module redrawn for the next
+    member keeps its tensors: pass its named lists once, copy them per member)."""
+    return {n: p.detach().clone() for n, p in named_parameters}, {n: b.clone() for n, b in named_buffers}
+
+
+def fusion_blocker(first: nn.Module, weights: Sequence[Weights]) -> str | None:
+    """Why these members cannot train as one (None: they can): the first member's module, every
+    member's weights. Checked before anything runs."""
     if any(hasattr(p, "infshape") for p in first.parameters()):
         return "muP's readout reads its weights' base shapes, which stacked parameters do not carry"
     if any(isinstance(m, nn.Dropout) and m.p > 0 for m in first.modules()):
         return "dropout draws from the global random stream, which fused members would share"
-    shapes = [[(n, tuple(p.shape)) for n, p in m.named_parameters()] for m in models]
-    if any(s != shapes[0] for s in shapes):
-        return "the members' parameters differ in shape"
+    shapes = [{n: t.shape for n, t in part.items()} for part in weights[0]]
+    for w in weights[1:]:
+        if w is not weights[0] and any(len(part) != len(s) or any(s.get(n) != t.shape for n, t in part.items())
+                                       for part, s in zip(w, shapes)):
+            return "the members' parameters differ in shape"
     return None
 
 
@@ -36,22 +47,24 @@ class StackedModel:
     """The members' parameters and buffers stacked ([K, ...] each) on `device`, run through one
     stateless copy. The member modules may live on the CPU (a group builds them there: a thousand
     small host-to-device copies cost more than building the models); one moves to `device` when a
-    grab or a snapshot first asks for it."""
+    grab or a snapshot first asks for it. A member without a module of its own (None: a twin, or
+    one whose weights were redrawn on another's module) gets a copy of the first's when first asked."""
 
-    def __init__(self, models: Sequence[nn.Module], device: torch.device | None = None):
-        self.k = len(models)
-        params, buffers = torch.func.stack_module_state(list(models))
-        device = device or next(iter(params.values())).device
+    def __init__(self, modules: Sequence[nn.Module | None], weights: Sequence[Weights],
+                 device: torch.device | None = None):
+        self.k = len(weights)
+        first = modules[0]
+        assert first is not None, "the first member has a module of its own"
+        device = device or next(iter(weights[0][0].values())).device
         self.device = device
+        grads = {n: p.requires_grad for n, p in first.named_parameters()}
         self.params: dict[str, torch.Tensor] = {  # leaves that require grad
-            k: v.detach().to(device).requires_grad_(v.requires_grad) for k, v in params.items()}
-        self.buffers: dict[str, torch.Tensor] = {k: v.to(device) for k, v in buffers.items()}
-        self.base = copy.deepcopy(models[0]).to("meta")     # the structure only; no memory
-        self._members = list(models)                        # for grabs and snapshots: a member as a module
+            n: torch.stack([w[0][n] for w in weights]).to(device).requires_grad_(grads[n]) for n in weights[0][0]}
+        self.buffers: dict[str, torch.Tensor] = {
+            n: torch.stack([w[1][n] for w in weights]).to(device) for n in weights[0][1]}
+        self.base = copy.deepcopy(first).to("meta")  # the structure only; no memory
+        self._members = list(modules)                # for grabs and snapshots: a member as a module
         self._on_device: set[int] = set()
-        firsts: dict[int, int] = {}
-        # members built as one module (twins: the same initial weights) get a copy of their own when first asked
-        self._twins = {i for i, m in enumerate(self._members) if firsts.setdefault(id(m), i) != i}
 
         def one(p: dict[str, torch.Tensor], b: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
             return torch.func.functional_call(self.base, (p, b), (x,))
@@ -70,10 +83,9 @@ class StackedModel:
         """Member i as the module it would be alone: its weights copied out of the stack, and its part
         of the last step's gradients as .grad (a grab such as grad_norm reads them). For grabs and
         snapshots; what is done to it does not flow back."""
-        if i in self._twins:
-            self._twins.discard(i)
-            self._members[i] = copy.deepcopy(self._members[i])
         module = self._members[i]
+        if module is None:
+            module = self._members[i] = copy.deepcopy(self._members[0])
         if i not in self._on_device:
             module.to(self.device)
             self._on_device.add(i)

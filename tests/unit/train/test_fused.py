@@ -126,19 +126,27 @@ def test_twins_end_on_their_own_steps_and_their_twins_train_on_as_alone():
         assert_same(a, f)
 
 
-def test_twins_share_one_data_and_one_initial_model_but_stay_their_own_modules():
+def test_twins_share_one_data_and_one_initial_model_but_stay_their_own_modules(monkeypatch):
+    """Members of one seed share their data and weights; a member of another seed gets its weights
+    redrawn on the first one's module: one model built for the whole group."""
+    from runner.train import models
     from runner.train.fused import _Group
     from runner.train.optim import precision
     from runner.train.plan import plan_job
 
     plans = [plan_job(c) for c in members(dict(MOONS, steps=10), seed=[0, 0, 1, 0], lr=[0.05, 0.1, 0.05, 0.2])]
+    built = []  # (counted once planned: planning reads the constructor's signature)
+    monkeypatch.setattr(models.MLP, "__init__", lambda self, *a, _init=models.MLP.__init__, **k: (
+        built.append(1), _init(self, *a, **k))[-1])
     device = torch.device("cpu")
     with precision("fp32", device) as autocast:
         group = _Group(plans, device, autocast, lambda: False, 0.0, saved=[None] * 4, paths=[None] * 4)
+    assert len(built) == 1
     data = [m.data for m in group.members]
     assert data[0] is data[1] is data[3] and data[2] is not data[0] and len(group.data.unique) == 2
-    first, twin = group.stacked.member(0), group.stacked.member(1)
-    assert first is not twin  # a grab holding one member's module never sees another's weights
+    first, twin, other = group.stacked.member(0), group.stacked.member(1), group.stacked.member(2)
+    assert len({id(first), id(twin), id(other)}) == 3  # a grab holding one member's module never sees another's weights
+    assert all(torch.equal(p, group.stacked.params[n][2]) for n, p in other.named_parameters())
     for name, p in group.stacked.params.items():
         assert torch.equal(p[0], p[1]) and torch.equal(p[0], p[3]) and not torch.equal(p[0], p[2]), name
 

@@ -155,3 +155,41 @@ def test_a_job_trains_with_hidden_dims():
     out = train(dict(batchfn="gaussian_teacher", model="mlp", d=4, batch_size=8, hidden_dims=[16, 8], steps=20,
                      n_test=16), device="cpu")
     assert out.status == "done" and out.summary["final_test_loss"] is not None
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(model=MLP, d_in=3, d_out=2, width=8, depth=2),
+    dict(model=MLP, d_in=3, d_out=1, width=8, depth=0, bias=False),
+    dict(model=MLP, d_in=3, d_out=2, hidden_dims=[8, 5], init="he", center=True, activation="tanh"),
+    dict(model=MLP, d_in=3, d_out=2, width=8, init="xavier", dropout=0.1, gamma=2.0),
+    dict(model=DeepLinear, d_in=3, d_out=2, width=8, depth=3, gamma=0.5),
+])
+def test_a_redrawn_model_holds_what_building_it_with_that_seed_gives(kwargs):
+    """What a fused group relies on to draw a thousand members' weights on one module."""
+    from runner.train.loop import redraw_model
+
+    kwargs = dict(kwargs)
+    cls = kwargs.pop("model")
+
+    def built(seed: int) -> torch.nn.Module:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return cls(**kwargs)
+    module, before = built(0), torch.get_rng_state()
+    for seed in (7, 123, 0):
+        assert redraw_model(module, seed)
+        expected = built(seed).state_dict()
+        got = module.state_dict()
+        assert got.keys() == expected.keys()
+        for name, tensor in expected.items():
+            assert torch.equal(got[name], tensor), (seed, name)
+    assert torch.equal(torch.get_rng_state(), before)  # the global stream is left where it was
+
+
+def test_a_mup_model_declines_to_be_redrawn_and_draws_nothing():
+    from runner.train.loop import redraw_model
+
+    module = MLP(d_in=3, d_out=2, width=8, parametrization="mup", base_width=4)
+    state = {k: v.clone() for k, v in module.state_dict().items()}
+    assert not redraw_model(module, 5)
+    assert all(torch.equal(module.state_dict()[k], v) for k, v in state.items())
